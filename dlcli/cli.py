@@ -1,0 +1,285 @@
+"""The `dl` command: each command parses, calls one function, renders the answer.
+
+Exit codes: 0 done, 1 failed while running, 2 bad usage / config / input file
+(a short message, no traceback unless --debug), 130 interrupted (checkpoint saved).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from dlcli import __version__
+from dlcli.config import apply_overrides, find_recipe, list_recipes, read_yaml, render_yaml, validate
+from dlcli.console import Logger, fmt_metrics, log, out, print_json
+from dlcli.errors import DlError
+from dlcli.runner import Interrupted, NonFiniteLoss
+from dlcli.tasks import get_task
+
+app = typer.Typer(
+    help="Train and run the landmark models of deep learning from YAML recipes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+config_app = typer.Typer(help="Inspect recipes.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+_debug = os.environ.get("DL_DEBUG", "") not in ("", "0")
+
+SetOption = Annotated[list[str], typer.Option("--set", help="override a recipe key: --set optim.lr=0.05 (repeatable)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")]
+
+
+def _fail(message: str, code: int) -> None:
+    log.print(f"[red bold]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def guarded(fn):
+    """Turn the errors a user can act on into exit codes and one-paragraph messages."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except DlError as e:
+            if _debug:
+                raise
+            _fail(str(e), 2)
+        except Interrupted:
+            log.print("interrupted: the checkpoint is saved; continue with --resume")
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:
+            log.print("interrupted")
+            raise typer.Exit(130) from None
+        except NonFiniteLoss as e:
+            _fail(str(e), 1)
+        except Exception as e:
+            if _debug:
+                raise
+            _fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)", 1)
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"dl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")] = False,
+) -> None:
+    global _debug
+    _debug = _debug or debug
+
+
+def _load_config(config: str, overrides: list[str]):
+    raw = apply_overrides(read_yaml(find_recipe(config)), overrides)
+    task = get_task(raw.get("task"))
+    return task, validate(raw, task.Config)
+
+
+# --------------------------------------------------------------------------- train
+
+
+@app.command()
+@guarded
+def train(
+    config: Annotated[str, typer.Argument(help="recipe file, or a bundled recipe's name (resnet)")],
+    set_: SetOption = [],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="run folder (default runs/<name>)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run folder's checkpoints/last.pt")] = False,
+    resume_from: Annotated[Path | None, typer.Option("--resume-from", help="continue from this checkpoint")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing run folder")] = False,
+    device: DeviceOption = None,
+    nproc: Annotated[int | None, typer.Option("--nproc", help="processes on this machine: re-launches under torchrun")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or logs")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Train what a recipe says; the run folder gets config, metrics, checkpoints and a summary."""
+    from dlcli import runner
+    from dlcli.runtime import create_runtime
+
+    if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_launch_torchrun(nproc))
+    task, cfg = _load_config(config, set_)
+    run_dir = out_dir or Path("runs") / cfg.name
+    runtime = create_runtime(cfg.train, device)
+    resume_path = _prepare_run_dir(run_dir, resume, resume_from, overwrite, runtime.is_main)
+    logger = Logger(quiet=quiet, enabled=runtime.is_main)
+    logger.info(render_yaml(cfg, comments=False).rstrip())
+    try:
+        summary = runner.train(task, cfg, run_dir, runtime, logger, resume_path)
+    finally:
+        runtime.close()
+    if not runtime.is_main:
+        return
+    if json_:
+        print_json(summary)
+        return
+    for split, metrics in summary["metrics"].items():
+        out.print(f"{split}: {fmt_metrics(metrics)}")
+    out.print(f"{summary['steps']} steps in {summary['wall_s']:.1f} s on {summary['device']} -> {run_dir}")
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, resume_from: Path | None, overwrite: bool, is_main: bool) -> Path | None:
+    """Never overwrite a run silently: --resume, --resume-from or --overwrite must say what to do."""
+    if sum([resume, resume_from is not None, overwrite]) > 1:
+        raise DlError("Give only one of --resume, --resume-from and --overwrite.")
+    if resume:
+        last = run_dir / "checkpoints" / "last.pt"
+        if not last.is_file():
+            raise DlError(f"Nothing to resume: {last} does not exist. Train without --resume to start the run.")
+        return last
+    if resume_from is not None:
+        if not resume_from.is_file():
+            raise DlError(f"--resume-from {resume_from}: no such checkpoint file.")
+        return resume_from
+    marks = [run_dir / name for name in ("config.yaml", "checkpoints", "metrics.jsonl", "summary.json")]
+    if any(m.exists() for m in marks):
+        if not overwrite:
+            raise DlError(
+                f"{run_dir} already holds a run. Add --resume to continue it, --overwrite to replace it, "
+                "or --out DIR to train into another folder."
+            )
+        if is_main:
+            shutil.rmtree(run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()) and overwrite:
+        raise DlError(f"{run_dir} is not a dl run folder but is not empty; not deleting it. Choose another --out.")
+    return None
+
+
+def _launch_torchrun(nproc: int) -> int:
+    """Run this same command under torchrun with `nproc` processes (--nproc removed)."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "dlcli", *args]
+    return subprocess.call(command)
+
+
+# --------------------------------------------------------------------------- eval / predict
+
+
+@app.command("eval")
+@guarded
+def eval_(
+    run: Annotated[Path, typer.Argument(help="a run folder")],
+    split: Annotated[str | None, typer.Option("--split", help="test (default when present), val")] = None,
+    device: DeviceOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Evaluate a run's best checkpoint."""
+    from dlcli import checkpoint, runner
+    from dlcli.runtime import create_runtime
+
+    ckpt = checkpoint.load(runner.best_checkpoint(run))
+    task = get_task(ckpt["task"])
+    cfg = validate(ckpt["config"], task.Config)
+    runtime = create_runtime(cfg.train, device)
+    used_split, metrics = runner.evaluate_run(task, run, split, runtime)
+    if json_:
+        print_json({"run": str(run), "split": used_split, "metrics": metrics})
+    else:
+        out.print(f"{run} [{used_split}]: {fmt_metrics(metrics)}")
+
+
+@app.command()
+@guarded
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    run: Annotated[Path | None, typer.Option("--run", help="a classification run folder")] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="a torchvision classifier (with --weights)")] = None,
+    weights: Annotated[str | None, typer.Option("--weights", help="imagenet, or a state_dict file")] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="classes to show per image")] = 5,
+    device: DeviceOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Top classes for images, from a trained run or torchvision's ImageNet weights."""
+    from dlcli.runtime import pick_device
+    from dlcli.tasks import classify
+
+    if (run is None) == (arch is None):
+        raise DlError("Give either --run RUN or --arch ARCH (with --weights imagenet|PATH).")
+    results = classify.predict(images, run, arch, weights, top, pick_device(device or "auto"))
+    if json_:
+        print_json(results)
+        return
+    for result in results:
+        out.print(f"[bold]{result['image']}[/]")
+        for row in result["top"]:
+            out.print(f"  {row['prob']:7.2%}  {row['label']}")
+
+
+@app.command()
+@guarded
+def models(json_: JsonOption = False) -> None:
+    """The image classifiers with torchvision's metadata (ImageNet weights)."""
+    from dlcli.tasks import classify
+
+    rows = classify.model_table()
+    if json_:
+        print_json(rows)
+        return
+    table = Table("arch", "params (M)", "GFLOPs", "ImageNet acc@1", "min size", "aux heads")
+    for r in rows:
+        table.add_row(
+            r["arch"], f"{r['params'] / 1e6:.1f}", f"{r['gflops']:.2f}", f"{r['imagenet_top1']:.3f}",
+            str(r["min_size"]), "yes" if r["aux_logits"] else "",
+        )
+    out.print(table)
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+@app.command()
+@guarded
+def configs(json_: JsonOption = False) -> None:
+    """The bundled recipes (`dl train NAME` runs one)."""
+    rows = []
+    for path in list_recipes():
+        raw = read_yaml(path)
+        model = raw.get("model") or {}
+        data = raw.get("data") or {}
+        rows.append({"recipe": path.stem, "task": raw.get("task"), "name": raw.get("name"),
+                     "model": model.get("arch"), "data": data.get("dataset")})
+    if json_:
+        print_json(rows)
+        return
+    table = Table("recipe", "task", "run name", "model", "data")
+    for r in rows:
+        table.add_row(*(str(v) if v is not None else "" for v in r.values()))
+    out.print(table)
+
+
+@config_app.command("show")
+@guarded
+def config_show(
+    config: Annotated[str, typer.Argument(help="recipe file or bundled recipe name")],
+    set_: SetOption = [],
+) -> None:
+    """A recipe fully resolved: every key, its value and what it means."""
+    _, cfg = _load_config(config, set_)
+    out.print(render_yaml(cfg), markup=False, highlight=False)

@@ -1,0 +1,253 @@
+"""Recipes: YAML -> a validated, typed config.
+
+The typed config is the schema. Every key has a default and a one-line description
+(`Field(description=...)`, shown by `dl config show`). The order of precedence is:
+defaults, then the recipe file, then each `--set a.b=value` in the order given.
+
+This module knows the sections every task shares (`train`, `optim`, `schedule`) and the
+top-level keys (`task`, `name`, `seed`). Each task module subclasses `RunConfig` to give
+its own `model` and `data` sections; the CLI picks the class from the recipe's `task:`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dlcli.errors import DlError
+
+
+class Section(BaseModel):
+    """A block of a recipe: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1, description="passes over the training data; sets the LR schedule's length")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (the schedule keeps its length)")
+    device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps; --device overrides")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on a GPU that has it, else fp16 with a GradScaler; fp32 on CPU"
+    )
+    channels_last: Literal["auto", True, False] = Field(
+        "auto", description="NHWC memory layout for conv nets (auto: on CUDA only)"
+    )
+    compile: bool = Field(False, description="torch.compile the model (first steps are slow while it compiles)")
+    grad_accum: int = Field(1, ge=1, description="micro-batches summed into one optimizer step")
+    clip_grad_norm: float | None = Field(None, gt=0, description="clip the global gradient norm to this value")
+    eval_every: int = Field(1, ge=1, description="evaluate on the validation split every N epochs (and after the last)")
+    log_every: int = Field(50, ge=1, description="optimizer steps between progress/metrics.jsonl log lines")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="also write last.pt every N optimizer steps (it is always written at epoch ends)"
+    )
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = Field("sgd", description="optimizer (torch.optim)")
+    lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="peak learning rate (after warmup)")
+    momentum: float = Field(0.9, ge=0, description="momentum (sgd, rmsprop)")
+    nesterov: bool = Field(False, description="Nesterov momentum (sgd)")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty (decoupled for adamw)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW moment decay rates")
+    eps: float = Field(1e-8, gt=0, description="Adam/AdamW/RMSprop denominator epsilon")
+
+
+class ScheduleConfig(Section):
+    name: Literal["constant", "step", "cosine", "linear"] = Field(
+        "cosine", description="learning-rate shape after warmup, stepped once per optimizer step"
+    )
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warmup from 0 over this many epochs")
+    warmup_steps: int | None = Field(None, ge=0, description="linear warmup over this many steps (overrides warmup_epochs)")
+    step_epochs: float = Field(30.0, gt=0, description="step: multiply the lr by gamma every this many epochs")
+    gamma: float = Field(0.1, gt=0, description="step: the factor applied at each step")
+    min_lr: float = Field(0.0, ge=0, description="cosine/linear: the lr at the end of the schedule")
+    total_steps: int | None = Field(None, ge=1, description="schedule length in steps (default: epochs x steps per epoch)")
+
+
+class RunConfig(Section):
+    """The keys every recipe has. Tasks subclass it to type `model` and `data`."""
+
+    task: str = Field(description="which task trains: classify")
+    name: str = Field("run", description="run name; the run folder is runs/<name> unless --out")
+    seed: int = Field(0, description="seeds the data, the model init and the data order")
+    model: Section
+    data: Section
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="the optimizer")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="the learning-rate schedule")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def recipes_dir() -> Path:
+    """The recipes shipped with the package (`configs/` in the repository)."""
+    return Path(str(importlib.resources.files("dlcli") / "configs"))
+
+
+def list_recipes() -> list[Path]:
+    return sorted(recipes_dir().glob("*.yaml"))
+
+
+def find_recipe(name_or_path: str) -> Path:
+    """A recipe path, or the name of a bundled recipe (`resnet` or `resnet.yaml`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = recipes_dir() / (path.name if path.suffix else f"{path.name}.yaml")
+    if bundled.is_file() and len(path.parts) <= 2:
+        return bundled
+    names = [p.stem for p in list_recipes()]
+    close = difflib.get_close_matches(path.stem, names, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise DlError(
+        f"No recipe file '{name_or_path}'.{hint} Give a path to a YAML recipe or one of the bundled "
+        f"recipes: {', '.join(names)} (`dl configs` lists them)."
+    )
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """safe_load a recipe; a syntax error names the line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DlError(f"Cannot read recipe {path}: {e}") from e
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = ""
+        mark = getattr(e, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise DlError(f"Recipe {path} is not valid YAML{where}: {problem}. Fix the YAML syntax there.") from e
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise DlError(f"Recipe {path} must be a YAML mapping of keys (task:, model:, data:, ...), not {type(raw).__name__}.")
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=value` strings; each value is parsed as YAML (`3` is an int, `[1, 2]` a list)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise DlError(f"--set '{item}' is not of the form key.path=value (for example --set optim.lr=0.05).")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text  # not YAML: take it as a plain string
+        node = raw
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                section = ".".join(parts[: i + 1])
+                raise DlError(f"--set {key}: '{section}' is a value, not a section.")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def validate(raw: dict[str, Any], schema: type[RunConfig]) -> RunConfig:
+    """Check raw recipe data against a task's schema; errors name the key path and a fix."""
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as e:
+        raise DlError(_explain(e, schema)) from None
+
+
+def _explain(error: ValidationError, schema: type[BaseModel]) -> str:
+    lines = []
+    for item in error.errors()[:5]:
+        loc = [str(p) for p in item["loc"]]
+        path = ".".join(loc) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            valid = _fields_at(schema, loc[:-1])
+            close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+            suggestion = ".".join(loc[:-1] + close[:1])
+            hint = f" Did you mean '{suggestion}'?" if close else ""
+            lines.append(f"unknown key '{path}'.{hint} Valid keys here: {', '.join(valid)}.")
+        elif item["type"] == "missing":
+            lines.append(f"'{path}' is required: {_description(schema, loc)}.")
+        else:
+            got = item.get("input")
+            lines.append(f"'{path}': {item['msg']} (got {got!r}). Expected: {_description(schema, loc)}.")
+    more = f" (and {len(error.errors()) - 5} more)" if len(error.errors()) > 5 else ""
+    return "Bad config" + more + ": " + " ".join(lines) + " `dl config show RECIPE` prints every key with its meaning."
+
+
+def _fields_at(schema: type[BaseModel], loc: list[str]) -> list[str]:
+    """The valid key names of the section at `loc` (empty when loc is not a section)."""
+    model: Any = schema
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _description(schema: type[BaseModel], loc: list[str]) -> str:
+    model: Any = schema
+    field = None
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return "see `dl config show`"
+        model = field.annotation
+    if field is None:
+        return "see `dl config show`"
+    return f"{_type_name(field.annotation)} — {field.description}" if field.description else _type_name(field.annotation)
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "").replace("NoneType", "null")
+
+
+# --------------------------------------------------------------------------- showing
+
+
+def to_dict(cfg: BaseModel) -> dict[str, Any]:
+    """Plain data (YAML/JSON-safe) for the run folder and the checkpoint."""
+    return cfg.model_dump(mode="json")
+
+
+def render_yaml(cfg: BaseModel, comments: bool = True) -> str:
+    """The resolved config as YAML, each key followed by its description as a comment."""
+    lines: list[str] = []
+    _render(cfg, 0, lines, comments)
+    return "\n".join(lines) + "\n"
+
+
+def _render(node: BaseModel, indent: int, lines: list[str], comments: bool) -> None:
+    pad = "  " * indent
+    for name, field in type(node).model_fields.items():
+        value = getattr(node, name)
+        note = f"  # {field.description}" if comments and field.description else ""
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:{note}")
+            _render(value, indent + 1, lines, comments)
+        else:
+            dumped = yaml.safe_dump(_plain(value), default_flow_style=True, width=10_000).strip()
+            if dumped.endswith("\n..."):
+                dumped = dumped[: -len("\n...")]
+            dumped = dumped.removesuffix("...").strip()
+            lines.append(f"{pad}{name}: {dumped}{note}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,68 @@
+"""Human-facing output: rich consoles, tqdm bars, and the metrics.jsonl writer.
+
+Answers (tables, JSON) go to stdout; logs and progress bars go to stderr, so that
+`dl ... --json | jq` sees one JSON document and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from tqdm import tqdm
+
+out = Console(highlight=False, soft_wrap=True)
+log = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Logger:
+    """Logs and progress bars of one process; silent when `quiet` or not the main rank."""
+
+    def __init__(self, quiet: bool = False, enabled: bool = True):
+        self.quiet = quiet
+        self.enabled = enabled
+
+    def info(self, message: str) -> None:
+        if self.enabled and not self.quiet:
+            log.print(message)
+
+    def warn(self, message: str) -> None:
+        if self.enabled:
+            log.print(f"[yellow]warning:[/] {message}")
+
+    def bar(self, total: int, desc: str, initial: int = 0, unit: str = "step") -> tqdm:
+        """A tqdm bar with rate and ETA; disabled when quiet or stderr is not a terminal."""
+        disable = self.quiet or not self.enabled or not sys.stderr.isatty()
+        return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=disable, leave=False, dynamic_ncols=True)
+
+
+class MetricsFile:
+    """metrics.jsonl: one JSON object per log event, appended and flushed line by line."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._file: TextIO | None = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")
+        self._file.write(json.dumps(record, sort_keys=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def print_json(data: Any) -> None:
+    """The one JSON document a --json command prints on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def fmt_metrics(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())

@@ -1,0 +1,198 @@
+"""Image datasets for classification: shapes (generated), CIFAR, MNIST, an image folder.
+
+    data: {dataset: shapes, image_size: 64, batch_size: 128}
+    data: {dataset: imagefolder, root: ../shared/datasets/images, image_size: 32}
+
+Small datasets are decoded once into a uint8 tensor (`TensorImages`); an image folder too
+large for memory streams through DataLoader workers (`StreamingImages`). Pixels go to
+[0, 1] and then through the ImageNet mean/std, the normalization torchvision's
+pretrained weights expect, for every dataset alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from dlcli.data.download import offline
+from dlcli.data.loaders import StreamingImages, TensorImages
+from dlcli.data.synthetic import SHAPE_CLASSES, make_shapes
+from dlcli.errors import DlError
+
+TORCHVISION_DATASETS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# An image folder is decoded into memory when its uint8 pixels take less than this.
+IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
+
+
+@dataclass
+class Split:
+    """One split as uint8 images in memory, or as a dataset of PIL images to stream."""
+
+    images: torch.Tensor | None = None  # (N, 3, S, S) uint8
+    labels: torch.Tensor | None = None  # (N,) int64
+    files: Any = None  # a Dataset yielding (PIL image, label) when streaming
+
+    def __len__(self) -> int:
+        return len(self.labels) if self.labels is not None else len(self.files)
+
+
+@dataclass
+class ImageData:
+    classes: list[str]
+    splits: dict[str, Split]  # train, val and (when the data has one) test
+
+
+def eval_transform(image_size: int):
+    """Shorter side to image_size, centre crop, to a [0, 1] tensor (what `dl predict` does too)."""
+    from torchvision import transforms
+
+    return transforms.Compose(
+        [transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.ToTensor()]
+    )
+
+
+def train_transform(image_size: int, augment: str):
+    from torchvision import transforms
+
+    if augment == "random_resized_crop":
+        crop = [transforms.RandomResizedCrop(image_size)]
+    elif augment == "random_crop":
+        crop = [transforms.Resize(image_size), transforms.RandomCrop(image_size, padding=max(1, image_size // 8))]
+    else:
+        crop = [transforms.Resize(image_size), transforms.CenterCrop(image_size)]
+    flip = [transforms.RandomHorizontalFlip()] if augment != "none" else []
+    return transforms.Compose(crop + flip + [transforms.ToTensor()])
+
+
+def load_image(path: Path) -> Image.Image:
+    """An RGB PIL image, or a DlError naming the file."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise DlError(f"{path} is not a readable image ({type(e).__name__}: {e}). Give a JPEG/PNG image file.") from None
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def load_dataset(data: Any, seed: int) -> ImageData:
+    """The splits named by the recipe's `data:` section."""
+    if data.dataset == "shapes":
+        splits = {
+            name: Split(*make_shapes(count, data.image_size, seed, name))
+            for name, count in (("train", data.train_size), ("val", data.val_size), ("test", data.test_size))
+        }
+        return ImageData(list(SHAPE_CLASSES), splits)
+    if data.dataset in TORCHVISION_DATASETS:
+        return _torchvision_dataset(data, seed)
+    return _image_folder(data, seed)
+
+
+def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Carve a validation split off train, the same way for the same seed."""
+    n = len(split)
+    n_val = max(1, round(n * fraction))
+    if n_val >= n:
+        raise DlError(f"data.val_fraction={fraction} leaves no training images out of {n}. Use a smaller fraction.")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    if split.images is not None:
+        return (
+            Split(split.images[train_idx], split.labels[train_idx]),
+            Split(split.images[val_idx], split.labels[val_idx]),
+        )
+    from torch.utils.data import Subset
+
+    return Split(files=Subset(split.files, train_idx.tolist())), Split(files=Subset(split.files, val_idx.tolist()))
+
+
+def _torchvision_dataset(data: Any, seed: int) -> ImageData:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, TORCHVISION_DATASETS[data.dataset])
+    root = Path(data.root)
+    try:
+        train = cls(str(root), train=True, download=not offline())
+        test = cls(str(root), train=False, download=not offline())
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
+        raise DlError(
+            f"{data.dataset} is not in {root} and cannot be downloaded here ({e}). Run `dl data prepare "
+            f"{data.dataset} --root {root}` where there is internet, or copy torchvision's {cls.__name__} "
+            f"files into {root}."
+        ) from None
+    except OSError as e:
+        raise DlError(f"Downloading {data.dataset} into {root} failed ({e}). Check the network or data.root.") from None
+    splits = {"train": _to_split(train, data.image_size), "test": _to_split(test, data.image_size)}
+    splits["train"], splits["val"] = hold_out(splits["train"], data.val_fraction, seed)
+    return ImageData(list(train.classes), splits)
+
+
+def _to_split(dataset: Any, image_size: int) -> Split:
+    """torchvision's in-memory arrays (N, H, W[, C]) to uint8 (N, 3, S, S)."""
+    images = torch.as_tensor(dataset.data)
+    images = images.unsqueeze(-1) if images.ndim == 3 else images  # greyscale: add a channel
+    images = images.permute(0, 3, 1, 2).expand(-1, 3, -1, -1) if images.shape[-1] == 1 else images.permute(0, 3, 1, 2)
+    if images.shape[-1] != image_size:
+        images = torch.nn.functional.interpolate(images.float(), size=image_size, mode="bilinear", antialias=True)
+        images = images.round().clamp(0, 255).to(torch.uint8)
+    return Split(images.contiguous(), torch.as_tensor(dataset.targets, dtype=torch.long))
+
+
+def _image_folder(data: Any, seed: int) -> ImageData:
+    """ImageNet layout: root/train/<class>/*.jpg and root/val/ (or root/test/)."""
+    from torchvision.datasets import ImageFolder
+
+    root = Path(data.root)
+    if not (root / "train").is_dir():
+        raise DlError(
+            f"data.root={root} has no train/ folder. An image folder needs root/train/<class>/<image> "
+            "(and optionally root/val/ and root/test/ with the same class folders)."
+        )
+    folders = {name: root / name for name in ("train", "val", "test") if (root / name).is_dir()}
+    datasets = {}
+    for name, folder in folders.items():
+        try:
+            datasets[name] = ImageFolder(str(folder), loader=load_image)
+        except (FileNotFoundError, RuntimeError) as e:
+            raise DlError(f"{folder} is not an image folder: {e}") from None
+    classes = datasets["train"].classes
+    for name, ds in datasets.items():
+        if ds.classes != classes:
+            raise DlError(f"{folders[name]} has classes {ds.classes}, train/ has {classes}: they must match.")
+    total_bytes = sum(len(ds) for ds in datasets.values()) * 3 * data.image_size**2
+    in_memory = data.in_memory if data.in_memory != "auto" else total_bytes < IN_MEMORY_LIMIT_BYTES
+    splits = {name: _decode(ds, data.image_size) if in_memory else Split(files=ds) for name, ds in datasets.items()}
+    if "val" not in splits:
+        splits["train"], splits["val"] = hold_out(splits["train"], data.val_fraction, seed)
+    return ImageData(classes, splits)
+
+
+def _decode(dataset: Any, image_size: int) -> Split:
+    """Decode every image once, at the eval transform's size, into one uint8 tensor."""
+    transform = eval_transform(image_size)
+    images = torch.empty((len(dataset), 3, image_size, image_size), dtype=torch.uint8)
+    for i, (path, _) in enumerate(dataset.samples):
+        images[i] = transform(load_image(Path(path))).mul(255).round().to(torch.uint8)
+    return Split(images, torch.as_tensor(dataset.targets, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def make_loader(split: Split, data: Any, seed: int, runtime: Any, train: bool):
+    """The batch iterator for a split: in memory when it is decoded, else streamed by workers."""
+    batch_size = data.batch_size if train else data.eval_batch_size or data.batch_size
+    common = dict(
+        train=train, seed=seed, device=runtime.device, channels_last=runtime.channels_last,
+        rank=runtime.rank, world_size=runtime.world_size,
+    )
+    if split.images is not None:
+        return TensorImages(split.images, split.labels, batch_size, augment=data.augment != "none", **common)
+    transform = train_transform(data.image_size, data.augment) if train else eval_transform(data.image_size)
+    return StreamingImages(split.files, transform, batch_size, num_workers=data.num_workers, **common)

@@ -1,0 +1,198 @@
+"""Batch iterators the runner trains on: a deterministic order that survives resume.
+
+Every loader has the same two-method surface:
+
+    len(loader)                      # batches per epoch on this process
+    loader.batches(epoch, start=0)   # the epoch's batches from batch `start`, on the device
+
+The order of epoch e is a pure function of (seed, epoch) (the same permutation as
+torch's DistributedSampler, which also shards it across ranks), and random augmentation
+draws from generators seeded by (seed, epoch, position), never from the global RNG. So a
+run resumed at batch k of epoch e sees exactly the batches the uninterrupted run saw, and
+the model's own RNG use (dropout) stays on the global RNG the checkpoint restores.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def epoch_order(size: int, epoch: int, seed: int, shuffle: bool, rank: int, world_size: int, drop_last: bool) -> list[int]:
+    """This rank's sample indices for an epoch (torch's DistributedSampler, set_epoch included)."""
+    sampler = DistributedSampler(
+        range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+    )
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+def mix_seed(*parts: int) -> int:
+    """One 63-bit seed from several integers (SplitMix-style), for per-batch generators."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = (value ^ (part + 0x9E3779B97F4A7C15 + (value << 6) + (value >> 2))) & 0xFFFFFFFFFFFFFFFF
+        value = (value * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    return value >> 1
+
+
+class TensorImages:
+    """Images held in memory as uint8 (N, 3, S, S): batched, augmented and normalized on the device.
+
+    No worker processes: for datasets that fit in memory (shapes, CIFAR, MNIST, a small image
+    folder) slicing one tensor is faster than any DataLoader, on the CPU and on a GPU alike.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        train: bool,
+        augment: bool,
+        seed: int,
+        device: torch.device,
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.images = images.to(device)
+        self.labels = labels.to(device)
+        self.batch_size = batch_size
+        self.train = train
+        self.augment = augment and train
+        self.seed = seed
+        self.device = device
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        per_rank = len(self.labels) // self.world_size if self.train else math.ceil(len(self.labels) / self.world_size)
+        if self.train:  # drop the last partial batch: a batch of 1 breaks BatchNorm
+            return max(1, per_rank // self.batch_size)
+        return math.ceil(per_rank / self.batch_size)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = epoch_order(
+            len(self.labels), epoch, self.seed, self.train, self.rank, self.world_size, drop_last=self.train
+        )
+        index = torch.tensor(order, dtype=torch.long, device=self.device)
+        for b in range(start, len(self)):
+            idx = index[b * self.batch_size : (b + 1) * self.batch_size]
+            x = self.images[idx]
+            if self.augment:
+                gen = torch.Generator(device=self.device).manual_seed(mix_seed(self.seed, epoch, b))
+                x = random_crop_flip(x, gen)
+            yield normalize(x.float().div_(255.0), self.memory_format), self.labels[idx]
+
+
+def normalize(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """[0, 1] pixels -> ImageNet mean/std, in the memory format the model wants."""
+    mean, std = _mean_std(x.device)
+    return x.sub_(mean).div_(std).contiguous(memory_format=memory_format)
+
+
+@functools.lru_cache(maxsize=8)
+def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Made once per device: a host-to-device copy per batch would stall the GPU."""
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    return mean, std
+
+
+def random_crop_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per-image random crop from a zero-padded copy (pad = size/8) and a horizontal flip.
+
+    The CIFAR recipe of He et al. (2016), done for the whole batch at once with gathers.
+    """
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (N, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (N, 1, 1, W)
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    out = padded[batch, chans, rows, cols]
+    flip = torch.rand(n, generator=gen, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+class _SeededItems(Dataset):
+    """Wraps a dataset so each item's random transform is seeded by (seed, epoch, index).
+
+    The seed is set inside a forked RNG, so the main process's global RNG is untouched
+    whether items load in workers or in the main process.
+    """
+
+    def __init__(self, dataset: Dataset, transform: Callable, seed: int):
+        self.dataset, self.transform, self.seed = dataset, transform, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(mix_seed(self.seed, self.epoch, index))
+            return self.transform(image), label
+
+
+class StreamingImages:
+    """Images decoded from disk by DataLoader workers (an ImageNet-sized folder)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        transform: Callable,
+        batch_size: int,
+        *,
+        train: bool,
+        seed: int,
+        device: torch.device,
+        num_workers: int,
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.items = _SeededItems(dataset, transform, seed)
+        self.batch_size = batch_size
+        self.train = train
+        self.seed = seed
+        self.device = device
+        self.num_workers = num_workers
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        per_rank = len(self.items) // self.world_size if self.train else math.ceil(len(self.items) / self.world_size)
+        return max(1, per_rank // self.batch_size) if self.train else math.ceil(per_rank / self.batch_size)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = epoch_order(len(self.items), epoch, self.seed, self.train, self.rank, self.world_size, self.train)
+        order = order[start * self.batch_size : len(self) * self.batch_size]
+        self.items.epoch = epoch  # workers are started per epoch, so they see the new value
+        loader = DataLoader(
+            self.items,
+            batch_size=self.batch_size,
+            sampler=order,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            # A private generator: DataLoader draws its worker base seed from it, not from
+            # the global RNG that dropout uses.
+            generator=torch.Generator().manual_seed(mix_seed(self.seed, epoch)),
+        )
+        for x, y in loader:
+            x = normalize(x.to(self.device, non_blocking=True), self.memory_format)
+            yield x, y.to(self.device, non_blocking=True)

@@ -1,0 +1,453 @@
+"""The shared runner: the train/eval loop, checkpoints and resume, for every task.
+
+A task hands the runner a `Job`: the model, its batch iterators, a training step that
+returns a dict with the (mean) `loss`, and an eval step that returns metric *sums* with a
+`count`. The runner owns everything else: precision, gradient accumulation and clipping,
+the optimizer and LR schedule, logging, evaluation, checkpoints and exact resume.
+
+Position bookkeeping (what a checkpoint records, and why resume is exact):
+
+    epoch e:  | b0 b1 | b2 b3 | b4 b5 | ...      micro-batches, grad_accum = 2
+              |step s |s+1    |s+2    |          one optimizer step per group
+                              ^ checkpoint: epoch=e, batch=4, step=s+2
+
+A resumed run re-creates epoch e's batch order from (seed, e), skips the first `batch`
+micro-batches and restores the RNGs, so its remaining steps equal the uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlcli import checkpoint
+from dlcli.config import RunConfig, render_yaml, to_dict, validate
+from dlcli.console import Logger, MetricsFile, fmt_metrics
+from dlcli.errors import DlError
+from dlcli.optim import build_optimizer, build_scheduler
+from dlcli.runtime import Runtime
+
+Batch = Any
+Metrics = dict[str, torch.Tensor]
+
+
+class Loader:
+    """What the runner needs of a batch iterator (see dlcli.data.loaders)."""
+
+    def __len__(self) -> int: ...
+    def batches(self, epoch: int, start: int = 0) -> Iterable[Batch]: ...
+
+
+@dataclass
+class Job:
+    """What a task builds for the runner."""
+
+    model: nn.Module
+    train_data: Loader
+    eval_data: dict[str, Loader]  # "val" (chooses best.pt) and, when there is one, "test"
+    train_step: Callable[[nn.Module, Batch], Metrics]  # -> {"loss": mean loss, ...}
+    eval_step: Callable[[nn.Module, Batch], Metrics]  # -> metric sums and "count"
+    best_metric: str = "loss"
+    best_mode: str = "min"  # or "max"
+    items_per_batch: Callable[[Batch], int] = lambda batch: len(batch[0])
+    params: Iterable | None = None  # what the optimizer updates (default: trainable parameters)
+    finish_metrics: Callable[[dict[str, float]], dict[str, float]] = lambda m: m
+    extra: dict[str, Any] = field(default_factory=dict)  # saved in checkpoints (class names, vocab...)
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training; the checkpoint is written, the CLI exits 130."""
+
+
+class NonFiniteLoss(Exception):
+    """The loss became NaN/Inf; the last good checkpoint is kept, the CLI exits 1."""
+
+
+@dataclass
+class Position:
+    epoch: int = 0  # the epoch in progress
+    batch: int = 0  # micro-batches of it already trained on
+    step: int = 0  # optimizer steps done in total
+
+
+@dataclass
+class RunState:
+    """Everything that changes while training, and goes into a checkpoint."""
+
+    position: Position
+    best_value: float | None = None
+    best_metrics: dict[str, float] | None = None
+    wall_s: float = 0.0
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def train(
+    task: Any,
+    cfg: RunConfig,
+    run_dir: Path,
+    runtime: Runtime,
+    logger: Logger,
+    resume_from: Path | None = None,
+) -> dict[str, Any]:
+    """Train `cfg` into `run_dir` (resuming from a checkpoint if given); returns the summary."""
+    resume = _load_resume(task, cfg, resume_from) if resume_from else None
+    if runtime.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(runtime.device)
+    torch.manual_seed(cfg.seed + runtime.rank)
+    job = task.build(cfg, runtime)
+    model = job.model.to(runtime.device)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    params = job.params if job.params is not None else [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(cfg.optim, params, runtime.device)
+    steps_per_epoch = math.ceil(len(job.train_data) / cfg.train.grad_accum)
+    total_steps = cfg.schedule.total_steps or cfg.train.epochs * steps_per_epoch
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.optim.lr, total_steps, steps_per_epoch)
+    scaler = runtime.grad_scaler()
+    state = RunState(Position())
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        state = RunState(Position(**resume["position"]), resume["best_value"], resume["best_metrics"], resume["wall_s"])
+    forward = _wrap_for_forward(model, cfg, runtime)
+    loop = _Loop(job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch)
+    if runtime.is_main:
+        _write_run_files(run_dir, cfg, runtime, steps_per_epoch, len(job.train_data))
+    logger.info(
+        f"[bold]{cfg.name}[/]: {cfg.task} on {runtime.device} ({runtime.precision}), {steps_per_epoch} steps/epoch x "
+        f"{cfg.train.epochs} epochs, global batch {global_batch(cfg, runtime)}"
+        + (f", resuming at epoch {state.position.epoch + 1} step {state.position.step}" if resume else "")
+    )
+    if resume is not None:
+        checkpoint.set_rng_state(resume["rng"])
+    loop.run()
+    summary = loop.summary()
+    if runtime.is_main:
+        _write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def evaluate(model: nn.Module, loader: Loader, job: Job, runtime: Runtime) -> dict[str, float]:
+    """Average the eval step's metric sums over a split (summed across ranks first)."""
+    model.eval()
+    totals: dict[str, torch.Tensor] = {}
+    with torch.no_grad(), runtime.autocast():
+        for batch in loader.batches(0):
+            for name, value in job.eval_step(model, batch).items():
+                value = value.detach().double()
+                totals[name] = totals[name] + value if name in totals else value
+    if not totals:
+        return {}
+    names = sorted(totals)
+    summed = runtime.sum_across_ranks(torch.stack([totals[n] for n in names]))
+    values = dict(zip(names, summed.tolist(), strict=True))
+    count = values.pop("count")
+    return job.finish_metrics({name: value / count for name, value in values.items()})
+
+
+def best_checkpoint(run_dir: Path) -> Path:
+    """A run's best.pt, else its last.pt."""
+    run_dir = Path(run_dir)
+    for name in ("best.pt", "last.pt"):
+        path = run_dir / "checkpoints" / name
+        if path.is_file():
+            return path
+    raise DlError(
+        f"{run_dir} holds no checkpoint (checkpoints/best.pt or last.pt). Is it a dl run folder? Train one with `dl train`."
+    )
+
+
+def evaluate_run(task: Any, run_dir: Path, split: str | None, runtime: Runtime) -> tuple[str, dict[str, float]]:
+    """Evaluate a run's best checkpoint on a split (default: test when the data has one, else val)."""
+    ckpt = checkpoint.load(best_checkpoint(run_dir))
+    cfg = validate(ckpt["config"], task.Config)
+    job = task.build(cfg, runtime, load_weights=False)
+    split = split or ("test" if "test" in job.eval_data else "val")
+    if split not in job.eval_data:
+        raise DlError(f"{run_dir}'s data has no '{split}' split; it has: {', '.join(job.eval_data)}.")
+    model = job.model.to(runtime.device)
+    model.load_state_dict(ckpt["model"])
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return split, evaluate(model, job.eval_data[split], job, runtime)
+
+
+def global_batch(cfg: RunConfig, runtime: Runtime) -> int:
+    return cfg.data.batch_size * runtime.world_size * cfg.train.grad_accum
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class _Loop:
+    """One training run's loop. State lives here so the loop body reads top to bottom."""
+
+    def __init__(self, job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch):
+        self.job, self.cfg, self.rt, self.logger, self.run_dir = job, cfg, runtime, logger, Path(run_dir)
+        self.model, self.forward = model, forward
+        self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
+        self.state = state
+        self.steps_per_epoch = steps_per_epoch
+        self.metrics_file = MetricsFile(self.run_dir / "metrics.jsonl") if runtime.is_main else None
+        self.final_metrics: dict[str, dict[str, float]] = {}
+        self._interrupted = False
+        self._started = time.perf_counter()
+
+    # -- the run
+    def run(self) -> None:
+        cfg, pos = self.cfg.train, self.state.position
+        previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            while pos.epoch < cfg.epochs and not self._done():
+                if not self._train_epoch():  # stopped mid-epoch by max_steps
+                    break
+                pos.epoch, pos.batch = pos.epoch + 1, 0
+                is_last = pos.epoch == cfg.epochs or self._done()
+                if pos.epoch % cfg.eval_every == 0 or is_last:
+                    self._validate()
+                self._save("last.pt")
+            if "val" not in self.final_metrics:
+                self._validate()
+                self._save("last.pt")
+            self._test_best()
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+            if self.metrics_file:
+                self.metrics_file.close()
+
+    def _done(self) -> bool:
+        max_steps = self.cfg.train.max_steps
+        return max_steps is not None and self.state.position.step >= max_steps
+
+    def _train_epoch(self) -> bool:
+        """Train from the current position to the epoch's end (True) or to max_steps (False)."""
+        pos, train = self.state.position, self.cfg.train
+        n_batches = len(self.job.train_data)
+        self.forward.train()
+        window = _Window(self.rt.device)
+        bar = self.logger.bar(n_batches, f"epoch {pos.epoch + 1}/{train.epochs}", initial=pos.batch, unit="batch")
+        in_group = 0
+        for batch in self.job.train_data.batches(pos.epoch, pos.batch):
+            with self.rt.autocast():
+                out = self.job.train_step(self.forward, batch)
+            loss = out["loss"]
+            self.scaler.scale(loss / train.grad_accum).backward()
+            window.add(loss.detach(), self.job.items_per_batch(batch))
+            in_group += 1
+            bar.update(1)
+            end_of_epoch = pos.batch + in_group == n_batches
+            if in_group < train.grad_accum and not end_of_epoch:
+                continue
+            self._optimizer_step()
+            pos.batch, pos.step, in_group = pos.batch + in_group, pos.step + 1, 0
+            save_now = bool(train.checkpoint_every) and pos.step % train.checkpoint_every == 0
+            stop_now = self._interrupted or self._done()
+            # Logging checks the loss is finite, so it runs before any checkpoint is written.
+            if pos.step % train.log_every == 0 or end_of_epoch or save_now or stop_now:
+                self._log_train(window, bar)
+            if (save_now or stop_now) and not end_of_epoch:
+                self._save("last.pt")
+            if self._interrupted:
+                raise Interrupted
+            if stop_now:
+                break
+        bar.close()
+        return pos.batch == n_batches
+
+    def _optimizer_step(self) -> None:
+        clip = self.cfg.train.clip_grad_norm
+        if clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.scaler.step(self.optimizer)  # skipped by the fp16 scaler when gradients overflowed
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+    # -- logging and evaluation
+    def _log_train(self, window: "_Window", bar: Any) -> None:
+        pos = self.state.position
+        loss, items, seconds = window.flush()  # the one host sync of a log interval
+        if not math.isfinite(loss):
+            raise NonFiniteLoss(
+                f"The training loss became {loss} by optimizer step {pos.step} (epoch {pos.epoch + 1}). "
+                f"The last good checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'}; lower optim.lr, "
+                "set train.clip_grad_norm, or use train.precision=fp32."
+            )
+        record = {
+            "step": pos.step, "epoch": pos.epoch + 1, "split": "train", "loss": loss,
+            "lr": self.optimizer.param_groups[0]["lr"], "items_per_s": items / max(seconds, 1e-9),
+            "elapsed_s": self._elapsed(),
+        }
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        self._record(record)
+
+    def _validate(self) -> None:
+        metrics = evaluate(self.forward, self.job.eval_data["val"], self.job, self.rt)
+        self.model.train()
+        self.final_metrics["val"] = metrics
+        pos = self.state.position
+        self._record({"step": pos.step, "epoch": pos.epoch, "split": "val", **metrics, "elapsed_s": self._elapsed()})
+        self.logger.info(f"epoch {pos.epoch} step {pos.step} val: {fmt_metrics(metrics)}")
+        value = metrics.get(self.job.best_metric)
+        if value is None:
+            return
+        best = self.state.best_value
+        better = best is None or (value > best if self.job.best_mode == "max" else value < best)
+        if better:
+            self.state.best_value, self.state.best_metrics = value, metrics
+            self._save("best.pt")
+
+    def _test_best(self) -> None:
+        """Final metrics: the best checkpoint's val metrics, and its test metrics."""
+        if self.state.best_metrics is not None:
+            self.final_metrics["val"] = self.state.best_metrics
+        if "test" not in self.job.eval_data:
+            return
+        best_path = self.run_dir / "checkpoints" / "best.pt"
+        if best_path.exists():
+            self.rt.barrier()
+            self.model.load_state_dict(checkpoint.load(best_path, self.rt.device)["model"])
+        metrics = evaluate(self.forward, self.job.eval_data["test"], self.job, self.rt)
+        self.final_metrics["test"] = metrics
+        pos = self.state.position
+        self._record({"step": pos.step, "epoch": pos.epoch, "split": "test", **metrics, "elapsed_s": self._elapsed()})
+        self.logger.info(f"test (best checkpoint): {fmt_metrics(metrics)}")
+
+    def _record(self, record: dict[str, Any]) -> None:
+        if self.metrics_file:
+            self.metrics_file.write(record)
+
+    def _elapsed(self) -> float:
+        return self.state.wall_s + time.perf_counter() - self._started
+
+    # -- checkpoints
+    def _save(self, name: str) -> None:
+        if not self.rt.is_main:
+            return
+        state = self.state
+        payload = {
+            "format": checkpoint.FORMAT,
+            "version": checkpoint.VERSION,
+            "task": self.cfg.task,
+            "config": to_dict(self.cfg),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "position": vars(state.position).copy(),
+            "best_value": state.best_value,
+            "best_metrics": state.best_metrics,
+            "wall_s": self._elapsed(),
+            "rng": checkpoint.rng_state(),
+            "extra": self.job.extra,
+        }
+        checkpoint.save_atomic(payload, self.run_dir / "checkpoints" / name)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self._interrupted:  # a second Ctrl-C: stop now, without a checkpoint
+            raise KeyboardInterrupt
+        self._interrupted = True
+        self.logger.warn("interrupted: saving a checkpoint after this step (Ctrl-C again to abort)")
+
+    def summary(self) -> dict[str, Any]:
+        pos = self.state.position
+        summary = {
+            "run": str(self.run_dir),
+            "task": self.cfg.task,
+            "steps": pos.step,
+            "epochs": pos.epoch + (1 if pos.batch else 0),
+            "wall_s": round(self._elapsed(), 3),
+            "device": str(self.rt.device),
+            "precision": self.rt.precision,
+            "torch": torch.__version__,
+            "metrics": self.final_metrics,
+        }
+        if self.rt.device.type == "cuda":
+            summary["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(self.rt.device) / 2**20, 1)
+        return summary
+
+
+class _Window:
+    """Sums of the loss over a log interval, kept on the device: no host sync per step."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        self.count = 0
+        self.items = 0
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, items: int) -> None:
+        self.loss_sum += loss.double()
+        self.count += 1
+        self.items += items
+
+    def flush(self) -> tuple[float, int, float]:
+        loss = self.loss_sum.item() / max(1, self.count)
+        result = (loss, self.items, time.perf_counter() - self.started)
+        self._reset()
+        return result
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _wrap_for_forward(model: nn.Module, cfg: RunConfig, runtime: Runtime) -> nn.Module:
+    """What runs the forward pass: the model, under DDP and/or torch.compile when asked."""
+    forward = model
+    if runtime.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        forward = DistributedDataParallel(model, device_ids=ids)
+    if cfg.train.compile:
+        forward = torch.compile(forward)
+    return forward
+
+
+def _load_resume(task: Any, cfg: RunConfig, path: Path) -> dict[str, Any]:
+    ckpt = checkpoint.load(path)
+    if ckpt["task"] != cfg.task:
+        raise DlError(f"Checkpoint {path} is from a '{ckpt['task']}' run; this recipe is task '{cfg.task}'.")
+    before, now = task.shape_signature(ckpt["config"]), task.shape_signature(to_dict(cfg))
+    changed = [k for k in now if before.get(k) != now[k]]
+    if changed:
+        diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise DlError(
+            f"Cannot resume {path}: the recipe changes the model's shape ({diffs}). Resume with the "
+            "original values, or start a new run with --out DIR (or --overwrite)."
+        )
+    return ckpt
+
+
+def _write_run_files(run_dir: Path, cfg: RunConfig, runtime: Runtime, steps_per_epoch: int, batches: int) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    derived = (
+        f"# derived: device {runtime.device}, precision {runtime.precision}, processes {runtime.world_size}, "
+        f"global batch {global_batch(cfg, runtime)}, {batches} batches and {steps_per_epoch} optimizer steps per epoch\n"
+    )
+    (run_dir / "config.yaml").write_text(derived + render_yaml(cfg, comments=False), encoding="utf-8")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,117 @@
+"""The one object that owns device, precision and distribution.
+
+Task code never branches on AMP or on rank: it asks the Runtime for `autocast()`, the device,
+and whether this process is the main one. DDP switches on when torchrun sets WORLD_SIZE > 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from dlcli.config import TrainConfig
+from dlcli.errors import DlError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Collectives that wait longer than this mean a peer died: fail instead of hanging forever.
+COLLECTIVE_TIMEOUT = datetime.timedelta(seconds=int(os.environ.get("DL_COLLECTIVE_TIMEOUT_S", "120")))
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    precision: str  # resolved: fp32 | bf16 | fp16
+    channels_last: bool
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    _distributed: bool = field(default=False, repr=False)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self._distributed
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision for the forward pass; a no-op in fp32."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=DTYPES[self.precision])
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """Only fp16 needs loss scaling (bf16 has fp32's exponent range)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+    def sum_across_ranks(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum a tensor over all processes (the one place metrics are reduced)."""
+        if self._distributed:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def barrier(self) -> None:
+        if self._distributed:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self._distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def pick_device(wanted: str) -> torch.device:
+    """'auto' takes cuda, then mps, then cpu; an explicit device must exist."""
+    if wanted == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(wanted)
+    except RuntimeError:
+        raise DlError(f"Unknown device '{wanted}'. Use auto, cpu, cuda, cuda:N or mps.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DlError(f"Device '{wanted}' was asked for but CUDA is not available here. Use --device cpu (or auto).")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DlError(f"Device '{wanted}' was asked for but MPS is not available here. Use --device cpu (or auto).")
+    return device
+
+
+def pick_precision(wanted: str, device: torch.device) -> str:
+    if wanted == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if wanted == "fp16" and device.type == "cpu":
+        raise DlError("train.precision=fp16 needs a GPU; on CPU use fp32 or bf16.")
+    return wanted
+
+
+def create_runtime(train: TrainConfig, device_flag: str | None = None) -> Runtime:
+    """Device, precision and (under torchrun) the process group, from the recipe and --device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_flag or train.device)
+    if world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    precision = pick_precision(train.precision, device)
+    channels_last = device.type == "cuda" if train.channels_last == "auto" else bool(train.channels_last)
+    if device.type == "cuda":
+        # TF32 matmuls/convs: the fp32 baseline every GPU user expects.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    distributed = world_size > 1
+    if distributed and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
+    return Runtime(device, precision, channels_last, rank, local_rank, world_size, distributed)

@@ -1,0 +1,22 @@
+"""Tasks by the name a recipe gives in `task:`. One explicit table, no registration magic.
+
+Each task module has the same small surface:
+    Config                        the recipe schema (a config.RunConfig subclass)
+    build(cfg, runtime, load_weights=True) -> runner.Job
+    shape_signature(config_dict)  recipe values a resumed run must keep
+"""
+
+from types import ModuleType
+
+from dlcli.errors import DlError
+from dlcli.tasks import classify
+
+TASKS: dict[str, ModuleType] = {
+    "classify": classify,
+}
+
+
+def get_task(name: object) -> ModuleType:
+    if name not in TASKS:
+        raise DlError(f"Unknown task '{name}'. A recipe's `task:` is one of: {', '.join(TASKS)}.")
+    return TASKS[name]

@@ -1,0 +1,347 @@
+"""Image classification with torchvision's classifiers: train, evaluate, predict.
+
+    dl train configs/resnet.yaml
+    dl eval runs/resnet18-shapes --json
+    dl predict cat.jpg --run runs/resnet18-shapes --top 3
+    dl predict cat.jpg --arch resnet18 --weights imagenet
+
+Any torchvision classification builder works by name (`model.arch: resnet18`); the
+classification head is sized for the data's classes. GoogLeNet and Inception v3 also train
+their auxiliary heads, weighted 0.4 as in Szegedy et al. (2015, 2016).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from dlcli import checkpoint
+from dlcli.config import RunConfig, Section, TrainConfig, validate
+from dlcli.data.download import load_torchvision_state_dict, torchvision_weights
+from dlcli.data.images import eval_transform, load_dataset, load_image, make_loader
+from dlcli.data.loaders import IMAGENET_MEAN, IMAGENET_STD
+from dlcli.errors import DlError
+from dlcli.runner import Job, best_checkpoint
+from dlcli.runtime import Runtime
+
+# Inception v3's auxiliary head pools a 17x17 map with a 5x5/3 window, then a 5x5 conv:
+# below 299 px the map is too small (the paper's input size is exactly the minimum).
+INCEPTION_AUX_MIN_SIZE = 299
+AUX_ARCHS = ("googlenet", "inception_v3")
+
+
+class ClassifyModel(Section):
+    arch: str = Field("resnet18", description="a torchvision classifier: resnet18, vgg16, densenet161, ... (`dl models`)")
+    num_classes: int | None = Field(None, ge=2, description="output classes (default: the dataset's)")
+    pretrained: bool = Field(False, description="start from torchvision's ImageNet weights (torch hub cache)")
+    weights: str | None = Field(None, description="start from a state_dict file or a dl checkpoint (fine-tuning)")
+    freeze_backbone: bool = Field(False, description="train the classification head(s) only")
+    aux_logits: Literal["auto", True, False] = Field(
+        "auto", description="GoogLeNet/Inception v3 auxiliary heads (auto: when the input is large enough)"
+    )
+
+
+class ImageDataConfig(Section):
+    dataset: Literal["shapes", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder"] = Field(
+        "shapes", description="shapes (generated), cifar10/100, mnist, fashion_mnist, imagefolder (root/train, root/val|test)"
+    )
+    root: str = Field("data", description="dataset folder (downloads go here; an image folder's root)")
+    image_size: int = Field(64, ge=8, description="images are resized/cropped to this square size")
+    batch_size: int = Field(128, ge=1, description="images per batch per process")
+    eval_batch_size: int | None = Field(None, ge=1, description="images per evaluation batch (default: batch_size)")
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes (streamed image folders only)")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out as val when the data has no val split")
+    augment: Literal["random_crop", "random_resized_crop", "none"] = Field(
+        "random_crop", description="train augmentation, with a horizontal flip: padded random crop or Inception-style resized crop"
+    )
+    in_memory: Literal["auto", True, False] = Field(
+        "auto", description="decode an image folder into memory once (auto: when it takes < 2 GiB)"
+    )
+    train_size: int = Field(5000, ge=10, description="shapes: training images")
+    val_size: int = Field(500, ge=10, description="shapes: validation images")
+    test_size: int = Field(1000, ge=10, description="shapes: test images")
+
+
+class ClassifyTrain(TrainConfig):
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing (Szegedy et al. 2016)")
+    aux_weight: float = Field(0.4, ge=0, description="weight of the auxiliary heads' losses (GoogLeNet, Inception v3)")
+
+
+class Config(RunConfig):
+    task: Literal["classify"] = Field(description="which task trains: classify")
+    model: ClassifyModel = Field(default_factory=ClassifyModel, description="the network")
+    data: ImageDataConfig = Field(default_factory=ImageDataConfig, description="the images")
+    train: ClassifyTrain = Field(default_factory=ClassifyTrain, description="the training loop")
+
+
+# --------------------------------------------------------------------------- models
+
+
+def known_archs() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def check_arch(arch: str) -> None:
+    archs = known_archs()
+    if arch not in archs:
+        close = difflib.get_close_matches(arch, archs, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise DlError(f"Unknown model.arch '{arch}'.{hint} `dl models` lists the classifiers; any of: {', '.join(archs)}.")
+
+
+def min_input_size(arch: str) -> int:
+    """torchvision's published minimum input side for an architecture."""
+    weights = torchvision_weights(arch)
+    return int(max(weights.meta.get("min_size", (1, 1))))
+
+
+def uses_aux(model_cfg: ClassifyModel, image_size: int) -> bool:
+    if model_cfg.arch not in AUX_ARCHS:
+        return False
+    fits = model_cfg.arch != "inception_v3" or image_size >= INCEPTION_AUX_MIN_SIZE
+    if model_cfg.aux_logits == "auto":
+        return fits
+    if model_cfg.aux_logits and not fits:
+        raise DlError(
+            f"Inception v3's auxiliary head needs images of at least {INCEPTION_AUX_MIN_SIZE} px "
+            f"(data.image_size is {image_size}). Set model.aux_logits=false or data.image_size>={INCEPTION_AUX_MIN_SIZE}."
+        )
+    return bool(model_cfg.aux_logits)
+
+
+def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, load_weights: bool = True) -> nn.Module:
+    """A torchvision classifier with `num_classes` outputs, optionally from pretrained weights.
+
+    load_weights=False skips the pretrained/`weights` files (a checkpoint will fill the model).
+    """
+    import torchvision
+
+    arch = model_cfg.arch
+    check_arch(arch)
+    minimum = min_input_size(arch)
+    if image_size < minimum:
+        raise DlError(
+            f"{arch} needs images of at least {minimum} px, but data.image_size is {image_size}. "
+            f"Set data.image_size to {minimum} or more."
+        )
+    kwargs: dict[str, Any] = {}
+    if arch in AUX_ARCHS:
+        kwargs["aux_logits"] = uses_aux(model_cfg, image_size)
+        kwargs["init_weights"] = True  # torchvision's current default, stated to silence its warning
+    pretrained = model_cfg.pretrained and load_weights
+    if pretrained and arch in AUX_ARCHS:
+        kwargs["transform_input"] = True  # what torchvision sets for its ImageNet weights
+    model = torchvision.models.get_model(arch, weights=None, num_classes=1000 if pretrained else num_classes, **kwargs)
+    if pretrained:
+        state = load_torchvision_state_dict(arch)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if not k.startswith(("aux", "AuxLogits"))]:
+            raise DlError(f"torchvision's {arch} weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}.")
+        if num_classes != 1000:
+            replace_heads(model, num_classes)
+    if model_cfg.weights and load_weights:
+        load_weights_file(model, Path(model_cfg.weights))
+    if model_cfg.freeze_backbone:
+        heads = set(head_names(model))
+        for name, param in model.named_parameters():
+            param.requires_grad = any(name.startswith(h + ".") for h in heads)
+    return model
+
+
+def head_names(model: nn.Module) -> list[str]:
+    """The classification layers: the last Linear (SqueezeNet: its 1x1 conv) and the aux heads' last Linear."""
+    import torchvision
+
+    if isinstance(model, torchvision.models.SqueezeNet):
+        return ["classifier.1"]
+    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise DlError(f"{type(model).__name__} has no Linear classification layer to resize.")
+    heads = [linears[-1]]
+    for aux in ("aux1", "aux2", "AuxLogits"):
+        in_aux = [name for name in linears if name.startswith(aux + ".")]
+        if in_aux:
+            heads.append(in_aux[-1])
+    return heads
+
+
+def replace_heads(model: nn.Module, num_classes: int) -> None:
+    """New, freshly initialised classification layers with `num_classes` outputs."""
+    for name in head_names(model):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        old = getattr(parent, child)
+        if isinstance(old, nn.Conv2d):  # SqueezeNet's classifier is a 1x1 conv
+            new: nn.Module = nn.Conv2d(old.in_channels, num_classes, kernel_size=1)
+            nn.init.normal_(new.weight, mean=0.0, std=0.01)  # torchvision's init for this layer
+            nn.init.zeros_(new.bias)
+        else:
+            new = nn.Linear(old.in_features, num_classes)
+        setattr(parent, child, new)
+    if hasattr(model, "num_classes"):
+        model.num_classes = num_classes
+
+
+def load_weights_file(model: nn.Module, path: Path) -> None:
+    """Load a torchvision state_dict or a dl checkpoint; layers whose shape differs keep their init."""
+    if not path.is_file():
+        raise DlError(f"model.weights: {path} does not exist. Give a state_dict (.pth) or a dl checkpoint (best.pt).")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DlError(f"model.weights: {path} cannot be read as a PyTorch file ({type(e).__name__}).") from None
+    if isinstance(state, dict) and state.get("format") == checkpoint.FORMAT:
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DlError(f"model.weights: {path} is not a state_dict (a dict of tensors) or a dl checkpoint.")
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise DlError(f"model.weights: no tensor in {path} fits {type(model).__name__}: is it for another architecture?")
+    model.load_state_dict(fitting, strict=False)
+
+
+# --------------------------------------------------------------------------- the task
+
+
+def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
+    """The recipe values that fix the model's shape (a resumed run must keep them)."""
+    model, data = config["model"], config["data"]
+    return {
+        "model.arch": model["arch"],
+        "model.num_classes": model["num_classes"],
+        "model.aux_logits": model["aux_logits"],
+        "data.dataset": data["dataset"],
+    }
+
+
+def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
+    data = load_dataset(cfg.data, cfg.seed)
+    num_classes = cfg.model.num_classes or len(data.classes)
+    model = build_model(cfg.model, num_classes, cfg.data.image_size, load_weights)
+    train = cfg.train
+    aux_weight, smoothing = train.aux_weight, train.label_smoothing
+
+    def train_step(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        images, labels = batch
+        out = net(images)
+        if isinstance(out, tuple):  # GoogLeNetOutputs / InceptionOutputs: (logits, aux...)
+            logits, aux = out[0], [a for a in out[1:] if a is not None]
+        else:
+            logits, aux = out, []
+        loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+        for aux_logits in aux:
+            loss = loss + aux_weight * F.cross_entropy(aux_logits, labels, label_smoothing=smoothing)
+        return {"loss": loss}
+
+    def eval_step(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        images, labels = batch
+        logits = net(images).float()
+        k = min(5, logits.shape[1])
+        topk = logits.topk(k, dim=1).indices  # (B, k)
+        hits = topk.eq(labels[:, None])
+        return {
+            "loss": F.cross_entropy(logits, labels, reduction="sum"),
+            "top1": hits[:, 0].sum(),
+            "top5": hits.any(dim=1).sum(),
+            "count": torch.tensor(len(labels), device=labels.device),
+        }
+
+    splits = data.splits
+    return Job(
+        model=model,
+        train_data=make_loader(splits["train"], cfg.data, cfg.seed, runtime, train=True),
+        eval_data={name: make_loader(splits[name], cfg.data, cfg.seed, runtime, train=False) for name in ("val", "test") if name in splits},
+        train_step=train_step,
+        eval_step=eval_step,
+        best_metric="top1",
+        best_mode="max",
+        extra={"classes": data.classes},
+    )
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+def predict(
+    images: list[Path], run_dir: Path | None, arch: str | None, weights: str | None, top: int, device: torch.device
+) -> list[dict[str, Any]]:
+    """Top-k classes for each image, preprocessed as in evaluation (ImageNet normalization)."""
+    if run_dir is not None:
+        model, classes, transform = _from_run(run_dir)
+    else:
+        model, classes, transform = _from_weights(arch, weights)
+    model = model.to(device).eval()
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    batch = torch.stack([(transform(load_image(path)) - mean) / std for path in images]).to(device)
+    with torch.no_grad():
+        probs = model(batch).float().softmax(dim=1).cpu()
+    k = min(top, probs.shape[1])
+    values, indices = probs.topk(k, dim=1)
+    return [
+        {"image": str(path), "top": [{"label": classes[i], "prob": p} for p, i in zip(v.tolist(), idx.tolist(), strict=True)]}
+        for path, v, idx in zip(images, values, indices, strict=True)
+    ]
+
+
+def _from_run(run_dir: Path):
+    ckpt = checkpoint.load(best_checkpoint(run_dir))
+    cfg = validate(ckpt["config"], Config)
+    classes = ckpt["extra"]["classes"]
+    model = build_model(cfg.model, cfg.model.num_classes or len(classes), cfg.data.image_size, load_weights=False)
+    model.load_state_dict(ckpt["model"])
+    return model, classes, eval_transform(cfg.data.image_size)
+
+
+def _from_weights(arch: str | None, weights: str | None):
+    """torchvision's ImageNet model (--weights imagenet) or a state_dict file with ImageNet's 1000 classes."""
+    import torchvision
+    from torchvision import transforms
+
+    if not arch:
+        raise DlError("dl predict needs --run RUN, or --arch ARCH with --weights imagenet|PATH.")
+    check_arch(arch)
+    meta = torchvision_weights(arch)
+    model_cfg = ClassifyModel(arch=arch, pretrained=(weights or "imagenet") == "imagenet", aux_logits=False)
+    if not model_cfg.pretrained:
+        model_cfg.weights = weights
+    model = build_model(model_cfg, 1000, max(meta.transforms().crop_size))
+    if isinstance(model, torchvision.models.GoogLeNet | torchvision.models.Inception3):
+        model.aux_logits = False
+    # torchvision's own eval preprocessing for these weights (resize, crop), minus the
+    # normalization, which predict() applies to every path alike.
+    preset = meta.transforms()
+    transform = transforms.Compose(
+        [transforms.Resize(preset.resize_size, antialias=True), transforms.CenterCrop(preset.crop_size), transforms.ToTensor()]
+    )
+    return model, list(meta.meta["categories"]), transform
+
+
+# --------------------------------------------------------------------------- the model table
+
+
+def model_table() -> list[dict[str, Any]]:
+    """Every torchvision classifier with torchvision's metadata for its DEFAULT weights."""
+    rows = []
+    for arch in known_archs():
+        meta = torchvision_weights(arch).meta
+        rows.append(
+            {
+                "arch": arch,
+                "params": meta.get("num_params"),
+                "gflops": meta.get("_ops"),
+                "imagenet_top1": round(meta["_metrics"]["ImageNet-1K"]["acc@1"] / 100, 5),
+                "min_size": int(max(meta.get("min_size", (1, 1)))),
+                "aux_logits": arch in AUX_ARCHS,
+            }
+        )
+    return rows

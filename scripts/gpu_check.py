@@ -1,0 +1,112 @@
+"""One GPU check for every trainer: a few hundred steps per precision, loss must fall.
+
+    bash scripts/gpu_check.sh            # on a machine with a CUDA GPU; under 8 minutes
+
+For each case it runs the real `dl train` path in this process, asserts that the training
+loss fell, and prints throughput (median items/s over the log intervals after the first two,
+which hold cuDNN autotuning and compilation) and peak GPU memory. The table is written to
+$OUT/gpu_check.md when OUT is set, for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from dlcli.cli import app
+
+# (label, recipe, unit, --set overrides). Later trainers add their rows here.
+CLASSIFY = [
+    "data.image_size=64", "data.batch_size=256", "data.train_size=10240", "data.val_size=512",
+    "data.test_size=512", "train.epochs=5", "train.log_every=20", "optim.lr=0.2",
+]
+CASES = [
+    ("resnet18 fp32 NCHW", "resnet", "img/s", CLASSIFY + ["train.precision=fp32", "train.channels_last=false"]),
+    ("resnet18 fp32 (TF32) channels_last", "resnet", "img/s", CLASSIFY + ["train.precision=fp32"]),
+    ("resnet18 bf16 channels_last", "resnet", "img/s", CLASSIFY + ["train.precision=bf16"]),
+    ("resnet18 fp16 channels_last", "resnet", "img/s", CLASSIFY + ["train.precision=fp16"]),
+    ("resnet18 bf16 channels_last compile", "resnet", "img/s", CLASSIFY + ["train.precision=bf16", "train.compile=true"]),
+    ("mobilenet_v2 bf16", "mobilenet", "img/s", CLASSIFY + ["train.precision=bf16", "optim.lr=2e-3"]),
+    ("vgg16 bf16", "vgg16", "img/s", CLASSIFY + ["train.precision=bf16", "optim.lr=0.01"]),
+]
+
+
+def run_case(recipe: str, overrides: list[str], out_dir: Path) -> dict:
+    args = ["train", recipe, "--out", str(out_dir), "--overwrite", "-q", "--json"]
+    for item in overrides:
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    if result.exit_code != 0:
+        raise RuntimeError(f"dl {' '.join(args)} failed ({result.exit_code}):\n{result.output[-3000:]}")
+    summary = json.loads(result.stdout)
+    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    rates = [r["items_per_s"] for r in train[2:]] or [r["items_per_s"] for r in train]
+    return {
+        "steps": summary["steps"],
+        "first_loss": train[0]["loss"],
+        "last_loss": train[-1]["loss"],
+        "rate": statistics.median(rates),
+        "peak_mb": summary.get("peak_memory_mb", 0.0),
+        "val_top1": summary["metrics"].get("val", {}).get("top1"),
+        "wall_s": summary["wall_s"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="run only cases whose label contains this text")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("gpu_check: no CUDA GPU here", file=sys.stderr)
+        return 2
+    device = torch.cuda.get_device_name()
+    print(f"device: {device}, torch {torch.__version__}", flush=True)
+    rows, failures = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, recipe, unit, overrides in CASES:
+            if args.only and args.only not in label:
+                continue
+            started = time.perf_counter()
+            try:
+                r = run_case(recipe, overrides, Path(tmp) / label.replace(" ", "_"))
+            except Exception as e:  # report and go on: one broken case must not hide the others
+                failures.append(f"{label}: {e}")
+                print(f"FAIL {label}: {e}", flush=True)
+                continue
+            ok = r["last_loss"] < r["first_loss"]
+            if not ok:
+                failures.append(f"{label}: loss did not fall ({r['first_loss']:.3f} -> {r['last_loss']:.3f})")
+            rows.append((label, r, unit, ok))
+            print(
+                f"{'ok  ' if ok else 'FAIL'} {label:40s} {r['rate']:10.0f} {unit}  peak {r['peak_mb']:8.0f} MB  "
+                f"loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}  val top1 {r['val_top1']}  "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+    table = [f"Device: {device}; torch {torch.__version__}; `bash scripts/gpu_check.sh`", "",
+             "| case | steps | throughput | peak memory (MB) | train loss first -> last | loss fell |",
+             "|---|---:|---:|---:|---|---|"]
+    for label, r, unit, ok in rows:
+        table.append(f"| {label} | {r['steps']} | {r['rate']:.0f} {unit} | {r['peak_mb']:.0f} | "
+                     f"{r['first_loss']:.3f} -> {r['last_loss']:.3f} | {'yes' if ok else 'NO'} |")
+    text = "\n".join(table) + "\n"
+    print(text)
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "gpu_check.md").write_text(text)
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
