@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dlcli import __version__
@@ -41,7 +42,7 @@ DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, c
 
 
 def _fail(message: str, code: int) -> None:
-    log.print(f"[red bold]error:[/] {message}", markup=True, highlight=False)
+    log.print(f"[red bold]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -123,7 +124,7 @@ def train(
     runtime = create_runtime(cfg.train, device)
     resume_path = _prepare_run_dir(run_dir, resume, resume_from, overwrite, runtime.is_main)
     logger = Logger(quiet=quiet, enabled=runtime.is_main)
-    logger.info(render_yaml(cfg, comments=False).rstrip())
+    logger.info(render_yaml(cfg, comments=False).rstrip(), markup=False)
     try:
         summary = runner.train(task, cfg, run_dir, runtime, logger, resume_path)
     finally:
@@ -202,7 +203,7 @@ def eval_(
     if json_:
         print_json({"run": str(run), "split": used_split, "metrics": metrics})
     else:
-        out.print(f"{run} [{used_split}]: {fmt_metrics(metrics)}")
+        out.print(f"{run} [{used_split}]: {fmt_metrics(metrics)}", markup=False)
 
 
 @app.command()
@@ -227,9 +228,9 @@ def predict(
         print_json(results)
         return
     for result in results:
-        out.print(f"[bold]{result['image']}[/]")
+        out.print(f"[bold]{escape(result['image'])}[/]")
         for row in result["top"]:
-            out.print(f"  {row['prob']:7.2%}  {row['label']}")
+            out.print(f"  {row['prob']:7.2%}  {row['label']}", markup=False)
 
 
 @app.command()

@@ -39,6 +39,10 @@ class TrainConfig(Section):
         "auto", description="NHWC memory layout for conv nets (auto: on CUDA only)"
     )
     compile: bool = Field(False, description="torch.compile the model (first steps are slow while it compiles)")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        "default", description="torch.compile mode; reduce-overhead uses CUDA graphs (cuts launch overhead on a GPU)"
+    )
+    sync_batchnorm: bool = Field(False, description="under DDP, BatchNorm statistics over all processes' batches")
     grad_accum: int = Field(1, ge=1, description="micro-batches summed into one optimizer step")
     clip_grad_norm: float | None = Field(None, gt=0, description="clip the global gradient norm to this value")
     eval_every: int = Field(1, ge=1, description="evaluate on the validation split every N epochs (and after the last)")

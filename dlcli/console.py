@@ -25,9 +25,9 @@ class Logger:
         self.quiet = quiet
         self.enabled = enabled
 
-    def info(self, message: str) -> None:
+    def info(self, message: str, markup: bool = True) -> None:
         if self.enabled and not self.quiet:
-            log.print(message)
+            log.print(message, markup=markup)
 
     def warn(self, message: str) -> None:
         if self.enabled:

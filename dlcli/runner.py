@@ -105,7 +105,8 @@ def train(
     if runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)
     torch.manual_seed(cfg.seed + runtime.rank)
-    job = task.build(cfg, runtime)
+    # A resumed run's weights come from the checkpoint: no pretrained files are needed.
+    job = task.build(cfg, runtime, load_weights=resume is None)
     model = job.model.to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -212,16 +213,14 @@ class _Loop:
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             while pos.epoch < cfg.epochs and not self._done():
-                if not self._train_epoch():  # stopped mid-epoch by max_steps
-                    break
-                pos.epoch, pos.batch = pos.epoch + 1, 0
-                is_last = pos.epoch == cfg.epochs or self._done()
-                if pos.epoch % cfg.eval_every == 0 or is_last:
+                finished = self._train_epoch()  # False: stopped mid-epoch by max_steps or Ctrl-C
+                if finished:
+                    pos.epoch, pos.batch = pos.epoch + 1, 0
+                if not finished or pos.epoch % cfg.eval_every == 0 or pos.epoch == cfg.epochs or self._done():
                     self._validate()
                 self._save("last.pt")
-            if "val" not in self.final_metrics:
+            if "val" not in self.final_metrics:  # a resumed run that had already finished
                 self._validate()
-                self._save("last.pt")
             self._test_best()
         finally:
             signal.signal(signal.SIGINT, previous_handler)
@@ -244,7 +243,8 @@ class _Loop:
             with self.rt.autocast():
                 out = self.job.train_step(self.forward, batch)
             loss = out["loss"]
-            self.scaler.scale(loss / train.grad_accum).backward()
+            # Gradients of a group are summed, so each micro-batch's loss is scaled down.
+            self.scaler.scale(loss / train.grad_accum if train.grad_accum > 1 else loss).backward()
             window.add(loss.detach(), self.job.items_per_batch(batch))
             in_group += 1
             bar.update(1)
@@ -254,18 +254,28 @@ class _Loop:
             self._optimizer_step()
             pos.batch, pos.step, in_group = pos.batch + in_group, pos.step + 1, 0
             save_now = bool(train.checkpoint_every) and pos.step % train.checkpoint_every == 0
-            stop_now = self._interrupted or self._done()
+            log_now = pos.step % train.log_every == 0 or end_of_epoch or save_now or self._done()
+            interrupted = self._agreed_interrupt(log_now)
+            stop_now = interrupted or self._done()
             # Logging checks the loss is finite, so it runs before any checkpoint is written.
-            if pos.step % train.log_every == 0 or end_of_epoch or save_now or stop_now:
+            if log_now or stop_now:
                 self._log_train(window, bar)
-            if (save_now or stop_now) and not end_of_epoch:
+            if interrupted:
                 self._save("last.pt")
-            if self._interrupted:
                 raise Interrupted
+            if save_now and not end_of_epoch:
+                self._save("last.pt")
             if stop_now:
                 break
         bar.close()
         return pos.batch == n_batches
+
+    def _agreed_interrupt(self, at_log_step: bool) -> bool:
+        """Whether to stop for Ctrl-C. Under DDP all ranks must stop at the same step, so the
+        flag is agreed on (one tiny all-reduce) at log steps only, not at every step."""
+        if not self.rt.distributed:
+            return self._interrupted
+        return at_log_step and self.rt.any_across_ranks(self._interrupted)
 
     def _optimizer_step(self) -> None:
         clip = self.cfg.train.clip_grad_norm
@@ -280,7 +290,7 @@ class _Loop:
     # -- logging and evaluation
     def _log_train(self, window: "_Window", bar: Any) -> None:
         pos = self.state.position
-        loss, items, seconds = window.flush()  # the one host sync of a log interval
+        loss, items, seconds = window.flush(self.rt)  # the one host sync of a log interval
         if not math.isfinite(loss):
             raise NonFiniteLoss(
                 f"The training loss became {loss} by optimizer step {pos.step} (epoch {pos.epoch + 1}). "
@@ -390,19 +400,22 @@ class _Window:
         self._reset()
 
     def _reset(self) -> None:
-        self.loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        self.loss_sum = torch.zeros((), device=self.device, dtype=torch.float32)
         self.count = 0
         self.items = 0
         self.started = time.perf_counter()
 
     def add(self, loss: torch.Tensor, items: int) -> None:
-        self.loss_sum += loss.double()
+        self.loss_sum += loss  # one small kernel, no host sync
         self.count += 1
         self.items += items
 
-    def flush(self) -> tuple[float, int, float]:
-        loss = self.loss_sum.item() / max(1, self.count)
-        result = (loss, self.items, time.perf_counter() - self.started)
+    def flush(self, runtime: Runtime) -> tuple[float, int, float]:
+        """Mean loss and item count over the interval, summed over all ranks."""
+        sums = torch.stack([self.loss_sum, torch.tensor(float(self.count), device=self.device),
+                            torch.tensor(float(self.items), device=self.device)])
+        loss_sum, count, items = runtime.sum_across_ranks(sums).tolist()
+        result = (loss_sum / max(1.0, count), int(items), time.perf_counter() - self.started)
         self._reset()
         return result
 
@@ -416,10 +429,13 @@ def _wrap_for_forward(model: nn.Module, cfg: RunConfig, runtime: Runtime) -> nn.
     if runtime.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
+        if cfg.train.sync_batchnorm:
+            # Replaces the BatchNorm children in place, so `model` (what is saved) follows.
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         forward = DistributedDataParallel(model, device_ids=ids)
     if cfg.train.compile:
-        forward = torch.compile(forward)
+        forward = torch.compile(forward, mode=cfg.train.compile_mode)
     return forward
 
 

@@ -56,6 +56,14 @@ class Runtime:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def any_across_ranks(self, flag: bool) -> bool:
+        """True on every rank when it is true on any rank."""
+        if not self._distributed:
+            return flag
+        tensor = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return bool(tensor.item())
+
     def barrier(self) -> None:
         if self._distributed:
             dist.barrier()

@@ -35,9 +35,25 @@ CASES = [
     ("resnet18 bf16 channels_last", "resnet", "img/s", CLASSIFY + ["train.precision=bf16"]),
     ("resnet18 fp16 channels_last", "resnet", "img/s", CLASSIFY + ["train.precision=fp16"]),
     ("resnet18 bf16 channels_last compile", "resnet", "img/s", CLASSIFY + ["train.precision=bf16", "train.compile=true"]),
-    ("mobilenet_v2 bf16", "mobilenet", "img/s", CLASSIFY + ["train.precision=bf16", "optim.lr=2e-3"]),
-    ("vgg16 bf16", "vgg16", "img/s", CLASSIFY + ["train.precision=bf16", "optim.lr=0.01"]),
+    ("resnet18 fp32 (TF32) compile reduce-overhead", "resnet", "img/s",
+     CLASSIFY + ["train.precision=fp32", "train.compile=true", "train.compile_mode=reduce-overhead"]),
+    ("resnet18 bf16 compile reduce-overhead", "resnet", "img/s",
+     CLASSIFY + ["train.precision=bf16", "train.compile=true", "train.compile_mode=reduce-overhead"]),
 ]
+PROFILE_CASE = ("resnet", CLASSIFY + ["train.precision=bf16", "train.epochs=1", "train.max_steps=30"])
+
+
+def profile(out_dir: Path) -> None:
+    """Where a step's time goes: top operators by host (CPU) time and by GPU time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    recipe, overrides = PROFILE_CASE
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        run_case(recipe, overrides, out_dir)
+    averages = prof.key_averages()
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=15), flush=True)
+    print(averages.table(sort_by="self_cuda_time_total", row_limit=10), flush=True)
 
 
 def run_case(recipe: str, overrides: list[str], out_dir: Path) -> dict:
@@ -65,6 +81,7 @@ def run_case(recipe: str, overrides: list[str], out_dir: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="run only cases whose label contains this text")
+    parser.add_argument("--profile", action="store_true", help="first profile 30 steps of resnet18 bf16")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU here", file=sys.stderr)
@@ -73,6 +90,8 @@ def main() -> int:
     print(f"device: {device}, torch {torch.__version__}", flush=True)
     rows, failures = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.profile:
+            profile(Path(tmp) / "profile")
         for label, recipe, unit, overrides in CASES:
             if args.only and args.only not in label:
                 continue

@@ -50,6 +50,10 @@ RECIPES = {
     "wide_resnet": 32,
     "mnasnet": 32,
 }
+# Their checkpoints hold 0.5-1 GB each (weights and SGD momentum), written three times and read
+# twice per run: 10-25 s each on a shared 2-core machine. The default run takes one training
+# step of each instead (test_heavy_recipe_takes_a_training_step); `pytest -m slow` trains them.
+HEAVY = {"vgg16", "wide_resnet"}
 RECIPE_ARCHS = {
     "resnet18", "alexnet", "squeezenet1_0", "vgg16", "densenet161", "inception_v3", "googlenet",
     "shufflenet_v2_x1_0", "mobilenet_v2", "resnext50_32x4d", "wide_resnet50_2", "mnasnet1_0",
@@ -121,7 +125,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --------------------------------------------------------------------------- every bundled recipe
 
 
-@pytest.mark.parametrize("recipe", list(RECIPES))
+@pytest.mark.parametrize("recipe", [pytest.param(r, marks=pytest.mark.slow) if r in HEAVY else r for r in RECIPES])
 def test_recipe_trains_and_evaluates(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path, recipe: str) -> None:
     run = tmp_path / "run"
     extra = ["--set", "model.aux_logits=auto"] if recipe == "inception" else []
@@ -150,6 +154,27 @@ def test_recipe_trains_and_evaluates(cli: Callable[..., Result], repo_configs: P
     for key in ("loss", "top1", "top5"):
         assert report["metrics"][key] == pytest.approx(summary["metrics"]["test"][key], rel=1e-4, nan_ok=True)
     shutil.rmtree(run)  # up to 2 GB of checkpoints: don't keep them in pytest's tmp folders
+
+
+@pytest.mark.parametrize("recipe", sorted(HEAVY))
+def test_heavy_recipe_takes_a_training_step(repo_configs: Path, recipe: str) -> None:
+    from dlcli.config import apply_overrides, read_yaml
+    from dlcli.tasks import get_task
+
+    small = ["data.batch_size=2", "data.train_size=10", "data.val_size=10", "data.test_size=10", "data.image_size=32"]
+    raw = apply_overrides(read_yaml(repo_configs / f"{recipe}.yaml"), small)
+    task = get_task(raw["task"])
+    cfg = validate(raw, task.Config)
+    job = task.build(cfg, create_runtime(cfg.train, "cpu"))
+    net = job.model.train()
+    loss = job.train_step(net, next(iter(job.train_data.batches(0))))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    net.eval()
+    with torch.no_grad():
+        sums = job.eval_step(net, next(iter(job.eval_data["val"].batches(0))))
+    assert int(sums["count"]) == 2
+    assert set(sums) == {"loss", "top1", "top5", "count"}
 
 
 def test_every_bundled_classifier_recipe_is_tested(repo_configs: Path) -> None:
@@ -453,3 +478,97 @@ def test_image_folder(cli: Callable[..., Result], repo_configs: Path, tmp_path: 
     ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert ckpt["extra"]["classes"] == ["blue", "red"]
     assert ckpt["model"]["fc.weight"].shape == (2, 512)
+
+
+# --------------------------------------------------------------------------- user text in messages
+
+
+def test_error_messages_show_file_names_verbatim(cli: Callable[..., Result], tmp_path: Path, trained_run: Path) -> None:
+    """A name with brackets is the user's text, not rich markup: shown as is, never a crash."""
+    fake = tmp_path / "holiday [edited].jpg"
+    fake.write_text("not an image\n")
+    _assert_usage_error(cli("predict", fake, "--run", trained_run, "--json"), "holiday [edited].jpg")
+
+
+def test_error_messages_with_markup_like_values_do_not_crash(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+    result = cli(
+        "train", repo_configs / "resnet.yaml", "--out", tmp_path / "run", "-q", *SMALL, "--set", "model.arch=res[/net]",
+    )
+    _assert_usage_error(result, "res[/net]")
+
+
+def test_eval_human_output_names_the_split(cli: Callable[..., Result], trained_run: Path) -> None:
+    result = cli("eval", trained_run)
+    assert result.exit_code == 0, result.output
+    assert "[test]" in result.stdout, result.stdout
+    assert "top1" in result.stdout
+
+
+# --------------------------------------------------------------------------- GoogLeNet / Inception v3 weights
+
+
+def _fake_hub_file(arch: str) -> Path:
+    """Like torchvision's own file for the arch: GoogLeNet/Inception v3 files hold the aux heads too."""
+    path = hub_weights_path(torchvision_weights(arch))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {"aux_logits": True, "init_weights": True} if arch in classify.AUX_ARCHS else {}
+    torch.save(torchvision.models.get_model(arch, weights=None, **kwargs).state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("arch", ["googlenet", "inception_v3"])
+def test_predict_with_imagenet_weights_of_an_aux_arch(cli: Callable[..., Result], tmp_path: Path, arch: str) -> None:
+    _fake_hub_file(arch)
+    image = _write_png(tmp_path / "shape.png", 48)
+    result = cli("predict", image, "--arch", arch, "--weights", "imagenet", "--top", "2", "--json")
+    assert result.exit_code == 0, result.output
+    top = json.loads(result.stdout)[0]["top"]
+    assert all(r["label"] in torchvision_weights(arch).meta["categories"] for r in top)
+
+
+def test_pretrained_inception_trains_below_the_aux_head_size(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+    """At 75 px aux_logits=auto turns the aux head off; torchvision's file still holds its weights."""
+    _fake_hub_file("inception_v3")
+    result = cli(
+        "train", repo_configs / "inception.yaml", "--out", tmp_path / "run", "--json", "-q", *SMALL,
+        "--set", "train.max_steps=2", "--set", "data.image_size=75", "--set", "model.aux_logits=auto",
+        "--set", "model.pretrained=true",
+    )
+    assert _summary(result)["steps"] == 2
+
+
+def test_a_pretrained_googlenet_is_evaluated_as_it_was_trained(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+    """torchvision's ImageNet GoogLeNet re-normalizes its input (transform_input); so must eval/predict."""
+    _fake_hub_file("googlenet")
+    cfg = validate(
+        {"task": "classify", "model": {"arch": "googlenet", "pretrained": True, "aux_logits": True}, "data": {"image_size": 32}},
+        classify.Config,
+    )
+    trained = classify.build_model(cfg.model, 10, 32)
+    rebuilt = classify.build_model(cfg.model, 10, 32, load_weights=False)  # what eval, predict, resume build
+    # (trained, rebuilt for eval): both re-normalize the input, as torchvision's ImageNet GoogLeNet does
+    assert (trained.transform_input, rebuilt.transform_input) == (True, True)
+
+    run = tmp_path / "run"
+    summary = _summary(cli(
+        "train", repo_configs / "googlenet.yaml", "--out", run, "--json", "-q", "--set", "train.max_steps=2",
+        "--set", "data.batch_size=4", "--set", "data.train_size=20", "--set", "data.val_size=20",
+        "--set", "data.test_size=20", "--set", "data.image_size=32", "--set", "model.pretrained=true",
+    ))
+    evaluated = cli("eval", run, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads(evaluated.stdout)["metrics"]
+    assert metrics["loss"] == pytest.approx(summary["metrics"]["test"]["loss"], rel=1e-4)
+
+
+def test_resume_does_not_need_the_pretrained_file(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+    """The checkpoint holds every weight: resuming offline works after the hub file is gone."""
+    path, _ = _fake_hub_resnet18()
+    run = tmp_path / "run"
+    args = [
+        "train", repo_configs / "resnet.yaml", "--out", run, "--json", "-q", "--set", "data.image_size=32", *SMALL,
+        "--set", "model.pretrained=true", "--set", "model.num_classes=10",
+    ]
+    assert _summary(cli(*args, "--set", "train.max_steps=1"))["steps"] == 1
+    path.unlink()
+    assert _summary(cli(*args, "--set", "train.max_steps=2", "--resume"))["steps"] == 2

@@ -92,7 +92,7 @@ class TensorImages:
             if self.augment:
                 gen = torch.Generator(device=self.device).manual_seed(mix_seed(self.seed, epoch, b))
                 x = random_crop_flip(x, gen)
-            yield normalize(x.float().div_(255.0), self.memory_format), self.labels[idx]
+            yield normalize_uint8(x, self.memory_format), self.labels[idx]
 
 
 def normalize(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
@@ -101,12 +101,24 @@ def normalize(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tens
     return x.sub_(mean).div_(std).contiguous(memory_format=memory_format)
 
 
+def normalize_uint8(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """uint8 pixels -> ImageNet mean/std in one fused multiply-add: x * 1/(255 std) - mean/std."""
+    scale, shift = _uint8_affine(x.device)
+    return torch.addcmul(shift, x.float(), scale).contiguous(memory_format=memory_format)
+
+
 @functools.lru_cache(maxsize=8)
 def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Made once per device: a host-to-device copy per batch would stall the GPU."""
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     return mean, std
+
+
+@functools.lru_cache(maxsize=8)
+def _uint8_affine(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = _mean_std(device)
+    return 1.0 / (255.0 * std), -mean / std
 
 
 def random_crop_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -13,6 +13,7 @@ their auxiliary heads, weighted 0.4 as in Szegedy et al. (2015, 2016).
 from __future__ import annotations
 
 import difflib
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,6 +118,18 @@ def uses_aux(model_cfg: ClassifyModel, image_size: int) -> bool:
     return bool(model_cfg.aux_logits)
 
 
+def check_model(model_cfg: ClassifyModel, image_size: int) -> None:
+    """Refuse an unknown arch or a too-small input before any data is made or read."""
+    check_arch(model_cfg.arch)
+    minimum = min_input_size(model_cfg.arch)
+    if image_size < minimum:
+        raise DlError(
+            f"{model_cfg.arch} needs images of at least {minimum} px, but data.image_size is {image_size}. "
+            f"Set data.image_size to {minimum} or more."
+        )
+    uses_aux(model_cfg, image_size)
+
+
 def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, load_weights: bool = True) -> nn.Module:
     """A torchvision classifier with `num_classes` outputs, optionally from pretrained weights.
 
@@ -125,30 +138,31 @@ def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, loa
     import torchvision
 
     arch = model_cfg.arch
-    check_arch(arch)
-    minimum = min_input_size(arch)
-    if image_size < minimum:
-        raise DlError(
-            f"{arch} needs images of at least {minimum} px, but data.image_size is {image_size}. "
-            f"Set data.image_size to {minimum} or more."
-        )
+    check_model(model_cfg, image_size)
     kwargs: dict[str, Any] = {}
     if arch in AUX_ARCHS:
         kwargs["aux_logits"] = uses_aux(model_cfg, image_size)
         kwargs["init_weights"] = True  # torchvision's current default, stated to silence its warning
+    if model_cfg.pretrained and arch in AUX_ARCHS:
+        # What torchvision sets for its ImageNet weights. Not in the state_dict, so it must be
+        # set again whenever the model is rebuilt from a checkpoint (load_weights=False).
+        kwargs["transform_input"] = True
     pretrained = model_cfg.pretrained and load_weights
-    if pretrained and arch in AUX_ARCHS:
-        kwargs["transform_input"] = True  # what torchvision sets for its ImageNet weights
     model = torchvision.models.get_model(arch, weights=None, num_classes=1000 if pretrained else num_classes, **kwargs)
     if pretrained:
         state = load_torchvision_state_dict(arch)
+        if arch in AUX_ARCHS and not kwargs["aux_logits"]:
+            # torchvision's files hold the auxiliary heads too; a model without them skips those.
+            state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if not k.startswith(("aux", "AuxLogits"))]:
             raise DlError(f"torchvision's {arch} weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}.")
         if num_classes != 1000:
             replace_heads(model, num_classes)
     if model_cfg.weights and load_weights:
-        load_weights_file(model, Path(model_cfg.weights))
+        skipped = load_weights_file(model, Path(model_cfg.weights))
+        if skipped:
+            warnings.warn(f"model.weights: kept the fresh initialisation of {', '.join(skipped)} (shapes differ)", stacklevel=2)
     if model_cfg.freeze_backbone:
         heads = set(head_names(model))
         for name, param in model.named_parameters():
@@ -190,8 +204,12 @@ def replace_heads(model: nn.Module, num_classes: int) -> None:
         model.num_classes = num_classes
 
 
-def load_weights_file(model: nn.Module, path: Path) -> None:
-    """Load a torchvision state_dict or a dl checkpoint; layers whose shape differs keep their init."""
+def load_weights_file(model: nn.Module, path: Path, strict: bool = False) -> list[str]:
+    """Load a torchvision state_dict or a dl checkpoint into `model`.
+
+    Tensors whose shape differs (a head for other classes) keep their fresh initialisation
+    and are returned by name; with strict=True any such difference is an error.
+    """
     if not path.is_file():
         raise DlError(f"model.weights: {path} does not exist. Give a state_dict (.pth) or a dl checkpoint (best.pt).")
     try:
@@ -204,9 +222,14 @@ def load_weights_file(model: nn.Module, path: Path) -> None:
         raise DlError(f"model.weights: {path} is not a state_dict (a dict of tensors) or a dl checkpoint.")
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not fitting:
-        raise DlError(f"model.weights: no tensor in {path} fits {type(model).__name__}: is it for another architecture?")
+    skipped = sorted(k for k in own if k not in fitting)
+    if not fitting or (strict and skipped):
+        raise DlError(
+            f"model.weights: {path} does not fit {type(model).__name__} (tensors missing or of another shape: "
+            f"{', '.join(skipped[:5])}). Is it for another architecture or number of classes?"
+        )
     model.load_state_dict(fitting, strict=False)
+    return skipped
 
 
 # --------------------------------------------------------------------------- the task
@@ -224,6 +247,7 @@ def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
+    check_model(cfg.model, cfg.data.image_size)
     data = load_dataset(cfg.data, cfg.seed)
     num_classes = cfg.model.num_classes or len(data.classes)
     model = build_model(cfg.model, num_classes, cfg.data.image_size, load_weights)
@@ -304,19 +328,17 @@ def _from_run(run_dir: Path):
 
 def _from_weights(arch: str | None, weights: str | None):
     """torchvision's ImageNet model (--weights imagenet) or a state_dict file with ImageNet's 1000 classes."""
-    import torchvision
     from torchvision import transforms
 
     if not arch:
         raise DlError("dl predict needs --run RUN, or --arch ARCH with --weights imagenet|PATH.")
     check_arch(arch)
     meta = torchvision_weights(arch)
-    model_cfg = ClassifyModel(arch=arch, pretrained=(weights or "imagenet") == "imagenet", aux_logits=False)
-    if not model_cfg.pretrained:
-        model_cfg.weights = weights
+    imagenet = (weights or "imagenet") == "imagenet"
+    model_cfg = ClassifyModel(arch=arch, pretrained=imagenet, aux_logits=False)
     model = build_model(model_cfg, 1000, max(meta.transforms().crop_size))
-    if isinstance(model, torchvision.models.GoogLeNet | torchvision.models.Inception3):
-        model.aux_logits = False
+    if not imagenet:  # a state_dict of this arch with ImageNet's 1000 classes: every tensor must fit
+        load_weights_file(model, Path(weights), strict=True)
     # torchvision's own eval preprocessing for these weights (resize, crop), minus the
     # normalization, which predict() applies to every path alike.
     preset = meta.transforms()
