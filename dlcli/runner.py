@@ -329,8 +329,8 @@ class _Loop:
         if "test" not in self.job.eval_data:
             return
         best_path = self.run_dir / "checkpoints" / "best.pt"
+        self.rt.barrier()  # every rank waits until rank 0 has written best.pt
         if best_path.exists():
-            self.rt.barrier()
             self.model.load_state_dict(checkpoint.load(best_path, self.rt.device)["model"])
         metrics = evaluate(self.forward, self.job.eval_data["test"], self.job, self.rt)
         self.final_metrics["test"] = metrics
@@ -430,6 +430,8 @@ def _wrap_for_forward(model: nn.Module, cfg: RunConfig, runtime: Runtime) -> nn.
         from torch.nn.parallel import DistributedDataParallel
 
         if cfg.train.sync_batchnorm:
+            if runtime.device.type != "cuda":
+                raise DlError("train.sync_batchnorm needs CUDA GPUs (torch's SyncBatchNorm has no CPU kernel); set it to false.")
             # Replaces the BatchNorm children in place, so `model` (what is saved) follows.
             nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None

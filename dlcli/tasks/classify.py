@@ -42,6 +42,9 @@ class ClassifyModel(Section):
     num_classes: int | None = Field(None, ge=2, description="output classes (default: the dataset's)")
     pretrained: bool = Field(False, description="start from torchvision's ImageNet weights (torch hub cache)")
     weights: str | None = Field(None, description="start from a state_dict file or a dl checkpoint (fine-tuning)")
+    dropout: float | None = Field(
+        None, ge=0, lt=1, description="dropout before the classifier (default: torchvision's for the arch; not all archs have one)"
+    )
     freeze_backbone: bool = Field(False, description="train the classification head(s) only")
     aux_logits: Literal["auto", True, False] = Field(
         "auto", description="GoogLeNet/Inception v3 auxiliary heads (auto: when the input is large enough)"
@@ -147,8 +150,15 @@ def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, loa
         # What torchvision sets for its ImageNet weights. Not in the state_dict, so it must be
         # set again whenever the model is rebuilt from a checkpoint (load_weights=False).
         kwargs["transform_input"] = True
+    if model_cfg.dropout is not None:
+        kwargs["dropout"] = model_cfg.dropout
     pretrained = model_cfg.pretrained and load_weights
-    model = torchvision.models.get_model(arch, weights=None, num_classes=1000 if pretrained else num_classes, **kwargs)
+    try:
+        model = torchvision.models.get_model(arch, weights=None, num_classes=1000 if pretrained else num_classes, **kwargs)
+    except TypeError as e:
+        if "dropout" not in str(e):
+            raise
+        raise DlError(f"{arch} has no dropout setting; remove model.dropout from the recipe.") from None
     if pretrained:
         state = load_torchvision_state_dict(arch)
         if arch in AUX_ARCHS and not kwargs["aux_logits"]:

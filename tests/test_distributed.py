@@ -1,0 +1,101 @@
+"""DDP through torchrun: 2 CPU processes (gloo) follow the 1-process run with the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# SqueezeNet without dropout and without augmentation: nothing random differs between a
+# 2 x 4 and a 1 x 8 batch, and it has no BatchNorm (whose per-process statistics would differ;
+# SyncBatchNorm has no CPU kernel). So the loss curves agree to float rounding.
+RECIPE = [
+    "--set", "model.arch=squeezenet1_0", "--set", "model.dropout=0.0", "--set", "data.augment=none",
+    "--set", "data.image_size=32", "--set", "data.train_size=64", "--set", "data.val_size=16",
+    "--set", "data.test_size=16", "--set", "optim.name=sgd", "--set", "optim.lr=0.02",
+    "--set", "schedule.name=constant", "--set", "train.epochs=2", "--set", "train.log_every=1", "-q", "--json",
+]
+TOLERANCE = 1e-3  # relative, per logged step: gradients are averaged in another order under DDP
+
+
+def dl(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DL_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "dlcli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def train_losses(run: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if r["split"] == "train"}
+
+
+def test_two_process_ddp_matches_one_process_and_resumes_in_one(tmp_path):
+    two = dl(tmp_path, "train", "resnet", "--out", "ddp", "--nproc", "2", *RECIPE,
+             "--set", "data.batch_size=4", "--set", "train.max_steps=6")
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = dl(tmp_path, "train", "resnet", "--out", "single", *RECIPE, "--set", "data.batch_size=8")
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    ddp, single = train_losses(tmp_path / "ddp"), train_losses(tmp_path / "single")
+    assert sorted(ddp) == list(range(1, 7))
+    for step, loss in ddp.items():
+        assert loss == pytest.approx(single[step], rel=TOLERANCE), step
+
+    # Only rank 0 wrote: one JSON document, one summary; the global batch is in the config.
+    summary = json.loads(two.stdout)
+    assert summary["steps"] == 6
+    assert "processes 2, global batch 8" in (tmp_path / "ddp" / "config.yaml").read_text()
+
+    # The DDP checkpoint (an unwrapped state_dict) continues in one process, on the same curve.
+    resumed = dl(tmp_path, "train", "resnet", "--out", "ddp", "--resume", *RECIPE, "--set", "data.batch_size=8")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = train_losses(tmp_path / "ddp")
+    for step in range(7, 17):
+        assert after[step] == pytest.approx(single[step], rel=TOLERANCE), step
+
+
+def _rank_pids(root_pid: int) -> dict[int, int]:
+    """{rank: pid} of the torchrun workers under a process tree (Linux /proc)."""
+    ranks, stack = {}, [root_pid]
+    while stack:
+        pid = stack.pop()
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        stack.extend(int(c) for c in children)
+        env = dict(item.split(b"=", 1) for item in environ if b"=" in item)
+        if b"RANK" in env and b"LOCAL_RANK" in env:
+            ranks[int(env[b"RANK"])] = pid
+    return ranks
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds worker processes through /proc")
+def test_a_rank_dying_stops_the_job_and_keeps_the_last_checkpoint(tmp_path):
+    import signal
+    import time
+
+    from dlcli import checkpoint
+
+    env = {**os.environ, "DL_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DL_COLLECTIVE_TIMEOUT_S": "30"}
+    args = [a for a in RECIPE if a not in ("-q", "--json")]
+    job = subprocess.Popen(
+        [sys.executable, "-m", "dlcli", "train", "resnet", "--out", "ddp", "--nproc", "2", *args, "--quiet",
+         "--set", "data.batch_size=4", "--set", "train.epochs=1000", "--set", "train.checkpoint_every=2"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    last = tmp_path / "ddp" / "checkpoints" / "last.pt"
+    deadline = time.time() + 180
+    while time.time() < deadline and not last.exists():
+        time.sleep(0.2)
+    assert last.exists(), "no checkpoint was written"
+    ranks = _rank_pids(job.pid)
+    assert set(ranks) == {0, 1}
+    os.kill(ranks[1], signal.SIGKILL)
+    started = time.time()
+    job.communicate(timeout=120)
+    assert job.returncode != 0
+    assert time.time() - started < 60  # within the 30 s collective timeout (plus shutdown)
+    assert checkpoint.load(last)["position"]["step"] >= 2
