@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -143,26 +143,42 @@ def random_crop_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 class _SeededItems(Dataset):
     """Wraps a dataset so each item's random transform is seeded by (seed, epoch, index).
 
-    The seed is set inside a forked RNG, so the main process's global RNG is untouched
-    whether items load in workers or in the main process.
+    Keys are (index, epoch) pairs, so persistent workers learn the epoch with every item. The
+    seed is set inside a forked RNG: the main process's global RNG is untouched whether items
+    load in workers or in the main process.
     """
 
-    def __init__(self, dataset: Dataset, transform: Callable, seed: int):
-        self.dataset, self.transform, self.seed = dataset, transform, seed
-        self.epoch = 0
+    def __init__(self, dataset: Dataset, transform: Callable, seed: int, random: bool):
+        self.dataset, self.transform, self.seed, self.random = dataset, transform, seed, random
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: tuple[int, int]):
+        index, epoch = key
         image, label = self.dataset[index]
+        if not self.random:  # evaluation transforms draw nothing
+            return self.transform(image), label
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(mix_seed(self.seed, self.epoch, index))
+            torch.manual_seed(mix_seed(self.seed, epoch, index))
             return self.transform(image), label
 
 
+class _Keys(Sampler):
+    """The (index, epoch) keys of the epoch in progress; set before each pass."""
+
+    def __init__(self):
+        self.keys: list[tuple[int, int]] = []
+
+    def __iter__(self):
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
 class StreamingImages:
-    """Images decoded from disk by DataLoader workers (an ImageNet-sized folder)."""
+    """Images decoded from disk by persistent DataLoader workers (an ImageNet-sized folder)."""
 
     def __init__(
         self,
@@ -178,33 +194,33 @@ class StreamingImages:
         rank: int = 0,
         world_size: int = 1,
     ):
-        self.items = _SeededItems(dataset, transform, seed)
+        self.size = len(dataset)  # type: ignore[arg-type]
         self.batch_size = batch_size
         self.train = train
         self.seed = seed
         self.device = device
-        self.num_workers = num_workers
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.rank, self.world_size = rank, world_size
+        self.keys = _Keys()
+        self.loader = DataLoader(
+            _SeededItems(dataset, transform, seed, random=train),
+            batch_size=batch_size,
+            sampler=self.keys,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            pin_memory=device.type == "cuda",
+            # A private generator: DataLoader draws its base seed from it, not from the global
+            # RNG that dropout uses (augmentation is seeded per item, above).
+            generator=torch.Generator().manual_seed(seed),
+        )
 
     def __len__(self) -> int:
-        per_rank = len(self.items) // self.world_size if self.train else math.ceil(len(self.items) / self.world_size)
+        per_rank = self.size // self.world_size if self.train else math.ceil(self.size / self.world_size)
         return max(1, per_rank // self.batch_size) if self.train else math.ceil(per_rank / self.batch_size)
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = epoch_order(len(self.items), epoch, self.seed, self.train, self.rank, self.world_size, self.train)
-        order = order[start * self.batch_size : len(self) * self.batch_size]
-        self.items.epoch = epoch  # workers are started per epoch, so they see the new value
-        loader = DataLoader(
-            self.items,
-            batch_size=self.batch_size,
-            sampler=order,
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
-            # A private generator: DataLoader draws its worker base seed from it, not from
-            # the global RNG that dropout uses.
-            generator=torch.Generator().manual_seed(mix_seed(self.seed, epoch)),
-        )
-        for x, y in loader:
+        order = epoch_order(self.size, epoch, self.seed, self.train, self.rank, self.world_size, self.train)
+        self.keys.keys = [(index, epoch) for index in order[start * self.batch_size : len(self) * self.batch_size]]
+        for x, y in self.loader:
             x = normalize(x.to(self.device, non_blocking=True), self.memory_format)
             yield x, y.to(self.device, non_blocking=True)
