@@ -270,6 +270,14 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def repeats_line(rows: list[Row]) -> str:
+    """Every measurement, in run order: the spread tells how much to trust the medians."""
+    def values(xs: list[float]) -> str:
+        return ", ".join(f"{x:.1f}" for x in xs)
+
+    return "; ".join(f"{r.model} {r.mode}: plain {values(r.plain)} / dl {values(r.dl)}" for r in rows)
+
+
 def append_benchmarks(rows: list[Row], args: argparse.Namespace, command: str, loads: tuple[str, str]) -> None:
     date = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     setup = (
@@ -279,6 +287,7 @@ def append_benchmarks(rows: list[Row], args: argparse.Namespace, command: str, l
     section = (
         f"\n## bench_classify — {date} — {machine()}\n\n"
         f"```\n{command}\n```\n\n{setup}.\n\n{markdown_table(rows)}\n\n"
+        f"Each repeat, img/s: {repeats_line(rows)}.\n\n"
         f"Load: {loads[0]} at start, {loads[1]} at the end.\n"
     )
     text = BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else "# Benchmarks\n"
