@@ -303,7 +303,7 @@ class _Loop:
             "elapsed_s": self._elapsed(),
         }
         if bar is not None:
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            bar.set_postfix(loss=f"{loss:.4f}", items_per_s=f"{record['items_per_s']:.0f}", refresh=False)
         self._record(record)
 
     def _validate(self) -> None:

@@ -572,3 +572,12 @@ def test_resume_does_not_need_the_pretrained_file(cli: Callable[..., Result], re
     assert _summary(cli(*args, "--set", "train.max_steps=1"))["steps"] == 1
     path.unlink()
     assert _summary(cli(*args, "--set", "train.max_steps=2", "--resume"))["steps"] == 2
+
+
+def test_torchvision_dataset_missing_offline(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+    root = tmp_path / "cifar"
+    result = cli("train", repo_configs / "resnet.yaml", "--out", tmp_path / "run",
+                 "--set", "data.dataset=cifar10", "--set", f"data.root={root}")
+    assert result.exit_code == 2
+    assert "cifar10" in result.stderr and str(root) in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.output

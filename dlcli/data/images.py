@@ -124,9 +124,9 @@ def _torchvision_dataset(data: Any, seed: int) -> ImageData:
         test = cls(str(root), train=False, download=not offline())
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
         raise DlError(
-            f"{data.dataset} is not in {root} and cannot be downloaded here ({e}). Run `dl data prepare "
-            f"{data.dataset} --root {root}` where there is internet, or copy torchvision's {cls.__name__} "
-            f"files into {root}."
+            f"{data.dataset} is not in {root} and cannot be downloaded here ({e}). Run the same recipe once "
+            f"on a machine with internet (torchvision downloads it into data.root), then copy the "
+            f"{cls.__name__} files it wrote into {root}, or set data.root to where they are."
         ) from None
     except OSError as e:
         raise DlError(f"Downloading {data.dataset} into {root} failed ({e}). Check the network or data.root.") from None
