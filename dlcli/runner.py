@@ -243,6 +243,11 @@ class _Loop:
             with self.rt.autocast():
                 out = self.job.train_step(self.forward, batch)
             loss = out["loss"]
+            if in_group == 0:
+                # Freed here, just before backward re-creates them, rather than right after
+                # the optimizer step: backward then reuses the memory at once (on the CPU this
+                # spares big models' gradients a round trip through the OS allocator).
+                self.optimizer.zero_grad(set_to_none=True)
             # Gradients of a group are summed, so each micro-batch's loss is scaled down.
             self.scaler.scale(loss / train.grad_accum if train.grad_accum > 1 else loss).backward()
             window.add(loss.detach(), self.job.items_per_batch(batch))
@@ -284,7 +289,6 @@ class _Loop:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.scaler.step(self.optimizer)  # skipped by the fp16 scaler when gradients overflowed
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
 
     # -- logging and evaluation
