@@ -111,3 +111,22 @@ def test_render_yaml_has_descriptions_and_round_trips():
     assert "# peak learning rate" in text
     again = validate(yaml.safe_load(text), classify.Config)
     assert again == cfg
+
+
+def test_configs_and_config_show_commands():
+    import json
+
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    listed = CliRunner().invoke(app, ["configs", "--json"])
+    assert listed.exit_code == 0
+    rows = {row["recipe"]: row for row in json.loads(listed.stdout)}
+    assert rows["vgg16"]["model"] == "vgg16" and rows["vgg16"]["task"] == "classify"
+    shown = CliRunner().invoke(app, ["config", "show", str(CONFIGS / "vgg16.yaml"), "--set", "optim.lr=0.01"])
+    assert shown.exit_code == 0
+    assert "lr: 0.01  # peak learning rate" in shown.stdout
+    bad = CliRunner().invoke(app, ["config", "show", "vgg16", "--set", "optim.lrr=1"])
+    assert bad.exit_code == 2 and "optim.lr" in bad.stderr
+    assert CliRunner().invoke(app, ["--version"]).stdout.startswith("dl ")
