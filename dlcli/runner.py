@@ -133,7 +133,8 @@ def train(
         + (f", resuming at epoch {state.position.epoch + 1} step {state.position.step}" if resume else "")
     )
     if resume is not None:
-        checkpoint.set_rng_state(resume["rng"])
+        saved = resume["rng"]
+        checkpoint.set_rng_state(saved[runtime.rank] if len(saved) == runtime.world_size else saved[0])
     loop.run()
     summary = loop.summary()
     if runtime.is_main:
@@ -351,6 +352,10 @@ class _Loop:
 
     # -- checkpoints
     def _save(self, name: str) -> None:
+        # Every rank calls this at the same points (the decisions to save depend only on the
+        # step and on reduced metrics), so each rank's RNG state can be gathered: dropout under
+        # DDP then resumes exactly. A run resumed with another number of processes uses rank 0's.
+        rng_per_rank = self.rt.gather_objects(checkpoint.rng_state())
         if not self.rt.is_main:
             return
         state = self.state
@@ -367,7 +372,7 @@ class _Loop:
             "best_value": state.best_value,
             "best_metrics": state.best_metrics,
             "wall_s": self._elapsed(),
-            "rng": checkpoint.rng_state(),
+            "rng": rng_per_rank,
             "extra": self.job.extra,
         }
         checkpoint.save_atomic(payload, self.run_dir / "checkpoints" / name)

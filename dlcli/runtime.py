@@ -10,6 +10,7 @@ import contextlib
 import datetime
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -63,6 +64,14 @@ class Runtime:
         tensor = torch.tensor([1.0 if flag else 0.0], device=self.device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return bool(tensor.item())
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """[obj of rank 0, obj of rank 1, ...] on every rank (picklable objects, e.g. RNG states)."""
+        if not self._distributed:
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
 
     def barrier(self) -> None:
         if self._distributed:
