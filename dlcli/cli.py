@@ -252,6 +252,27 @@ def models(json_: JsonOption = False) -> None:
     out.print(table)
 
 
+# --------------------------------------------------------------------------- text
+
+
+@app.command()
+@guarded
+def skipgrams(
+    text: Annotated[str, typer.Argument(help="text; each line is a sentence")],
+    window: Annotated[int, typer.Option("--window", min=1, help="context words on each side of the target")] = 2,
+    json_: JsonOption = False,
+) -> None:
+    """The (target, context) pairs word2vec trains on, in text order (lowercased, punctuation stripped)."""
+    from dlcli.data.text import sentences, skipgram_pairs
+
+    pairs = [pair for tokens in sentences(text) for pair in skipgram_pairs(tokens, window)]
+    if json_:
+        print_json([list(pair) for pair in pairs])
+        return
+    for target, context in pairs:
+        out.print(f"{target}\t{context}", markup=False)
+
+
 # --------------------------------------------------------------------------- recipes
 
 
