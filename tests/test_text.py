@@ -51,3 +51,52 @@ def test_dl_skipgrams_prints_the_pairs_in_text_order(window):
 def test_dl_skipgrams_rejects_a_zero_window():
     result = CliRunner().invoke(app, ["skipgrams", SENTENCE, "--window", "0"])
     assert result.exit_code == 2
+
+
+def test_read_sentences_streams_files_folders_and_gzip(tmp_path):
+    import gzip
+
+    from dlcli.data.text import read_sentences
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("The king.\n\nA queen!\n")
+    with gzip.open(tmp_path / "corpus" / "b.gz", "wt", encoding="utf-8") as f:
+        f.write("the man\n")
+    (tmp_path / "corpus" / "c.txt").write_bytes(b"bad \xff bytes\n")
+    assert list(read_sentences(tmp_path / "corpus")) == [["the", "king"], ["a", "queen"], ["the", "man"], ["bad", "bytes"]]
+    assert list(read_sentences(tmp_path / "corpus" / "a.txt")) == [["the", "king"], ["a", "queen"]]
+
+
+def test_missing_or_empty_corpus_is_a_clear_error(tmp_path):
+    from dlcli.data.text import Vocab, read_sentences
+    from dlcli.errors import DlError
+
+    with pytest.raises(DlError, match="does not exist"):
+        list(read_sentences(tmp_path / "nope.txt"))
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(DlError, match="min_count"):
+        Vocab.build(read_sentences(tmp_path / "empty.txt"), min_count=1)
+
+
+def test_vocab_counts_min_count_and_max_size():
+    from dlcli.data.text import Vocab
+
+    corpus = [["the", "king", "the"], ["a", "queen", "the", "king"], ["a"]]
+    vocab = Vocab.build(corpus, min_count=2)
+    assert vocab.words == ["the", "king", "a"] and vocab.counts == [3, 2, 2]
+    assert vocab.index["king"] == 1
+    assert Vocab.build(corpus, min_count=1, max_vocab_size=2).words == ["the", "king"]
+
+
+def test_subsampling_matches_the_word2vec_formula():
+    import math
+
+    from dlcli.data.text import Vocab
+
+    vocab = Vocab(["the", "king", "rare"], [9000, 900, 100])
+    sample = 1e-2
+    threshold = sample * 10_000  # 100: 'rare' (count 100) sits right at it
+    expected = [min(1.0, (math.sqrt(c / threshold) + 1) * threshold / c) for c in (9000, 900, 100)]
+    assert vocab.keep_probabilities(sample) == pytest.approx(expected)
+    assert expected[0] < 0.5 and expected[2] == 1.0  # frequent words are dropped more, rare ones kept
+    assert vocab.keep_probabilities(0) == [1.0, 1.0, 1.0]
