@@ -26,7 +26,7 @@ from dlcli import checkpoint
 from dlcli.config import RunConfig, Section, TrainConfig, validate
 from dlcli.data.download import load_torchvision_state_dict, torchvision_weights
 from dlcli.data.images import eval_transform, load_dataset, load_image, make_loader
-from dlcli.data.loaders import IMAGENET_MEAN, IMAGENET_STD
+from dlcli.data.loaders import normalize
 from dlcli.errors import DlError
 from dlcli.runner import Job, best_checkpoint
 from dlcli.runtime import Runtime
@@ -314,9 +314,8 @@ def predict(
     else:
         model, classes, transform = _from_weights(arch, weights)
     model = model.to(device).eval()
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    batch = torch.stack([(transform(load_image(path)) - mean) / std for path in images]).to(device)
+    pixels = torch.stack([transform(load_image(path)) for path in images]).to(device)  # [0, 1]
+    batch = normalize(pixels, torch.contiguous_format)  # the ImageNet mean/std, as in training
     with torch.no_grad():
         probs = model(batch).float().softmax(dim=1).cpu()
     k = min(top, probs.shape[1])
