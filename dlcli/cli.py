@@ -265,7 +265,7 @@ def skipgrams(
     """The (target, context) pairs word2vec trains on, in text order (lowercased, punctuation stripped)."""
     from dlcli.data.text import sentences, skipgram_pairs
 
-    pairs = [pair for tokens in sentences(text) for pair in skipgram_pairs(tokens, window)]
+    pairs = [pair for tokens in sentences(text.splitlines()) for pair in skipgram_pairs(tokens, window)]
     if json_:
         print_json([list(pair) for pair in pairs])
         return

@@ -581,3 +581,23 @@ def test_torchvision_dataset_missing_offline(cli: Callable[..., Result], repo_co
     assert result.exit_code == 2
     assert "cifar10" in result.stderr and str(root) in result.stderr.replace("\n", "")
     assert "Traceback" not in result.output
+
+
+def test_dropout_on_an_arch_without_one(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+    result = cli("train", repo_configs / "resnet.yaml", "--out", tmp_path / "run", "-q", "--set", "model.dropout=0.1")
+    _assert_usage_error(result, "resnet18 has no dropout setting")
+
+
+def test_sync_batchnorm_needs_cuda() -> None:
+    import torch
+
+    from dlcli.config import apply_overrides, validate
+    from dlcli.errors import DlError
+    from dlcli.runner import _wrap_for_forward
+    from dlcli.runtime import Runtime
+    from dlcli.tasks import classify
+
+    cfg = validate(apply_overrides({"task": "classify"}, ["train.sync_batchnorm=true"]), classify.Config)
+    runtime = Runtime(torch.device("cpu"), "fp32", False, world_size=2, _distributed=True)
+    with pytest.raises(DlError, match="needs CUDA"):
+        _wrap_for_forward(torch.nn.BatchNorm2d(3), cfg, runtime)

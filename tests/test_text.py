@@ -37,7 +37,7 @@ def test_pairs_equal_the_sliding_window_definition(window):
 
 
 def test_windows_do_not_cross_lines():
-    pairs = [p for tokens in sentences("a b\n\nc d") for p in skipgram_pairs(tokens, 3)]
+    pairs = [p for tokens in sentences("a b\n\nc d".splitlines()) for p in skipgram_pairs(tokens, 3)]
     assert pairs == [("a", "b"), ("b", "a"), ("c", "d"), ("d", "c")]
 
 
@@ -73,6 +73,10 @@ def test_missing_or_empty_corpus_is_a_clear_error(tmp_path):
 
     with pytest.raises(DlError, match="does not exist"):
         list(read_sentences(tmp_path / "nope.txt"))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"")
+    with pytest.raises(DlError, match="holds no text files"):
+        list(read_sentences(tmp_path / "images"))
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(DlError, match="min_count"):
         Vocab.build(read_sentences(tmp_path / "empty.txt"), min_count=1)

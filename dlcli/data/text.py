@@ -28,9 +28,9 @@ def tokenize(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def sentences(text: str) -> Iterator[list[str]]:
-    """One token list per non-empty line."""
-    for line in text.splitlines():
+def sentences(lines: Iterable[str]) -> Iterator[list[str]]:
+    """One token list per line that has a word."""
+    for line in lines:
         tokens = tokenize(line)
         if tokens:
             yield tokens
@@ -76,10 +76,7 @@ def read_sentences(path: Path) -> Iterator[list[str]]:
     for file in corpus_files(path):
         opener = gzip.open if file.suffix == ".gz" else open
         with opener(file, "rt", encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                tokens = tokenize(line)
-                if tokens:
-                    yield tokens
+            yield from sentences(lines)
 
 
 @dataclass

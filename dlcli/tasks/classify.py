@@ -35,6 +35,7 @@ from dlcli.runtime import Runtime
 # below 299 px the map is too small (the paper's input size is exactly the minimum).
 INCEPTION_AUX_MIN_SIZE = 299
 AUX_ARCHS = ("googlenet", "inception_v3")
+AUX_HEADS = ("aux1", "aux2", "AuxLogits")  # GoogLeNet's two auxiliary heads, Inception v3's one
 
 
 class ClassifyModel(Section):
@@ -163,9 +164,9 @@ def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, loa
         state = load_torchvision_state_dict(arch)
         if arch in AUX_ARCHS and not kwargs["aux_logits"]:
             # torchvision's files hold the auxiliary heads too; a model without them skips those.
-            state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}
+            state = {k: v for k, v in state.items() if k.split(".")[0] not in AUX_HEADS}
         missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if not k.startswith(("aux", "AuxLogits"))]:
+        if unexpected or [k for k in missing if k.split(".")[0] not in AUX_HEADS]:
             raise DlError(f"torchvision's {arch} weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}.")
         if num_classes != 1000:
             replace_heads(model, num_classes)
@@ -190,7 +191,7 @@ def head_names(model: nn.Module) -> list[str]:
     if not linears:
         raise DlError(f"{type(model).__name__} has no Linear classification layer to resize.")
     heads = [linears[-1]]
-    for aux in ("aux1", "aux2", "AuxLogits"):
+    for aux in AUX_HEADS:
         in_aux = [name for name in linears if name.startswith(aux + ".")]
         if in_aux:
             heads.append(in_aux[-1])
