@@ -62,6 +62,11 @@ class Job:
     params: Iterable | None = None  # what the optimizer updates (default: trainable parameters)
     finish_metrics: Callable[[dict[str, float]], dict[str, float]] = lambda m: m
     extra: dict[str, Any] = field(default_factory=dict)  # saved in checkpoints (class names, vocab...)
+    # A step that updates the weights itself (word2vec's Hogwild SGD), given the scheduled lr;
+    # used instead of train_step + backward + optimizer. Returns {"loss": ...} like train_step.
+    update_step: Callable[[nn.Module, Batch, float], Metrics] | None = None
+    # Writes the task's artifacts (vectors.txt, vocab.json, ...) into the run folder after training.
+    export: Callable[[nn.Module, Path], None] | None = None
 
 
 class Interrupted(Exception):
@@ -137,6 +142,8 @@ def train(
         checkpoint.set_rng_state(saved[runtime.rank] if len(saved) == runtime.world_size else saved[0])
     loop.run()
     summary = loop.summary()
+    if runtime.is_main and job.export is not None:
+        job.export(model, run_dir)
     if runtime.is_main:
         _write_json(run_dir / "summary.json", summary)
     return summary
@@ -187,8 +194,11 @@ def evaluate_run(task: Any, run_dir: Path, split: str | None, runtime: Runtime) 
     return split, evaluate(model, job.eval_data[split], job, runtime)
 
 
-def global_batch(cfg: RunConfig, runtime: Runtime) -> int:
-    return cfg.data.batch_size * runtime.world_size * cfg.train.grad_accum
+def global_batch(cfg: RunConfig, runtime: Runtime) -> int | str:
+    per_process = getattr(cfg.data, "batch_size", None)
+    if per_process is None:  # word2vec batches by words
+        return f"{cfg.data.batch_words} words"
+    return per_process * runtime.world_size * cfg.train.grad_accum
 
 
 # --------------------------------------------------------------------------- the loop
@@ -241,16 +251,10 @@ class _Loop:
         bar = self.logger.bar(n_batches, f"epoch {pos.epoch + 1}/{train.epochs}", initial=pos.batch, unit="batch")
         in_group = 0
         for batch in self.job.train_data.batches(pos.epoch, pos.batch):
-            with self.rt.autocast():
-                out = self.job.train_step(self.forward, batch)
-            loss = out["loss"]
-            if in_group == 0:
-                # Freed here, just before backward re-creates them, rather than right after
-                # the optimizer step: backward then reuses the memory at once (on the CPU this
-                # spares big models' gradients a round trip through the OS allocator).
-                self.optimizer.zero_grad(set_to_none=True)
-            # Gradients of a group are summed, so each micro-batch's loss is scaled down.
-            self.scaler.scale(loss / train.grad_accum if train.grad_accum > 1 else loss).backward()
+            if self.job.update_step is not None:
+                loss = self.job.update_step(self.model, batch, self.optimizer.param_groups[0]["lr"])["loss"]
+            else:
+                loss = self._backward(batch, first_in_group=in_group == 0)
             window.add(loss.detach(), self.job.items_per_batch(batch))
             in_group += 1
             bar.update(1)
@@ -276,6 +280,19 @@ class _Loop:
         bar.close()
         return pos.batch == n_batches
 
+    def _backward(self, batch: Batch, first_in_group: bool) -> torch.Tensor:
+        train = self.cfg.train
+        with self.rt.autocast():
+            loss = self.job.train_step(self.forward, batch)["loss"]
+        if first_in_group:
+            # Freed here, just before backward re-creates them, rather than right after
+            # the optimizer step: backward then reuses the memory at once (on the CPU this
+            # spares big models' gradients a round trip through the OS allocator).
+            self.optimizer.zero_grad(set_to_none=True)
+        # Gradients of a group are summed, so each micro-batch's loss is scaled down.
+        self.scaler.scale(loss / train.grad_accum if train.grad_accum > 1 else loss).backward()
+        return loss
+
     def _agreed_interrupt(self, at_log_step: bool) -> bool:
         """Whether to stop for Ctrl-C. Under DDP all ranks must stop at the same step, so the
         flag is agreed on (one tiny all-reduce) at log steps only, not at every step."""
@@ -284,6 +301,12 @@ class _Loop:
         return at_log_step and self.rt.any_across_ranks(self._interrupted)
 
     def _optimizer_step(self) -> None:
+        if self.job.update_step is not None:
+            # The weights are already updated; the optimizer (no gradients: a no-op) only
+            # keeps the scheduler's bookkeeping in order.
+            self.optimizer.step()
+            self.scheduler.step()
+            return
         clip = self.cfg.train.clip_grad_norm
         if clip is not None:
             self.scaler.unscale_(self.optimizer)

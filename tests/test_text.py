@@ -68,7 +68,8 @@ def test_read_sentences_streams_files_folders_and_gzip(tmp_path):
 
 
 def test_missing_or_empty_corpus_is_a_clear_error(tmp_path):
-    from dlcli.data.text import Vocab, read_sentences
+    from dlcli.data.corpus import encode
+    from dlcli.data.text import read_sentences
     from dlcli.errors import DlError
 
     with pytest.raises(DlError, match="does not exist"):
@@ -78,29 +79,5 @@ def test_missing_or_empty_corpus_is_a_clear_error(tmp_path):
     with pytest.raises(DlError, match="holds no text files"):
         list(read_sentences(tmp_path / "images"))
     (tmp_path / "empty.txt").write_text("")
-    with pytest.raises(DlError, match="min_count"):
-        Vocab.build(read_sentences(tmp_path / "empty.txt"), min_count=1)
-
-
-def test_vocab_counts_min_count_and_max_size():
-    from dlcli.data.text import Vocab
-
-    corpus = [["the", "king", "the"], ["a", "queen", "the", "king"], ["a"]]
-    vocab = Vocab.build(corpus, min_count=2)
-    assert vocab.words == ["the", "king", "a"] and vocab.counts == [3, 2, 2]
-    assert vocab.index["king"] == 1
-    assert Vocab.build(corpus, min_count=1, max_vocab_size=2).words == ["the", "king"]
-
-
-def test_subsampling_matches_the_word2vec_formula():
-    import math
-
-    from dlcli.data.text import Vocab
-
-    vocab = Vocab(["the", "king", "rare"], [9000, 900, 100])
-    sample = 1e-2
-    threshold = sample * 10_000  # 100: 'rare' (count 100) sits right at it
-    expected = [min(1.0, (math.sqrt(c / threshold) + 1) * threshold / c) for c in (9000, 900, 100)]
-    assert vocab.keep_probabilities(sample) == pytest.approx(expected)
-    assert expected[0] < 0.5 and expected[2] == 1.0  # frequent words are dropped more, rare ones kept
-    assert vocab.keep_probabilities(0) == [1.0, 1.0, 1.0]
+    with pytest.raises(DlError, match="no words"):
+        encode(read_sentences(tmp_path / "empty.txt"))

@@ -10,28 +10,25 @@ cross a line break, as in word2vec's own reader.
 from __future__ import annotations
 
 import gzip
-import math
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from dlcli.errors import DlError
 
 # Letters of any script (\w without digits and underscore): German and French words stay whole.
-_WORD = re.compile(r"[^\W\d_]+")
+WORD = re.compile(r"[^\W\d_]+")
 
 
-def tokenize(text: str) -> list[str]:
+def tokenize(text: str, pattern: re.Pattern = WORD) -> list[str]:
     """Lowercased letter runs: 'The wide road, shimmered!' -> ['the', 'wide', 'road', 'shimmered']."""
-    return _WORD.findall(text.lower())
+    return pattern.findall(text.lower())
 
 
-def sentences(lines: Iterable[str]) -> Iterator[list[str]]:
+def sentences(lines: Iterable[str], pattern: re.Pattern = WORD) -> Iterator[list[str]]:
     """One token list per line that has a word."""
     for line in lines:
-        tokens = tokenize(line)
+        tokens = pattern.findall(line.lower())
         if tokens:
             yield tokens
 
@@ -68,53 +65,35 @@ def corpus_files(path: Path) -> list[Path]:
     raise DlError(f"Corpus {path} does not exist. Set data.path to a text file or a folder of them.")
 
 
-def read_sentences(path: Path) -> Iterator[list[str]]:
-    """Stream token lists line by line from a file or folder, plain or gzip: larger-than-memory corpora work.
+def read_sentences(path: Path, pattern: re.Pattern = WORD) -> Iterator[list[str]]:
+    """Stream token lists line by line from a file or folder, plain or gzip: larger-than-memory corpora work."""
+    return sentences_from_files(corpus_files(path), pattern)
 
-    Bytes that are not UTF-8 are replaced (U+FFFD), which the tokenizer then treats as a separator.
-    """
-    for file in corpus_files(path):
+
+def sentences_from_files(files: Iterable[Path], pattern: re.Pattern = WORD) -> Iterator[list[str]]:
+    """Bytes that are not UTF-8 are replaced (U+FFFD), which the tokenizer then treats as a separator."""
+    for file in files:
         opener = gzip.open if file.suffix == ".gz" else open
-        with opener(file, "rt", encoding="utf-8", errors="replace") as lines:
-            yield from sentences(lines)
+        with opener(file, "rt", encoding="utf-8", errors="replace") as f:
+            yield from sentences(_bounded_lines(f), pattern)
 
 
-@dataclass
-class Vocab:
-    """Words by descending count (ties in first-seen order), with their counts."""
-
-    words: list[str]
-    counts: list[int]
-
-    def __post_init__(self):
-        self.index = {word: i for i, word in enumerate(self.words)}
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    @classmethod
-    def build(cls, sentences: Iterable[list[str]], min_count: int = 5, max_vocab_size: int | None = None) -> Vocab:
-        """Count every token, drop words seen fewer than min_count times, keep the max_vocab_size most frequent."""
-        counter: Counter[str] = Counter()
-        for tokens in sentences:
-            counter.update(tokens)
-        kept = [(word, count) for word, count in counter.most_common() if count >= min_count]
-        if max_vocab_size is not None:
-            kept = kept[:max_vocab_size]
-        if not kept:
-            raise DlError(
-                f"The corpus has no word seen at least {min_count} times ({len(counter)} distinct words). "
-                "Lower data.min_count or give a larger corpus."
-            )
-        return cls([w for w, _ in kept], [c for _, c in kept])
-
-    def keep_probabilities(self, sample: float) -> list[float]:
-        """Mikolov et al.'s subsampling of frequent words, as word2vec.c and gensim compute it.
-
-        A word of count c in a corpus of N (in-vocabulary) words is kept with probability
-        (sqrt(c / (sample N)) + 1) * (sample N) / c, capped at 1; sample = 0 keeps every word.
-        """
-        if sample <= 0:
-            return [1.0] * len(self.counts)
-        threshold = sample * sum(self.counts)
-        return [min(1.0, (math.sqrt(c / threshold) + 1.0) * threshold / c) for c in self.counts]
+def _bounded_lines(f, limit: int = 1 << 20) -> Iterator[str]:
+    """Lines, with lines over `limit` characters cut at a space: text8 is one 100 MB line."""
+    rest = ""
+    while True:
+        line = f.readline(limit)
+        if not line:
+            break
+        if line.endswith("\n") or len(line) < limit:
+            yield rest + line
+            rest = ""
+            continue
+        cut = line.rfind(" ")
+        if cut < 0:
+            rest += line
+            continue
+        yield rest + line[:cut]
+        rest = line[cut:]
+    if rest:
+        yield rest

@@ -73,3 +73,105 @@ def softmax_grads(in_vectors: torch.Tensor, out_vectors: torch.Tensor, target: i
     error = torch.softmax(out_vectors @ v_in, dim=0)
     error[context] -= 1.0
     return error @ out_vectors, error[:, None] * v_in
+
+
+# --------------------------------------------------------------------------- batched SGD (the GPU path)
+
+
+@torch.no_grad()
+def batched_update(
+    model: SkipGram,
+    words: torch.Tensor,
+    lengths: torch.Tensor,
+    keep: torch.Tensor,
+    noise_cdf: torch.Tensor,
+    gen: torch.Generator,
+    sg: bool,
+    window: int,
+    negative: int,
+    lr: float,
+    pairs_per_update: int = 32768,
+) -> torch.Tensor:
+    """SGD on the pairs of a batch of sentences, `pairs_per_update` predictions at a time.
+
+    words: (N,) vocabulary ids in corpus order, -1 for dropped words; lengths: (S,) sentence
+    lengths summing to N. The same SGD as word2vec.c, except that the predictions of one
+    update read the vectors before any of them is applied (index_add_ sums their updates).
+    Returns the mean loss per prediction.
+    """
+    device = words.device
+    sentence = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
+    kept = (words >= 0) & (torch.rand(words.shape, generator=gen, device=device) < keep[words.clamp(min=0)])
+    words, sentence = words[kept], sentence[kept]
+    n = len(words)
+    # The dynamic window: a reduced width in 1..window per position; a pair (i, j) is in when
+    # |i - j| <= width of the position that predicts, and both lie in one sentence.
+    width = torch.randint(1, window + 1, (n,), generator=gen, device=device)
+    position = torch.arange(n, device=device)
+    centers, contexts = [], []
+    for offset in range(1, min(window, n - 1) + 1):
+        left, right = position[:-offset], position[offset:]
+        same = sentence[:-offset] == sentence[offset:]
+        forward, backward = same & (offset <= width[:-offset]), same & (offset <= width[offset:])
+        centers += [left[forward], right[backward]]
+        contexts += [right[forward], left[backward]]
+    if not centers:
+        return torch.zeros((), device=device)
+    center, context = torch.cat(centers), torch.cat(contexts)
+    if len(center) == 0:
+        return torch.zeros((), device=device)
+    syn0, syn1 = model.in_vectors.data, model.out_vectors.data
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    if sg:
+        # word2vec.c's skip-gram: the context word's input vector predicts the center word
+        for lo in range(0, len(center), pairs_per_update):
+            inputs, targets = words[context[lo : lo + pairs_per_update]], words[center[lo : lo + pairs_per_update]]
+            l1 = syn0[inputs]
+            neu1e, loss = _predict(l1, targets, syn1, noise_cdf, gen, negative, lr)
+            syn0.index_add_(0, inputs, neu1e)
+            loss_sum += loss
+        return (loss_sum / len(center)).float()
+    # CBOW: the mean of the window's input vectors predicts the center; its error goes to each context word
+    total, predictions = torch.zeros((), device=device, dtype=torch.float64), 0
+    count = torch.bincount(center, minlength=n)
+    predicting = torch.nonzero(count).squeeze(1)
+    for lo in range(0, len(predicting), pairs_per_update):
+        chunk = predicting[lo : lo + pairs_per_update]
+        slot = torch.full((n,), -1, device=device, dtype=torch.long)
+        slot[chunk] = torch.arange(len(chunk), device=device)
+        member = slot[center] >= 0
+        rows, ctx = slot[center[member]], words[context[member]]
+        l1 = torch.zeros(len(chunk), syn0.shape[1], device=device).index_add_(0, rows, syn0[ctx])
+        l1 /= count[chunk, None]
+        neu1e, loss = _predict(l1, words[chunk], syn1, noise_cdf, gen, negative, lr)
+        syn0.index_add_(0, ctx, neu1e[rows])
+        total += loss
+        predictions += len(chunk)
+    return (total / max(1, predictions)).float()
+
+
+def _predict(l1, targets, syn1, noise_cdf, gen, negative, lr):
+    """Predict `targets` (P,) from inputs l1 (P, D): updates syn1 in place, returns (dL/dl1 x -lr, loss sum)."""
+    if negative == 0:
+        scores = l1 @ syn1.T  # (P, V): the full softmax
+        loss = F.cross_entropy(scores, targets, reduction="sum")
+        error = -torch.softmax(scores, dim=1)
+        error[torch.arange(len(targets), device=l1.device), targets] += 1.0
+        error *= lr
+        neu1e = error @ syn1
+        syn1 += error.T @ l1
+        return neu1e, loss.double()
+    noise = torch.searchsorted(noise_cdf, torch.rand(len(targets), negative, generator=gen, device=l1.device), right=True)
+    noise.clamp_(max=len(syn1) - 1)
+    words = torch.cat([targets[:, None], noise], dim=1)  # (P, 1 + K)
+    labels = torch.zeros(words.shape, device=l1.device)
+    labels[:, 0] = 1.0
+    live = torch.ones(words.shape, device=l1.device)
+    live[:, 1:] = (noise != targets[:, None]).float()  # as word2vec.c: a noise draw of the target is skipped
+    out = syn1[words]  # (P, 1 + K, D)
+    f = torch.bmm(out, l1[:, :, None]).squeeze(2)  # (P, 1 + K)
+    loss = ((F.softplus(-f) * labels + F.softplus(f) * (1 - labels)) * live).sum()
+    g = (labels - torch.sigmoid(f)) * live * lr  # (P, 1 + K)
+    neu1e = torch.bmm(g[:, None, :], out).squeeze(1)  # (P, D)
+    syn1.index_add_(0, words.flatten(), (g[:, :, None] * l1[:, None, :]).reshape(-1, l1.shape[1]))
+    return neu1e, loss.double()

@@ -9,10 +9,11 @@ Each task module has the same small surface:
 from types import ModuleType
 
 from dlcli.errors import DlError
-from dlcli.tasks import classify
+from dlcli.tasks import classify, word2vec
 
 TASKS: dict[str, ModuleType] = {
     "classify": classify,
+    "word2vec": word2vec,
 }
 
 

@@ -1,0 +1,339 @@
+"""Word2vec (Mikolov et al. 2013): skip-gram or CBOW, negative sampling or the full softmax.
+
+    dl train configs/word2vec.yaml                 # the built-in corpus with planted relations
+    dl analogy king man woman --run runs/word2vec  # queen
+    dl train configs/word2vec_text8.yaml           # text8, or --set data.path=FILE
+
+The recipe uses gensim 4's names (model.sg, vector_size, window, negative, ns_exponent;
+data.min_count, sample, max_vocab_size); optim.lr is gensim's alpha and schedule.min_lr its
+min_alpha, reached linearly over the run. Two implementations of the same SGD:
+
+    hogwild  (CPU)  word2vec.c's loop compiled by numba, `train.workers` threads sharing the
+                    vectors without locks (models/word2vec_hogwild.py)
+    batched  (GPU)  all pairs of a batch of `data.batch_words` words at once: gathers, batched
+                    dot products and index_add_ scatters (models/word2vec.py)
+
+Either way the weights are updated by the task's own step (Job.update_step), in fp32: updates
+of 1e-4 to word vectors of norm ~1 would vanish in bf16/fp16.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from dlcli.config import RunConfig, ScheduleConfig, Section, TrainConfig, OptimConfig
+from dlcli.data.corpus import EncodedCorpus, Vocabulary, cached_encode, encode
+from dlcli.data.loaders import mix_seed
+from dlcli.errors import DlError
+from dlcli.models import word2vec_hogwild as hogwild
+from dlcli.models.word2vec import SkipGram, batched_update
+from dlcli.runner import Job
+from dlcli.runtime import Runtime
+
+
+class Word2VecModel(Section):
+    sg: Literal[0, 1] = Field(1, description="1: skip-gram (each word predicts its context), 0: CBOW (the context predicts the word)")
+    vector_size: int = Field(100, ge=1, description="dimensions of the word vectors")
+    window: int = Field(5, ge=1, description="largest distance between a word and its context (a reduced width is drawn per word)")
+    negative: int = Field(5, ge=0, description="noise words per prediction (negative sampling); 0: the full softmax (small vocabularies)")
+    ns_exponent: float = Field(0.75, description="noise distribution: unigram counts to this power (0.75 in the paper)")
+    impl: Literal["auto", "hogwild", "batched"] = Field(
+        "auto", description="hogwild: numba SGD threads on the CPU; batched: PyTorch batches (GPU); auto: by device"
+    )
+
+
+class Word2VecData(Section):
+    dataset: Literal["planted", "text8", "text"] = Field(
+        "planted", description="planted (built-in corpus with planted relations), text8 (downloads), text (data.path)"
+    )
+    path: str | None = Field(None, description="text: a file or folder of .txt/.gz files, one sentence per line; text8: a local copy")
+    root: str = Field("data", description="where text8 is downloaded and encoded corpora are cached")
+    token_pattern: str = Field(r"[^\W\d_]+", description="regex of a token in lowercased text (letters; text8's is [a-z]+)")
+    min_count: int = Field(5, ge=1, description="ignore words seen fewer times")
+    max_vocab_size: int | None = Field(None, ge=1, description="keep only the most frequent words")
+    sample: float = Field(1e-3, ge=0, description="subsampling threshold of frequent words (0: off)")
+    batch_words: int = Field(10000, ge=100, description="corpus words per batch (per thread for hogwild)")
+    planted_sentences: int = Field(55000, ge=100, description="planted: sentences generated from the seed")
+    questions: str | None = Field(None, description="questions-words file for the validation accuracy (planted: built in)")
+    restrict: int = Field(30000, ge=1, description="validation: questions and answers among this many most frequent words")
+
+
+class Word2VecTrain(TrainConfig):
+    epochs: int = Field(5, ge=1, description="passes over the corpus")
+    workers: int = Field(2, ge=1, description="hogwild: training threads (gensim's workers); 1 is exactly reproducible")
+    log_every: int = Field(100, ge=1, description="batches between progress/metrics.jsonl log lines")
+    pairs_per_update: int = Field(32768, ge=1, description="batched: predictions computed from the same vectors before their updates are applied")
+
+
+class Config(RunConfig):
+    task: Literal["word2vec"] = Field("word2vec", description="word vectors")
+    model: Word2VecModel = Field(default_factory=Word2VecModel, description="the embedding model")
+    data: Word2VecData = Field(default_factory=Word2VecData, description="the corpus and vocabulary")
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(name="sgd", lr=0.025, momentum=0.0), description="SGD; lr is gensim's alpha")
+    schedule: ScheduleConfig = Field(
+        default_factory=lambda: ScheduleConfig(name="linear", min_lr=1e-4), description="linear decay to min_lr (gensim's min_alpha)"
+    )
+    train: Word2VecTrain = Field(default_factory=Word2VecTrain, description="the training loop")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_corpus(data: Word2VecData, seed: int) -> EncodedCorpus:
+    if data.dataset == "planted":
+        from dlcli.data.planted import planted_sentences
+
+        return encode(line.split() for line in planted_sentences(seed, data.planted_sentences))
+    cache = Path(data.root) / "cache"
+    if data.dataset == "text8":
+        path = Path(data.path) if data.path else download_text8(Path(data.root))
+    else:
+        if not data.path:
+            raise DlError("data.dataset is 'text' but data.path is not set: give a text file or folder, e.g. --set data.path=corpus.txt")
+        path = Path(data.path)
+    return cached_encode(path, cache, data.token_pattern)
+
+
+TEXT8_URL = "http://mattmahoney.net/dc/text8.zip"
+TEXT8_ZIP_BYTES = 31_344_016  # the published size; the zip's CRC-32 checks the content as it is extracted
+
+
+def download_text8(root: Path) -> Path:
+    """root/text8 (100,000,000 bytes), from text8.zip (downloaded when online)."""
+    import zipfile
+
+    from dlcli.data.download import fetch
+
+    text8 = root / "text8"
+    if text8.is_file():
+        return text8
+    archive = fetch(TEXT8_URL, root / "text8.zip", what="The text8 corpus")
+    if archive.stat().st_size != TEXT8_ZIP_BYTES:
+        raise DlError(f"{archive} has {archive.stat().st_size} bytes, text8.zip has {TEXT8_ZIP_BYTES}: delete it and download it again.")
+    try:
+        with zipfile.ZipFile(archive) as z:
+            z.extract("text8", root)  # raises BadZipFile on a CRC mismatch
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise DlError(f"{archive} is not text8.zip ({e}): delete it and download it again.") from e
+    return text8
+
+
+@dataclass
+class Batch:
+    lo: int  # first sentence
+    hi: int  # one past the last sentence
+    epoch: int
+    index: int
+    words: int  # raw corpus words (what words/s counts, as gensim does)
+
+
+class CorpusBatches:
+    """The corpus in order (word2vec does not shuffle), cut into batches of about `batch_words` words."""
+
+    def __init__(self, corpus: EncodedCorpus, batch_words: int):
+        self.corpus = corpus
+        targets = np.arange(batch_words, corpus.n_words, batch_words)
+        cuts = np.unique(np.searchsorted(corpus.bounds, targets, side="left"))
+        self.cuts = np.concatenate([[0], cuts[(cuts > 0) & (cuts < corpus.n_sentences)], [corpus.n_sentences]])
+
+    def __len__(self) -> int:
+        return len(self.cuts) - 1
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        bounds = self.corpus.bounds
+        for i in range(start, len(self)):
+            lo, hi = int(self.cuts[i]), int(self.cuts[i + 1])
+            yield Batch(lo, hi, epoch, i, int(bounds[hi] - bounds[lo]))
+
+
+class Questions:
+    """The validation split: one batch holding the analogy questions."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+
+    def __len__(self) -> int:
+        return 1 if self.lines else 0
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[list[str]]:
+        if self.lines and start == 0:
+            yield self.lines
+
+
+# --------------------------------------------------------------------------- training steps
+
+
+@dataclass
+class Tables:
+    """What every step reads: corpus ids -> vocabulary ids, keep probabilities, the noise table."""
+
+    ids: np.ndarray
+    bounds: np.ndarray
+    remap: np.ndarray
+    keep: np.ndarray
+    cum_table: np.ndarray
+
+
+def hogwild_step(cfg: Config, tables: Tables, pool: ThreadPoolExecutor):
+    m = cfg.model
+
+    def step(model: SkipGram, batch: Batch, lr: float) -> dict[str, torch.Tensor]:
+        syn0, syn1 = model.in_vectors.data.numpy(), model.out_vectors.data.numpy()
+        parts = _split(tables.bounds, batch.lo, batch.hi, cfg.train.workers)
+        futures = []
+        for k, (lo, hi) in enumerate(parts):
+            first, last = tables.bounds[lo], tables.bounds[hi]
+            ids = np.asarray(tables.ids[first:last])  # a memory-mapped slice: read from disk here
+            bounds = tables.bounds[lo : hi + 1] - first
+            seed = mix_seed(cfg.seed, batch.epoch, batch.index, k)
+            futures.append(pool.submit(
+                hogwild.train_sentences, syn0, syn1, ids, bounds, tables.remap, tables.keep, tables.cum_table,
+                bool(m.sg), m.negative, m.window, lr, seed,
+            ))
+        results = [f.result() for f in futures]
+        loss = sum(r[0] for r in results) / max(1, sum(r[1] for r in results))
+        return {"loss": torch.tensor(loss)}
+
+    return step
+
+
+def _split(bounds: np.ndarray, lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
+    """Sentences lo..hi in `parts` runs of about equal word counts (some may be empty)."""
+    targets = np.linspace(bounds[lo], bounds[hi], parts + 1)[1:-1]
+    cuts = np.clip(np.searchsorted(bounds, targets), lo, hi).tolist()
+    edges = [lo, *cuts, hi]
+    return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+
+
+def batched_step(cfg: Config, tables: Tables, device: torch.device):
+    m = cfg.model
+    remap = torch.from_numpy(tables.remap.astype(np.int64)).to(device)
+    keep = torch.from_numpy(tables.keep).to(device)
+    noise = torch.from_numpy(tables.cum_table / tables.cum_table[-1]).to(device)  # cumulative probabilities
+
+    def step(model: SkipGram, batch: Batch, lr: float) -> dict[str, torch.Tensor]:
+        first, last = tables.bounds[batch.lo], tables.bounds[batch.hi]
+        ids = torch.from_numpy(np.array(tables.ids[first:last])).to(device)  # a copy: the memmap is read-only
+        lengths = torch.from_numpy(np.diff(tables.bounds[batch.lo : batch.hi + 1])).to(device)
+        gen = torch.Generator(device).manual_seed(mix_seed(cfg.seed, batch.epoch, batch.index))
+        loss = batched_update(
+            model, remap[ids.long()], lengths, keep, noise, gen, bool(m.sg), m.window, m.negative, lr, cfg.train.pairs_per_update
+        )
+        return {"loss": loss}
+
+    return step
+
+
+# --------------------------------------------------------------------------- the task
+
+
+def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
+    """The recipe values that fix the vocabulary and the vectors' shape (a resumed run keeps them)."""
+    model, data = config["model"], config["data"]
+    keys = ("dataset", "path", "token_pattern", "min_count", "max_vocab_size", "planted_sentences")
+    return {"model.vector_size": model["vector_size"], **{f"data.{k}": data[k] for k in keys}}
+
+
+def choose_impl(cfg: Config, runtime: Runtime) -> str:
+    impl = cfg.model.impl
+    if impl == "auto":
+        impl = "hogwild" if runtime.device.type == "cpu" and hogwild.available() else "batched"
+    if impl == "hogwild":
+        if runtime.device.type != "cpu":
+            raise DlError(f"model.impl=hogwild trains on the CPU; this run is on {runtime.device}. Use model.impl=batched (or auto).")
+        if not hogwild.available():
+            raise DlError("model.impl=hogwild needs numba: pip install numba (or use model.impl=batched, much slower on a CPU).")
+    return impl
+
+
+def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
+    if runtime.distributed:
+        raise DlError(
+            "word2vec trains in one process (Hogwild threads on the CPU, batches on one GPU); run it without torchrun/--nproc."
+        )
+    if cfg.train.grad_accum != 1:
+        raise DlError("word2vec updates the vectors itself: train.grad_accum must be 1.")
+    corpus = load_corpus(cfg.data, cfg.seed)
+    vocab = Vocabulary.from_corpus(corpus, cfg.data.min_count, cfg.data.max_vocab_size)
+    tables = Tables(
+        corpus.ids, corpus.bounds, vocab.remap, vocab.keep_probabilities(cfg.data.sample),
+        hogwild.cum_table(vocab.counts, cfg.model.ns_exponent),
+    )
+    model = SkipGram(len(vocab), cfg.model.vector_size, seed=cfg.seed)
+    impl = choose_impl(cfg, runtime)
+    if impl == "hogwild":
+        batch_words = cfg.data.batch_words * cfg.train.workers
+        update = hogwild_step(cfg, tables, ThreadPoolExecutor(cfg.train.workers, thread_name_prefix="word2vec"))
+    else:
+        batch_words = cfg.data.batch_words
+        update = batched_step(cfg, tables, runtime.device)
+    questions = _questions(cfg.data)
+
+    def eval_step(net: SkipGram, lines: list[str]) -> dict[str, torch.Tensor]:
+        from dlcli.vectors import evaluate_analogy_lines
+
+        result = evaluate_analogy_lines(word_vectors(net, vocab), lines, restrict=cfg.data.restrict)
+        total = result["total"]
+        return {"analogy_accuracy": torch.tensor(float(result["correct"])), "count": torch.tensor(float(max(total, 1)))}
+
+    def export(net: SkipGram, run_dir: Path) -> None:
+        export_vectors(word_vectors(net, vocab), run_dir)
+
+    return Job(
+        model=model,
+        train_data=CorpusBatches(corpus, batch_words),
+        eval_data={"val": Questions(questions)},
+        train_step=_no_autograd_step,
+        eval_step=eval_step,
+        best_metric="analogy_accuracy",
+        best_mode="max",
+        items_per_batch=lambda batch: batch.words,
+        update_step=update,
+        export=export,
+        extra={"impl": impl, "vocab_size": len(vocab), "corpus_words": corpus.n_words},
+    )
+
+
+def _no_autograd_step(net: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+    raise AssertionError("word2vec trains through Job.update_step")
+
+
+def _questions(data: Word2VecData) -> list[str]:
+    if data.questions:
+        path = Path(data.questions)
+        if not path.is_file():
+            raise DlError(f"data.questions: {path} does not exist. Give a questions-words file (': section' lines, then 'a b c d').")
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    if data.dataset == "planted":
+        from dlcli.data.planted import planted_questions
+
+        return planted_questions()
+    return []
+
+
+def word_vectors(model: SkipGram, vocab: Vocabulary):
+    from dlcli.vectors import WordVectors
+
+    return WordVectors(list(vocab.words), model.in_vectors.detach().float().cpu().numpy().copy(), vocab.counts.tolist())
+
+
+def export_vectors(wv, run_dir: Path) -> None:
+    """vectors.txt and vectors.bin (word2vec formats, as gensim reads them) and vocab.json (counts)."""
+    from dlcli.vectors import save_word2vec_format
+
+    save_word2vec_format(wv, run_dir / "vectors.txt", binary=False)
+    save_word2vec_format(wv, run_dir / "vectors.bin", binary=True)
+    tmp = run_dir / "vocab.json.tmp"
+    tmp.write_text(json.dumps({"words": wv.words, "counts": wv.counts}), encoding="utf-8")
+    os.replace(tmp, run_dir / "vocab.json")
