@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -44,13 +42,12 @@ from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
 
+from benchlib import append_section, load_note, machine
 from dlcli.cli import app
 from dlcli.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 from dlcli.data.synthetic import make_shapes
 from dlcli.runtime import DTYPES, pick_device, pick_precision
 
-REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = REPO / "BENCHMARKS.md"
 NUM_CLASSES = 10
 SEED = 0
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
@@ -235,19 +232,6 @@ def fresh_compile_caches(compiled: bool) -> None:
         torch._dynamo.reset()
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    text = f"{cpu}, {os.cpu_count()} CPUs ({torch.get_num_threads()} torch threads), torch {torch.__version__}"
-    if torch.cuda.is_available():
-        text += f", {torch.cuda.get_device_name()}"
-    return text
-
-
-def load_note() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} CPUs"
-
-
 # --------------------------------------------------------------------------- output
 
 HEADER = ("model", "mode", "plain img/s", "dl img/s", "dl/plain")
@@ -279,20 +263,15 @@ def repeats_line(rows: list[Row]) -> str:
 
 
 def append_benchmarks(rows: list[Row], args: argparse.Namespace, command: str, loads: tuple[str, str]) -> None:
-    date = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     setup = (
         f"device {args.device}, precision {args.precision}, image size {args.image_size}, batch {args.batch}, "
         f"{args.steps} timed steps after {args.warmup} warmup, median of {args.repeats} alternating repeats"
     )
-    section = (
-        f"\n## bench_classify — {date} — {machine()}\n\n"
-        f"```\n{command}\n```\n\n{setup}.\n\n{markdown_table(rows)}\n\n"
-        f"Each repeat, img/s: {repeats_line(rows)}.\n\n"
-        f"Load: {loads[0]} at start, {loads[1]} at the end.\n"
+    append_section(
+        "bench_classify", command,
+        f"{setup}.\n\n{markdown_table(rows)}\n\nEach repeat, img/s: {repeats_line(rows)}.\n\n"
+        f"Load: {loads[0]} at start, {loads[1]} at the end.\n",
     )
-    text = BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else "# Benchmarks\n"
-    BENCHMARKS.write_text(text.rstrip("\n") + "\n" + section, encoding="utf-8")
-    console.print(f"appended to {BENCHMARKS}")
 
 
 def main(argv: list[str] | None = None) -> None:

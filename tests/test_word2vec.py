@@ -22,7 +22,7 @@ def _run_kernel(syn0, syn1, sentence, counts, negative, sg=True, window=1, lr=0.
     ids = np.array(sentence, dtype=np.int32)
     loss, predictions, kept = hogwild.train_sentences(
         syn0, syn1, ids, np.array([0, len(ids)]), np.arange(len(syn0), dtype=np.int32), np.ones(len(syn0), np.float32),
-        hogwild.cum_table(np.array(counts), 0.75), sg, negative, window, lr, 1,
+        *hogwild.alias_table(np.array(counts), 0.75), sg, negative, window, lr, 1,
     )
     return torch.from_numpy(syn0), torch.from_numpy(syn1), loss, predictions
 
@@ -149,3 +149,16 @@ def test_text_corpus_without_a_path_is_exit_2(cli, tmp_path):
 def test_word2vec_refuses_gradient_accumulation(cli, tmp_path):
     result = cli("train", "word2vec", "--out", str(tmp_path / "r"), "--set", "train.grad_accum=2")
     assert result.exit_code == 2 and "grad_accum" in result.output
+
+
+def test_alias_table_draws_the_unigram_power_distribution():
+    counts = np.array([1000, 300, 50, 7, 1, 0])
+    prob, alias = hogwild.alias_table(counts, 0.75)
+    # the probability of each word: its own column's share plus what other columns alias to it
+    v = len(counts)
+    implied = np.zeros(v)
+    for i in range(v):
+        implied[i] += prob[i] / v
+        implied[alias[i]] += (1 - prob[i]) / v
+    want = counts**0.75 / (counts**0.75).sum()
+    np.testing.assert_allclose(implied, want, atol=1e-6)

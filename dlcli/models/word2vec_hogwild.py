@@ -45,6 +45,30 @@ def _jit(fn):
     return numba.njit(nogil=True, fastmath=True, cache=True)(fn)
 
 
+# sigma(x) and log sigma(x) on a grid over [-TABLE_MAX, TABLE_MAX], interpolated linearly
+# (error < 1e-5): like word2vec.c's EXP_TABLE, it spares an exp and a log per dot product,
+# which would otherwise cost as much as the 100-wide dot product itself.
+TABLE_MAX, TABLE_SIZE = 8.0, 4096
+_GRID = np.linspace(-TABLE_MAX, TABLE_MAX, TABLE_SIZE + 1)
+_SIGMOID = 1.0 / (1.0 + np.exp(-_GRID))
+_LOG_SIGMOID = -np.logaddexp(0.0, -_GRID)
+_SCALE = TABLE_SIZE / (2 * TABLE_MAX)
+
+
+@_jit
+def _sigmoid(f):
+    """(sigma(f), log sigma(f)): from the tables inside the grid, exactly outside it (rare)."""
+    if f <= -TABLE_MAX or f >= TABLE_MAX:
+        e = math.exp(-abs(f))
+        log_sigma = min(f, 0.0) - math.log1p(e)
+        return math.exp(log_sigma), log_sigma
+    x = (f + TABLE_MAX) * _SCALE
+    i = int(x)
+    frac = x - i
+    sigma = _SIGMOID[i] + frac * (_SIGMOID[i + 1] - _SIGMOID[i])
+    return sigma, _LOG_SIGMOID[i] + frac * (_LOG_SIGMOID[i + 1] - _LOG_SIGMOID[i])
+
+
 @_jit
 def _next(state):
     # word2vec.c: next_random = next_random * 25214903917 + 11 (mod 2^64)
@@ -52,21 +76,25 @@ def _next(state):
 
 
 @_jit
-def _negative_sampling(l1, syn1, target, negative, cum_table, alpha, neu1e, state):
+def _negative_sampling(l1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state):
     """One prediction of `target` from input vector l1: SGD on syn1's rows, gradient of l1 added to neu1e.
 
-    Loss -log sigma(v'_t . l1) - sum_k log sigma(-v'_k . l1), k drawn from cum_table.
+    Loss -log sigma(v'_t . l1) - sum_k log sigma(-v'_k . l1), k drawn from the alias table.
     """
     dim = l1.shape[0]
+    vocab = np.uint64(noise_prob.shape[0])
     loss = 0.0
-    domain = cum_table[-1]
     for d in range(negative + 1):
         if d == 0:
             word = target
             label = 1.0
         else:
+            # Walker's alias method: a uniform column, then it or its alias (O(1), exact)
             state = _next(state)
-            word = np.searchsorted(cum_table, np.int64((state >> np.uint64(16)) % np.uint64(domain)), side="right")
+            word = np.int64((state >> np.uint64(16)) % vocab)
+            state = _next(state)
+            if ((state >> np.uint64(40)) & np.uint64(0xFFFFFF)) / 16777216.0 >= noise_prob[word]:
+                word = noise_alias[word]
             if word == target:
                 continue
             label = 0.0
@@ -74,11 +102,9 @@ def _negative_sampling(l1, syn1, target, negative, cum_table, alpha, neu1e, stat
         f = np.float32(0.0)  # float32 throughout: the loops then vectorize
         for i in range(dim):
             f += l1[i] * row[i]
-        # sigma(f) and the loss (-log sigma(f) for the positive, -log sigma(-f) for noise) from one exp
-        e = math.exp(-abs(f))
-        sigma = 1.0 / (1.0 + e) if f >= 0 else e / (1.0 + e)
-        z = -f if label == 1.0 else f
-        loss += max(z, 0.0) + math.log1p(e)
+        sigma, log_sigma = _sigmoid(f)
+        # -log sigma(f) for the positive; -log sigma(-f) = f - log sigma(f) for a noise word
+        loss += -log_sigma if label == 1.0 else f - log_sigma
         g = np.float32((label - sigma) * alpha)
         for i in range(dim):
             neu1e[i] += g * row[i]
@@ -111,11 +137,12 @@ def _full_softmax(l1, syn1, target, alpha, neu1e, scores):
 
 
 @_jit
-def train_sentences(syn0, syn1, raw_ids, bounds, remap, keep, cum_table, sg, negative, window, alpha, seed):
+def train_sentences(syn0, syn1, raw_ids, bounds, remap, keep, noise_prob, noise_alias, sg, negative, window, alpha, seed):
     """Train on sentences raw_ids[bounds[s]:bounds[s+1]]; returns (loss sum, predictions, words kept).
 
     raw_ids: corpus-order word ids (before min_count), remap: raw id -> vocabulary id or -1,
-    keep: per vocabulary id, the subsampling keep probability.
+    keep: per vocabulary id, the subsampling keep probability; noise_prob/noise_alias: the
+    noise distribution as an alias table (`alias_table`).
     """
     dim = syn0.shape[1]
     neu1 = np.empty(dim, dtype=syn0.dtype)
@@ -156,7 +183,7 @@ def train_sentences(syn0, syn1, raw_ids, bounds, remap, keep, cum_table, sg, neg
                         l1 = syn0[sentence[c]]
                         neu1e[:] = 0.0
                         if negative > 0:
-                            loss, state = _negative_sampling(l1, syn1, target, negative, cum_table, alpha, neu1e, state)
+                            loss, state = _negative_sampling(l1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state)
                         else:
                             loss = _full_softmax(l1, syn1, target, alpha, neu1e, scores)
                         loss_sum += loss
@@ -177,7 +204,7 @@ def train_sentences(syn0, syn1, raw_ids, bounds, remap, keep, cum_table, sg, neg
                         neu1[i] *= inv  # cbow_mean, gensim's default
                     neu1e[:] = 0.0
                     if negative > 0:
-                        loss, state = _negative_sampling(neu1, syn1, target, negative, cum_table, alpha, neu1e, state)
+                        loss, state = _negative_sampling(neu1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state)
                     else:
                         loss = _full_softmax(neu1, syn1, target, alpha, neu1e, scores)
                     loss_sum += loss
@@ -190,7 +217,22 @@ def train_sentences(syn0, syn1, raw_ids, bounds, remap, keep, cum_table, sg, neg
     return loss_sum, predictions, kept_words
 
 
-def cum_table(counts: np.ndarray, exponent: float, domain: int = 2**31 - 1) -> np.ndarray:
-    """Cumulative unigram^exponent table scaled to [0, domain], as gensim's make_cum_table."""
+def alias_table(counts: np.ndarray, exponent: float) -> tuple[np.ndarray, np.ndarray]:
+    """The noise distribution counts^exponent as Walker's alias table (Vose's construction).
+
+    Draw: column i uniform in [0, V), then i with probability prob[i], else alias[i]. It is
+    exact and O(1); word2vec.c's 10^8-entry unigram table and gensim's binary search over a
+    cumulative table each cost a cache miss or ~17 of them per draw.
+    """
     weights = counts.astype(np.float64) ** exponent
-    return np.round(np.cumsum(weights) / weights.sum() * domain).astype(np.int64)
+    scaled = weights / weights.sum() * len(weights)
+    prob = np.ones(len(weights), dtype=np.float32)
+    alias = np.arange(len(weights), dtype=np.int64)
+    small = [i for i in range(len(weights)) if scaled[i] < 1.0]
+    large = [i for i in range(len(weights)) if scaled[i] >= 1.0]
+    while small and large:
+        s, g = small.pop(), large.pop()
+        prob[s], alias[s] = scaled[s], g
+        scaled[g] -= 1.0 - scaled[s]
+        (small if scaled[g] < 1.0 else large).append(g)
+    return prob, alias  # what is left over has prob 1 (up to rounding)

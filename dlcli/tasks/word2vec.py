@@ -182,7 +182,9 @@ class Tables:
     bounds: np.ndarray
     remap: np.ndarray
     keep: np.ndarray
-    cum_table: np.ndarray
+    noise_prob: np.ndarray  # the noise distribution as an alias table (hogwild)
+    noise_alias: np.ndarray
+    noise_cdf: np.ndarray  # and as cumulative probabilities (batched)
 
 
 def hogwild_step(cfg: Config, tables: Tables, pool: ThreadPoolExecutor):
@@ -198,7 +200,7 @@ def hogwild_step(cfg: Config, tables: Tables, pool: ThreadPoolExecutor):
             bounds = tables.bounds[lo : hi + 1] - first
             seed = mix_seed(cfg.seed, batch.epoch, batch.index, k)
             futures.append(pool.submit(
-                hogwild.train_sentences, syn0, syn1, ids, bounds, tables.remap, tables.keep, tables.cum_table,
+                hogwild.train_sentences, syn0, syn1, ids, bounds, tables.remap, tables.keep, tables.noise_prob, tables.noise_alias,
                 bool(m.sg), m.negative, m.window, lr, seed,
             ))
         results = [f.result() for f in futures]
@@ -220,7 +222,7 @@ def batched_step(cfg: Config, tables: Tables, device: torch.device):
     m = cfg.model
     remap = torch.from_numpy(tables.remap.astype(np.int64)).to(device)
     keep = torch.from_numpy(tables.keep).to(device)
-    noise = torch.from_numpy(tables.cum_table / tables.cum_table[-1]).to(device)  # cumulative probabilities
+    noise = torch.from_numpy(tables.noise_cdf).to(device)
 
     def step(model: SkipGram, batch: Batch, lr: float) -> dict[str, torch.Tensor]:
         first, last = tables.bounds[batch.lo], tables.bounds[batch.hi]
@@ -266,9 +268,10 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         raise DlError("word2vec updates the vectors itself: train.grad_accum must be 1.")
     corpus = load_corpus(cfg.data, cfg.seed)
     vocab = Vocabulary.from_corpus(corpus, cfg.data.min_count, cfg.data.max_vocab_size)
+    noise = vocab.counts.astype(np.float64) ** cfg.model.ns_exponent
     tables = Tables(
         corpus.ids, corpus.bounds, vocab.remap, vocab.keep_probabilities(cfg.data.sample),
-        hogwild.cum_table(vocab.counts, cfg.model.ns_exponent),
+        *hogwild.alias_table(vocab.counts, cfg.model.ns_exponent), np.cumsum(noise / noise.sum()),
     )
     model = SkipGram(len(vocab), cfg.model.vector_size, seed=cfg.seed)
     impl = choose_impl(cfg, runtime)

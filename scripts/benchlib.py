@@ -1,0 +1,35 @@
+"""What every bench_*.py shares: the machine line, the load note, appending to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+BENCHMARKS = REPO / "BENCHMARKS.md"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    text = f"{cpu}, {os.cpu_count()} CPUs ({torch.get_num_threads()} torch threads), torch {torch.__version__}"
+    if torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name()}"
+    return text
+
+
+def load_note() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} CPUs"
+
+
+def append_section(bench: str, command: str, body: str) -> None:
+    """Append '## bench — date — machine', the command and `body` to BENCHMARKS.md."""
+    date = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    section = f"\n## {bench} — {date} — {machine()}\n\n```\n{command}\n```\n\n{body.strip()}\n"
+    text = BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else "# Benchmarks\n"
+    BENCHMARKS.write_text(text.rstrip("\n") + "\n" + section, encoding="utf-8")
+    print(f"appended to {BENCHMARKS}")
