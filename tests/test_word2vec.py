@@ -162,3 +162,28 @@ def test_alias_table_draws_the_unigram_power_distribution():
         implied[alias[i]] += (1 - prob[i]) / v
     want = counts**0.75 / (counts**0.75).sum()
     np.testing.assert_allclose(implied, want, atol=1e-6)
+
+
+def test_text8_offline_says_what_to_download_and_where(cli, tmp_path):
+    result = cli("train", "word2vec_text8", "--out", str(tmp_path / "r"), "--set", f"data.root={tmp_path / 'data'}")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "mattmahoney.net/dc/text8.zip" in result.output and "text8.zip" in result.output
+
+
+def test_text8_zip_in_the_data_folder_is_checked_and_extracted(monkeypatch, tmp_path):
+    import zipfile
+
+    from dlcli.errors import DlError
+    from dlcli.tasks import word2vec
+
+    root = tmp_path / "data"
+    root.mkdir()
+    with zipfile.ZipFile(root / "text8.zip", "w") as z:
+        z.writestr("text8", " anarchism originated as a term of abuse" * 10)
+    monkeypatch.setattr(word2vec, "TEXT8_ZIP_BYTES", (root / "text8.zip").stat().st_size)
+    path = word2vec.download_text8(root)
+    assert path.read_text().split()[:3] == ["anarchism", "originated", "as"]
+    path.unlink()
+    monkeypatch.setattr(word2vec, "TEXT8_ZIP_BYTES", 31_344_016)
+    with pytest.raises(DlError, match="delete it"):
+        word2vec.download_text8(root)
