@@ -55,8 +55,8 @@ else:
     WORD2VEC_LABEL = "word2vec sg batched, built-in corpus x 5"
 CASES += [
     (WORD2VEC_LABEL, "word2vec_text8", "words/s", WORD2VEC + ["model.impl=batched"]),
-    (WORD2VEC_LABEL + ", 8k pairs/update", "word2vec_text8", "words/s",
-     WORD2VEC + ["model.impl=batched", "train.pairs_per_update=8192"]),
+    (WORD2VEC_LABEL + ", 16k pairs/update", "word2vec_text8", "words/s",
+     WORD2VEC + ["model.impl=batched", "train.pairs_per_update=16384"]),
 ]
 PROFILE_CASE = ("resnet", CLASSIFY + ["train.precision=bf16", "train.epochs=1", "train.max_steps=30"])
 

@@ -90,15 +90,39 @@ def batched_update(
     window: int,
     negative: int,
     lr: float,
-    pairs_per_update: int = 32768,
+    pairs_per_update: int = 4096,
 ) -> torch.Tensor:
     """SGD on the pairs of a batch of sentences, `pairs_per_update` predictions at a time.
 
     words: (N,) vocabulary ids in corpus order, -1 for dropped words; lengths: (S,) sentence
-    lengths summing to N. The same SGD as word2vec.c, except that the predictions of one
-    update read the vectors before any of them is applied (index_add_ sums their updates).
+    lengths summing to N. The same SGD as word2vec.c, except that the predictions of one update
+    read the vectors before any of them is applied (index_add_ sums their updates). That
+    staleness is why updates stay small: a frequent noise word is drawn hundreds of times in
+    32k predictions, and the sum of that many same-sign steps diverges at word2vec's lr
+    (measured: 32768 diverges at lr 0.025; 4096 and 8192 match the Hogwild loop's accuracy).
     Returns the mean loss per prediction.
     """
+    center, context, words = _pairs(words, lengths, keep, gen, window)
+    if len(center) == 0:
+        return torch.zeros((), device=words.device)
+    if sg:
+        # word2vec.c's skip-gram: the context word's input vector predicts the center word
+        inputs, targets = words[context], words[center]
+        noise = _draw_noise(noise_cdf, len(targets), negative, gen)
+        loss_sum = torch.zeros((), device=words.device, dtype=torch.float64)
+        syn0, syn1 = model.in_vectors.data, model.out_vectors.data
+        for lo in range(0, len(targets), pairs_per_update):
+            chunk = slice(lo, lo + pairs_per_update)
+            l1 = syn0[inputs[chunk]]
+            neu1e, loss = _predict(l1, targets[chunk], None if noise is None else noise[chunk], syn1, lr)
+            syn0.index_add_(0, inputs[chunk], neu1e)
+            loss_sum += loss
+        return (loss_sum / len(targets)).float()
+    return _cbow(model, words, center, context, noise_cdf, gen, negative, lr, pairs_per_update)
+
+
+def _pairs(words, lengths, keep, gen, window):
+    """(center, context) positions of the kept words, and the kept words: subsampling and the dynamic window."""
     device = words.device
     sentence = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
     kept = (words >= 0) & (torch.rand(words.shape, generator=gen, device=device) < keep[words.clamp(min=0)])
@@ -108,33 +132,31 @@ def batched_update(
     # |i - j| <= width of the position that predicts, and both lie in one sentence.
     width = torch.randint(1, window + 1, (n,), generator=gen, device=device)
     position = torch.arange(n, device=device)
-    centers, contexts = [], []
+    centers, contexts = [position[:0]], [position[:0]]
     for offset in range(1, min(window, n - 1) + 1):
         left, right = position[:-offset], position[offset:]
         same = sentence[:-offset] == sentence[offset:]
         forward, backward = same & (offset <= width[:-offset]), same & (offset <= width[offset:])
         centers += [left[forward], right[backward]]
         contexts += [right[forward], left[backward]]
-    if not centers:
-        return torch.zeros((), device=device)
-    center, context = torch.cat(centers), torch.cat(contexts)
-    if len(center) == 0:
-        return torch.zeros((), device=device)
+    return torch.cat(centers), torch.cat(contexts), words
+
+
+def _draw_noise(noise_cdf, count, negative, gen):
+    if negative == 0:
+        return None
+    uniform = torch.rand(count, negative, generator=gen, device=noise_cdf.device, dtype=noise_cdf.dtype)
+    return torch.searchsorted(noise_cdf, uniform, right=True).clamp_(max=len(noise_cdf) - 1)
+
+
+def _cbow(model, words, center, context, noise_cdf, gen, negative, lr, pairs_per_update):
+    """CBOW: the mean of the window's input vectors predicts the center; its error goes to each context word."""
+    device, n = words.device, len(words)
     syn0, syn1 = model.in_vectors.data, model.out_vectors.data
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    if sg:
-        # word2vec.c's skip-gram: the context word's input vector predicts the center word
-        for lo in range(0, len(center), pairs_per_update):
-            inputs, targets = words[context[lo : lo + pairs_per_update]], words[center[lo : lo + pairs_per_update]]
-            l1 = syn0[inputs]
-            neu1e, loss = _predict(l1, targets, syn1, noise_cdf, gen, negative, lr)
-            syn0.index_add_(0, inputs, neu1e)
-            loss_sum += loss
-        return (loss_sum / len(center)).float()
-    # CBOW: the mean of the window's input vectors predicts the center; its error goes to each context word
     total, predictions = torch.zeros((), device=device, dtype=torch.float64), 0
     count = torch.bincount(center, minlength=n)
     predicting = torch.nonzero(count).squeeze(1)
+    noise = _draw_noise(noise_cdf, len(predicting), negative, gen)
     for lo in range(0, len(predicting), pairs_per_update):
         chunk = predicting[lo : lo + pairs_per_update]
         slot = torch.full((n,), -1, device=device, dtype=torch.long)
@@ -143,16 +165,19 @@ def batched_update(
         rows, ctx = slot[center[member]], words[context[member]]
         l1 = torch.zeros(len(chunk), syn0.shape[1], device=device).index_add_(0, rows, syn0[ctx])
         l1 /= count[chunk, None]
-        neu1e, loss = _predict(l1, words[chunk], syn1, noise_cdf, gen, negative, lr)
+        neu1e, loss = _predict(l1, words[chunk], None if noise is None else noise[lo : lo + pairs_per_update], syn1, lr)
         syn0.index_add_(0, ctx, neu1e[rows])
         total += loss
         predictions += len(chunk)
     return (total / max(1, predictions)).float()
 
 
-def _predict(l1, targets, syn1, noise_cdf, gen, negative, lr):
-    """Predict `targets` (P,) from inputs l1 (P, D): updates syn1 in place, returns (dL/dl1 x -lr, loss sum)."""
-    if negative == 0:
+def _predict(l1, targets, noise, syn1, lr):
+    """Predict `targets` (P,) from inputs l1 (P, D): updates syn1 in place, returns (-lr dL/dl1, loss sum).
+
+    noise: (P, K) noise words (negative sampling), or None for the full softmax.
+    """
+    if noise is None:
         scores = l1 @ syn1.T  # (P, V): the full softmax
         loss = F.cross_entropy(scores, targets, reduction="sum")
         error = -torch.softmax(scores, dim=1)
@@ -161,17 +186,18 @@ def _predict(l1, targets, syn1, noise_cdf, gen, negative, lr):
         neu1e = error @ syn1
         syn1 += error.T @ l1
         return neu1e, loss.double()
-    noise = torch.searchsorted(noise_cdf, torch.rand(len(targets), negative, generator=gen, device=l1.device), right=True)
-    noise.clamp_(max=len(syn1) - 1)
     words = torch.cat([targets[:, None], noise], dim=1)  # (P, 1 + K)
-    labels = torch.zeros(words.shape, device=l1.device)
-    labels[:, 0] = 1.0
-    live = torch.ones(words.shape, device=l1.device)
-    live[:, 1:] = (noise != targets[:, None]).float()  # as word2vec.c: a noise draw of the target is skipped
+    live = words != targets[:, None]  # as word2vec.c: a noise draw of the target is skipped...
+    live[:, 0] = True  # ...but the target itself is the positive
     out = syn1[words]  # (P, 1 + K, D)
     f = torch.bmm(out, l1[:, :, None]).squeeze(2)  # (P, 1 + K)
-    loss = ((F.softplus(-f) * labels + F.softplus(f) * (1 - labels)) * live).sum()
-    g = (labels - torch.sigmoid(f)) * live * lr  # (P, 1 + K)
+    # With s = +f for the positive and -f for noise, each term's loss is -log sigma(s) and
+    # -lr dL/df = lr (label - sigma(f)) = lr sigma(-s) sign.
+    sign = torch.full((1, words.shape[1]), -1.0, device=l1.device)
+    sign[0, 0] = 1.0
+    s = f * sign
+    loss = -(F.logsigmoid(s) * live).sum()
+    g = torch.sigmoid(-s) * sign * live * lr  # (P, 1 + K)
     neu1e = torch.bmm(g[:, None, :], out).squeeze(1)  # (P, D)
     syn1.index_add_(0, words.flatten(), (g[:, :, None] * l1[:, None, :]).reshape(-1, l1.shape[1]))
     return neu1e, loss.double()

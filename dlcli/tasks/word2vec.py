@@ -73,7 +73,9 @@ class Word2VecTrain(TrainConfig):
     epochs: int = Field(5, ge=1, description="passes over the corpus")
     workers: int = Field(2, ge=1, description="hogwild: training threads (gensim's workers); 1 is exactly reproducible")
     log_every: int = Field(100, ge=1, description="batches between progress/metrics.jsonl log lines")
-    pairs_per_update: int = Field(32768, ge=1, description="batched: predictions computed from the same vectors before their updates are applied")
+    pairs_per_update: int = Field(
+        4096, ge=1, description="batched: predictions read from the same vectors before their summed updates land (larger diverges)"
+    )
 
 
 class Config(RunConfig):
