@@ -187,3 +187,15 @@ def test_text8_zip_in_the_data_folder_is_checked_and_extracted(monkeypatch, tmp_
     monkeypatch.setattr(word2vec, "TEXT8_ZIP_BYTES", 31_344_016)
     with pytest.raises(DlError, match="delete it"):
         word2vec.download_text8(root)
+
+
+def test_auto_pairs_per_update_bounds_the_busiest_noise_row():
+    from dlcli.tasks.word2vec import MAX_ROW_HITS, auto_pairs_per_update
+
+    zipf = (1e6 / np.arange(1, 70_001)).astype(np.int64)  # a Wikipedia-sized vocabulary
+    small = zipf[:500]  # the built-in corpus's size: its frequent words are drawn far more often
+    for counts in (zipf, small):
+        pairs = auto_pairs_per_update(counts, 5, 0.75)
+        p_max = counts.max() ** 0.75 / (counts**0.75).sum()
+        assert pairs * 5 * p_max <= MAX_ROW_HITS < 2 * pairs * 5 * p_max
+    assert auto_pairs_per_update(small, 5, 0.75) < auto_pairs_per_update(zipf, 5, 0.75)
