@@ -20,7 +20,7 @@ from rich.table import Table
 
 from dlcli import __version__
 from dlcli.config import apply_overrides, find_recipe, list_recipes, read_yaml, render_yaml, validate
-from dlcli.console import Logger, fmt_metrics, log, out, print_json
+from dlcli.console import Logger, fmt_metrics, log, out, per_class_table, print_json
 from dlcli.errors import DlError
 from dlcli.runner import Interrupted, NonFiniteLoss
 from dlcli.tasks import get_task
@@ -204,6 +204,9 @@ def eval_(
         print_json({"run": str(run), "split": used_split, "metrics": metrics})
     else:
         out.print(f"{run} [{used_split}]: {fmt_metrics(metrics)}", markup=False)
+        table = per_class_table(metrics)
+        if table is not None:
+            out.print(table)
 
 
 @app.command()
@@ -231,6 +234,25 @@ def predict(
         out.print(f"[bold]{escape(result['image'])}[/]")
         for row in result["top"]:
             out.print(f"  {row['prob']:7.2%}  {row['label']}", markup=False)
+
+
+@app.command("tag")
+@guarded
+def tag_cmd(
+    sentence: Annotated[str, typer.Argument(help="a sentence; words and punctuation are split apart")],
+    run: Annotated[Path, typer.Option("--run", help="a tagger's run folder (task: tag)")],
+    device: DeviceOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Part-of-speech tags for a sentence, from a trained tagger."""
+    from dlcli.runtime import pick_device
+    from dlcli.tasks import sequence
+
+    tagged = sequence.tag(run, sentence, str(pick_device(device or "cpu")))
+    if json_:
+        print_json(tagged)
+        return
+    out.print(" ".join(f"{t['token']}/{t['tag']}" for t in tagged), markup=False, highlight=False)
 
 
 @app.command()

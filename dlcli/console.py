@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.table import Table
 from tqdm import tqdm
 
 out = Console(highlight=False, soft_wrap=True)
@@ -65,4 +66,21 @@ def print_json(data: Any) -> None:
 
 
 def fmt_metrics(metrics: dict[str, float]) -> str:
-    return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+    """The headline metrics on one line; per-class ones ("precision.NOUN") stay in metrics.jsonl and `dl eval`."""
+    return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if "." not in k)
+
+
+def per_class_table(metrics: dict[str, float]) -> Table | None:
+    """Metrics named "<measure>.<class>" as a table: a row per class, a column per measure."""
+    classes: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        measure, dot, name = key.partition(".")
+        if dot:
+            classes.setdefault(name, {})[measure] = value
+    if not classes:
+        return None
+    measures = sorted({m for row in classes.values() for m in row})
+    table = Table("class", *measures)
+    for name in sorted(classes):
+        table.add_row(name, *(f"{classes[name][m]:.4f}" if m in classes[name] else "-" for m in measures))
+    return table

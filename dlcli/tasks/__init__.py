@@ -9,15 +9,17 @@ Each task module has the same small surface:
 from types import ModuleType
 
 from dlcli.errors import DlError
-from dlcli.tasks import classify, word2vec
+from dlcli.tasks import classify, sequence, word2vec
 
-TASKS: dict[str, ModuleType] = {
+TASKS: dict[str, ModuleType | type] = {
     "classify": classify,
     "word2vec": word2vec,
+    "tag": sequence.Tagging,
+    "seqclass": sequence.SequenceClassification,
 }
 
 
-def get_task(name: object) -> ModuleType:
+def get_task(name: object) -> ModuleType | type:
     if name not in TASKS:
         raise DlError(f"Unknown task '{name}'. A recipe's `task:` is one of: {', '.join(TASKS)}.")
     return TASKS[name]

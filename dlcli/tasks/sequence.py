@@ -1,0 +1,577 @@
+"""Recurrent networks over sequences: a label per token (`tag`) and a label per sequence (`seqclass`).
+
+    dl train configs/pos_lstm.yaml                       # many-to-many: part-of-speech tags
+    dl tag "The wide road shimmered in the hot sun ." --run runs/pos-lstm
+    dl eval runs/pos-lstm --split test --json            # accuracy, OOV accuracy, per-tag precision/recall
+    dl train configs/brackets_gru.yaml                   # many-to-one: are these brackets balanced?
+
+The tagger (Plank et al. 2016, Lample et al. 2016): each word is its embedding (lowercased
+lookup, optionally initialised from word2vec vectors) joined with a character-level encoding
+(a CNN or a BiLSTM over its characters, so unseen words still get a representation from their
+spelling), then a bidirectional RNN over the sentence and a linear layer per token. Sentences
+of a batch are padded and packed, so the RNN never reads the padding.
+
+The sequence classifier reads characters (or words) with an RNN and classifies its final
+hidden state (both directions when bidirectional).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from dlcli import checkpoint
+from dlcli.config import OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig, validate
+from dlcli.data.loaders import epoch_order, mix_seed
+from dlcli.errors import DlError
+from dlcli.models.rnn import make_rnn
+from dlcli.runner import Job, best_checkpoint
+from dlcli.runtime import Runtime
+
+PAD, UNK = "<pad>", "<unk>"  # index 0 and 1 of every token vocabulary
+IGNORE = -100  # cross_entropy's ignore_index: the label of padding positions
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+def index(tokens: Sequence[str]) -> dict[str, int]:
+    return {token: i for i, token in enumerate(tokens)}
+
+
+def counted_vocab(counts: Counter, min_count: int) -> list[str]:
+    """PAD, UNK, then the tokens seen at least min_count times, most frequent first (ties: first seen)."""
+    return [PAD, UNK] + [token for token, n in counts.most_common() if n >= min_count]
+
+
+class Batches:
+    """Examples in batches of `batch_size`, reshuffled every epoch from (seed, epoch), this rank's share.
+
+    Batches hold sentences of similar length (sorted within pools of 50 batches, as bucketing
+    samplers do), so little of a padded batch is padding.
+    """
+
+    def __init__(self, examples: list, batch_size: int, collate, seed: int, runtime: Runtime, shuffle: bool):
+        self.examples, self.batch_size, self.collate, self.seed = examples, batch_size, collate, seed
+        self.rank, self.world, self.shuffle = runtime.rank, runtime.world_size, shuffle
+
+    def _order(self, epoch: int) -> list[list[int]]:
+        order = epoch_order(len(self.examples), epoch, self.seed, self.shuffle, self.rank, self.world, drop_last=False)
+        pool = self.batch_size * 50
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = sorted(order[start : start + pool], key=lambda i: len(self.examples[i][0]))
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        if self.shuffle:
+            random.Random(mix_seed(self.seed, epoch)).shuffle(batches)
+        return batches
+
+    def __len__(self) -> int:
+        share = -(-len(self.examples) // self.world)
+        pools = [min(self.batch_size * 50, share - start) for start in range(0, share, self.batch_size * 50)]
+        return sum(-(-p // self.batch_size) for p in pools)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        for indices in self._order(epoch)[start:]:
+            yield self.collate([self.examples[i] for i in indices])
+
+
+def _encoder(cell: str, impl: str, input_size: int, hidden: int, layers: int, bidirectional: bool, dropout: float) -> nn.Module:
+    return make_rnn(cell, input_size, hidden, num_layers=layers, bidirectional=bidirectional,
+                    dropout=dropout if layers > 1 else 0.0, batch_first=True, impl=impl)
+
+
+def _run_packed(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
+    """rnn over a padded batch (B, T, F) of true `lengths`: (padded output (B, T, H'), final state)."""
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, state = rnn(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    return out, state
+
+
+# --------------------------------------------------------------------------- tagging: config
+
+
+class TagModel(Section):
+    arch: Literal["lstm", "gru", "rnn"] = Field("lstm", description="the sentence encoder's cell")
+    impl: Literal["torch", "scratch"] = Field("torch", description="torch's fused layers (cuDNN on GPU) or the cells written from the equations")
+    embedding_dim: int = Field(100, ge=1, description="word embedding size (must equal the vectors' size with pretrained_vectors)")
+    char_encoder: Literal["cnn", "lstm", "none"] = Field("cnn", description="character-level word encoder: spelling for unseen words")
+    char_dim: int = Field(32, ge=1, description="character embedding size")
+    char_hidden: int = Field(64, ge=1, description="char CNN filters (or char BiLSTM size per direction)")
+    hidden_size: int = Field(256, ge=1, description="sentence RNN size per direction")
+    num_layers: int = Field(2, ge=1, description="stacked sentence RNN layers")
+    bidirectional: bool = Field(True, description="read sentences both ways")
+    dropout: float = Field(0.33, ge=0, lt=1, description="dropout on the RNN's inputs, between layers and on its outputs")
+    word_dropout: float = Field(0.25, ge=0, le=1, description="train: a word seen once is replaced by <unk> with this probability")
+    pretrained_vectors: str | None = Field(None, description="word2vec text/binary vectors to initialise the embeddings (e.g. runs/word2vec/vectors.txt)")
+    pretrained_limit: int = Field(200000, ge=0, description="the most frequent pretrained words added to the vocabulary")
+
+
+class TagData(Section):
+    dataset: Literal["generated", "conllu"] = Field("generated", description="generated (built-in grammar) or conllu (data.train/val/test files)")
+    train: str | None = Field(None, description="conllu: training file (.conllu or .conllu.gz)")
+    val: str | None = Field(None, description="conllu: validation file (default: val_fraction of train)")
+    test: str | None = Field(None, description="conllu: test file")
+    column: Literal["upos", "xpos"] = Field("upos", description="conllu: which tag column to learn")
+    train_sentences: int = Field(3000, ge=10, description="generated: training sentences")
+    val_sentences: int = Field(500, ge=10, description="generated: validation sentences")
+    test_sentences: int = Field(1000, ge=10, description="generated: test sentences")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out as val when there is no val file")
+    min_count: int = Field(1, ge=1, description="words seen fewer times in train are <unk> for the word embedding")
+    max_word_length: int = Field(24, ge=1, description="characters of a word the char encoder reads")
+    batch_size: int = Field(32, ge=1, description="sentences per batch per process")
+
+
+class TagTrain(TrainConfig):
+    epochs: int = Field(10, ge=1, description="passes over the training sentences")
+    clip_grad_norm: float | None = Field(5.0, gt=0, description="clip the global gradient norm to this value")
+    log_every: int = Field(50, ge=1, description="optimizer steps between progress/metrics.jsonl log lines")
+
+
+class TagConfig(RunConfig):
+    task: Literal["tag"] = Field("tag", description="a label per token (part-of-speech tagging)")
+    model: TagModel = Field(default_factory=TagModel, description="the tagger")
+    data: TagData = Field(default_factory=TagData, description="tagged sentences")
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(name="adamw", lr=2e-3, weight_decay=0.01), description="the optimizer")
+    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="cosine", warmup_epochs=0.2), description="the learning-rate schedule")
+    train: TagTrain = Field(default_factory=TagTrain, description="the training loop")
+
+
+# --------------------------------------------------------------------------- tagging: data
+
+
+@dataclass
+class TagVocab:
+    words: list[str]  # lowercased; PAD, UNK first
+    chars: list[str]
+    tags: list[str]
+    train_words: set[str]  # seen in training: the rest are out-of-vocabulary in the metrics
+
+    def to_extra(self) -> dict[str, Any]:
+        return {"words": self.words, "chars": self.chars, "tags": self.tags, "train_words": sorted(self.train_words)}
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, Any]) -> TagVocab:
+        return cls(extra["words"], extra["chars"], extra["tags"], set(extra["train_words"]))
+
+
+def load_tagged(data: TagData, seed: int) -> dict[str, list]:
+    """Splits of (words, tags) sentences: train, val and (when there is one) test."""
+    from dlcli.data.tagged import generated_tagged, read_conllu
+
+    if data.dataset == "generated":
+        total = data.train_sentences + data.val_sentences + data.test_sentences
+        sentences = generated_tagged(seed, total)
+        a, b = data.train_sentences, data.train_sentences + data.val_sentences
+        return {"train": sentences[:a], "val": sentences[a:b], "test": sentences[b:]}
+    if not data.train:
+        raise DlError("data.dataset is 'conllu' but data.train is not set: give a .conllu file, e.g. --set data.train=en_ewt-ud-train.conllu.gz")
+    splits = {"train": read_conllu(data.train, data.column)}
+    if data.val:
+        splits["val"] = read_conllu(data.val, data.column)
+    else:
+        shuffled = list(splits["train"])
+        random.Random(seed).shuffle(shuffled)
+        n_val = max(1, round(len(shuffled) * data.val_fraction))
+        splits["val"], splits["train"] = shuffled[:n_val], shuffled[n_val:]
+    if data.test:
+        splits["test"] = read_conllu(data.test, data.column)
+    return splits
+
+
+def build_tag_vocab(train: list, model_cfg: TagModel, data: TagData, pretrained=None) -> TagVocab:
+    counts = Counter(w.lower() for words, _ in train for w in words)
+    words = counted_vocab(counts, data.min_count)
+    if pretrained is not None:
+        known = set(words)
+        words += [w for w in pretrained.words[: model_cfg.pretrained_limit] if w not in known]
+    chars = [PAD, UNK] + sorted({c for sentence, _ in train for w in sentence for c in w})
+    tags = sorted({t for _, sentence_tags in train for t in sentence_tags})
+    return TagVocab(words, chars, tags, set(counts))
+
+
+def encode_tagged(sentences: list, vocab: TagVocab, max_word_length: int) -> list[tuple]:
+    """Per sentence: (word ids, char ids per word, tag ids, OOV flags); unknown tags are an error."""
+    w_index, c_index, t_index = index(vocab.words), index(vocab.chars), index(vocab.tags)
+    examples = []
+    for words, tags in sentences:
+        unknown = [t for t in tags if t not in t_index]
+        if unknown:
+            raise DlError(f"Tag '{unknown[0]}' is not among the training tags ({', '.join(vocab.tags)}).")
+        examples.append((
+            [w_index.get(w.lower(), 1) for w in words],
+            [[c_index.get(c, 1) for c in w[:max_word_length]] or [1] for w in words],
+            [t_index[t] for t in tags],
+            [w.lower() not in vocab.train_words for w in words],
+        ))
+    return examples
+
+
+def collate_tagged(examples: list[tuple]) -> dict[str, torch.Tensor]:
+    batch, longest = len(examples), max(len(e[0]) for e in examples)
+    longest_word = max(len(c) for e in examples for c in e[1])
+    words = torch.zeros(batch, longest, dtype=torch.long)
+    chars = torch.zeros(batch, longest, longest_word, dtype=torch.long)
+    tags = torch.full((batch, longest), IGNORE, dtype=torch.long)
+    oov = torch.zeros(batch, longest, dtype=torch.bool)
+    for b, (w, c, t, o) in enumerate(examples):
+        n = len(w)
+        words[b, :n], tags[b, :n], oov[b, :n] = torch.tensor(w), torch.tensor(t), torch.tensor(o)
+        for i, cs in enumerate(c):
+            chars[b, i, : len(cs)] = torch.tensor(cs)
+    lengths = torch.tensor([len(e[0]) for e in examples])
+    return {"words": words, "chars": chars, "tags": tags, "oov": oov, "lengths": lengths}
+
+
+# --------------------------------------------------------------------------- tagging: model
+
+
+class CharCNN(nn.Module):
+    """A word's characters -> max over positions of a width-3 convolution (Ma & Hovy 2016)."""
+
+    def __init__(self, n_chars: int, dim: int, filters: int):
+        super().__init__()
+        self.embed = nn.Embedding(n_chars, dim, padding_idx=0)
+        self.conv = nn.Conv1d(dim, filters, kernel_size=3, padding=1)
+        self.out_size = filters
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:  # (N, L) -> (N, filters)
+        x = self.conv(self.embed(chars).transpose(1, 2))  # (N, filters, L)
+        x = x.masked_fill((chars == 0)[:, None, :], float("-inf")).amax(dim=2)
+        return torch.nan_to_num(x, neginf=0.0)  # an all-padding row (a padding word) -> 0
+
+
+class CharLSTM(nn.Module):
+    """A word's characters -> the final states of a BiLSTM over them (Lample et al. 2016)."""
+
+    def __init__(self, n_chars: int, dim: int, hidden: int, impl: str):
+        super().__init__()
+        self.embed = nn.Embedding(n_chars, dim, padding_idx=0)
+        self.rnn = _encoder("lstm", impl, dim, hidden, 1, True, 0.0)
+        self.out_size = 2 * hidden
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:  # (N, L) -> (N, 2 hidden)
+        lengths = (chars != 0).sum(1).clamp(min=1)
+        _, (h, _) = _run_packed(self.rnn, self.embed(chars), lengths)
+        return torch.cat([h[0], h[1]], dim=1)
+
+
+class Tagger(nn.Module):
+    def __init__(self, cfg: TagModel, n_words: int, n_chars: int, n_tags: int):
+        super().__init__()
+        self.words = nn.Embedding(n_words, cfg.embedding_dim, padding_idx=0)
+        self.chars: nn.Module | None = None
+        if cfg.char_encoder == "cnn":
+            self.chars = CharCNN(n_chars, cfg.char_dim, cfg.char_hidden)
+        elif cfg.char_encoder == "lstm":
+            self.chars = CharLSTM(n_chars, cfg.char_dim, cfg.char_hidden, cfg.impl)
+        in_size = cfg.embedding_dim + (self.chars.out_size if self.chars is not None else 0)
+        self.rnn = _encoder(cfg.arch, cfg.impl, in_size, cfg.hidden_size, cfg.num_layers, cfg.bidirectional, cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(cfg.hidden_size * (2 if cfg.bidirectional else 1), n_tags)
+
+    def forward(self, words: torch.Tensor, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.words(words)  # (B, T, E)
+        if self.chars is not None:
+            b, t, length = chars.shape
+            x = torch.cat([x, self.chars(chars.view(b * t, length)).view(b, t, -1)], dim=2)
+        out, _ = _run_packed(self.rnn, self.drop(x), lengths)
+        return self.out(self.drop(out))  # (B, T, tags)
+
+
+def _word_dropout(words: torch.Tensor, singletons: torch.Tensor, p: float) -> torch.Tensor:
+    """Replace words seen once in train by <unk> with probability p: <unk> gets trained (Kiperwasser & Goldberg 2016)."""
+    if p <= 0:
+        return words
+    drop = singletons[words] & (torch.rand(words.shape, device=words.device) < p)
+    return words.masked_fill(drop, 1)
+
+
+def tag_signature(config: dict[str, Any]) -> dict[str, Any]:
+    model, data = config["model"], config["data"]
+    keys = ("arch", "embedding_dim", "char_encoder", "char_dim", "char_hidden", "hidden_size", "num_layers", "bidirectional",
+            "pretrained_vectors", "pretrained_limit")
+    return {**{f"model.{k}": model[k] for k in keys}, "data.dataset": data["dataset"], "data.train": data["train"],
+            "data.column": data["column"], "data.min_count": data["min_count"]}
+
+
+def build_tagger(cfg: TagConfig, runtime: Runtime, load_weights: bool = True, vocab: TagVocab | None = None) -> Job:
+    splits = load_tagged(cfg.data, cfg.seed)
+    pretrained = _pretrained(cfg.model) if vocab is None else None
+    vocab = vocab or build_tag_vocab(splits["train"], cfg.model, cfg.data, pretrained)
+    model = Tagger(cfg.model, len(vocab.words), len(vocab.chars), len(vocab.tags))
+    if pretrained is not None and load_weights:
+        _init_embeddings(model.words, vocab.words, pretrained)
+    counts = Counter(w.lower() for words, _ in splits["train"] for w in words)
+    singletons = torch.tensor([counts.get(w, 0) == 1 for w in vocab.words], device=runtime.device)
+    loaders = {
+        name: Batches(encode_tagged(sentences, vocab, cfg.data.max_word_length), cfg.data.batch_size, collate_tagged,
+                      cfg.seed, runtime, shuffle=name == "train")
+        for name, sentences in splits.items()
+    }
+    device = runtime.device
+
+    def forward(net: nn.Module, batch: dict[str, torch.Tensor], train: bool) -> tuple[torch.Tensor, dict]:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        words = _word_dropout(batch["words"], singletons, cfg.model.word_dropout) if train else batch["words"]
+        return net(words, batch["chars"], batch["lengths"]), batch
+
+    def train_step(net: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        logits, batch = forward(net, batch, train=True)
+        return {"loss": F.cross_entropy(logits.flatten(0, 1).float(), batch["tags"].flatten(), ignore_index=IGNORE)}
+
+    def eval_step(net: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        logits, batch = forward(net, batch, train=False)
+        return tag_metric_sums(logits, batch["tags"], batch["oov"], vocab.tags)
+
+    return Job(
+        model=model, train_data=loaders["train"], eval_data={k: v for k, v in loaders.items() if k != "train"},
+        train_step=train_step, eval_step=eval_step, best_metric="accuracy", best_mode="max",
+        items_per_batch=lambda batch: int(batch["lengths"].sum()),
+        finish_metrics=lambda m: finish_tag_metrics(m, vocab.tags), extra=vocab.to_extra(),
+    )
+
+
+def tag_metric_sums(logits: torch.Tensor, tags: torch.Tensor, oov: torch.Tensor, tag_names: list[str]) -> dict[str, torch.Tensor]:
+    """Sums over real tokens: correct, OOV tokens and their correct ones, and per tag tp / predicted / gold."""
+    real = tags != IGNORE
+    predicted = logits.argmax(-1)
+    correct = (predicted == tags) & real
+    sums = {"accuracy": correct.sum(), "oov_accuracy": (correct & oov).sum(), "oov_count": (oov & real).sum(), "count": real.sum()}
+    for i, tag in enumerate(tag_names):
+        sums[f"tp.{tag}"] = (correct & (tags == i)).sum()
+        sums[f"pred.{tag}"] = ((predicted == i) & real).sum()
+        sums[f"gold.{tag}"] = (tags == i).sum()
+    return sums
+
+
+def finish_tag_metrics(m: dict[str, float], tag_names: list[str]) -> dict[str, float]:
+    """The runner divided every sum by the token count; ratios of sums survive that."""
+    out = {"accuracy": m["accuracy"], "oov_accuracy": m["oov_accuracy"] / m["oov_count"] if m["oov_count"] else 0.0,
+           "oov_share": m["oov_count"]}
+    for tag in tag_names:
+        tp, pred, gold = m[f"tp.{tag}"], m[f"pred.{tag}"], m[f"gold.{tag}"]
+        if gold or pred:
+            out[f"precision.{tag}"] = tp / pred if pred else 0.0
+            out[f"recall.{tag}"] = tp / gold if gold else 0.0
+    return out
+
+
+def _pretrained(model_cfg: TagModel):
+    if not model_cfg.pretrained_vectors:
+        return None
+    from dlcli.vectors import load_word2vec_format
+
+    path = Path(model_cfg.pretrained_vectors)
+    if path.is_dir():  # a word2vec run folder
+        from dlcli.vectors import vectors_for_run
+
+        vectors = vectors_for_run(path)
+    else:
+        vectors = load_word2vec_format(path)
+    if vectors.vectors.shape[1] != model_cfg.embedding_dim:
+        raise DlError(f"model.pretrained_vectors has {vectors.vectors.shape[1]} dimensions; set model.embedding_dim to that.")
+    return vectors
+
+
+def _init_embeddings(embedding: nn.Embedding, words: list[str], pretrained) -> None:
+    found = [(i, pretrained.index[w]) for i, w in enumerate(words) if w in pretrained.index]
+    if found:
+        rows, source = zip(*found, strict=True)
+        with torch.no_grad():
+            embedding.weight[list(rows)] = torch.from_numpy(pretrained.vectors[list(source)]).float()
+
+
+# --------------------------------------------------------------------------- tagging: inference
+
+_TOKEN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
+
+
+def tag(run_dir: Path, sentence: str, device: str = "cpu") -> list[dict[str, str]]:
+    """Tag one sentence with a trained run: [{"token": T, "tag": G}, ...]. Words and punctuation are split apart."""
+    ckpt = checkpoint.load(best_checkpoint(run_dir))
+    if ckpt["task"] != "tag":
+        raise DlError(f"{run_dir} is a '{ckpt['task']}' run; `dl tag` needs a tagger (task: tag).")
+    cfg = validate(ckpt["config"], TagConfig)
+    vocab = TagVocab.from_extra(ckpt["extra"])
+    model = Tagger(cfg.model, len(vocab.words), len(vocab.chars), len(vocab.tags))
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    tokens = _TOKEN.findall(sentence)
+    if not tokens:
+        raise DlError("The sentence has no words to tag.")
+    example = encode_tagged([(tokens, [vocab.tags[0]] * len(tokens))], vocab, cfg.data.max_word_length)
+    batch = {k: v.to(device) for k, v in collate_tagged(example).items()}
+    with torch.no_grad():
+        predicted = model(batch["words"], batch["chars"], batch["lengths"]).argmax(-1)[0]
+    return [{"token": t, "tag": vocab.tags[i]} for t, i in zip(tokens, predicted.tolist(), strict=True)]
+
+
+class Tagging:
+    """Task `tag`: the surface the runner and the CLI use (see dlcli/tasks/__init__.py)."""
+
+    Config = TagConfig
+    build = staticmethod(build_tagger)
+    shape_signature = staticmethod(tag_signature)
+
+
+# --------------------------------------------------------------------------- sequence classification
+
+
+class SeqModel(Section):
+    arch: Literal["lstm", "gru", "rnn"] = Field("gru", description="the recurrent cell")
+    impl: Literal["torch", "scratch"] = Field("torch", description="torch's fused layers or the cells written from the equations")
+    embedding_dim: int = Field(32, ge=1, description="token embedding size")
+    hidden_size: int = Field(64, ge=1, description="RNN size per direction")
+    num_layers: int = Field(1, ge=1, description="stacked RNN layers")
+    bidirectional: bool = Field(False, description="read the sequence both ways")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout between layers and before the classifier")
+
+
+class SeqData(Section):
+    dataset: Literal["brackets", "tsv"] = Field("brackets", description="brackets (built-in: balanced or not) or tsv (text<TAB>label files)")
+    train: str | None = Field(None, description="tsv: training file")
+    val: str | None = Field(None, description="tsv: validation file (default: val_fraction of train)")
+    test: str | None = Field(None, description="tsv: test file")
+    level: Literal["char", "word"] = Field("char", description="tsv: read characters or whitespace-separated words")
+    train_size: int = Field(10000, ge=10, description="brackets: training sequences")
+    val_size: int = Field(1000, ge=10, description="brackets: validation sequences")
+    test_size: int = Field(2000, ge=10, description="brackets: test sequences")
+    min_len: int = Field(8, ge=2, description="brackets: shortest sequence")
+    max_len: int = Field(40, ge=2, description="brackets: longest sequence")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out as val when there is no val file")
+    min_count: int = Field(1, ge=1, description="tokens seen fewer times in train are <unk>")
+    batch_size: int = Field(64, ge=1, description="sequences per batch per process")
+
+
+class SeqConfig(RunConfig):
+    task: Literal["seqclass"] = Field("seqclass", description="a label per sequence")
+    model: SeqModel = Field(default_factory=SeqModel, description="the classifier")
+    data: SeqData = Field(default_factory=SeqData, description="labelled sequences")
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(name="adamw", lr=3e-3, weight_decay=0.01), description="the optimizer")
+    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="cosine"), description="the learning-rate schedule")
+    train: TagTrain = Field(default_factory=TagTrain, description="the training loop")
+
+
+def load_labelled(data: SeqData, seed: int) -> dict[str, list[tuple[list[str], str]]]:
+    """Splits of (tokens, label)."""
+    from dlcli.data.brackets import bracket_sequences, read_tsv_labels
+
+    if data.dataset == "brackets":
+        if data.min_len > data.max_len:
+            raise DlError(f"data.min_len ({data.min_len}) is above data.max_len ({data.max_len}).")
+        splits, seen = {}, set()
+        for k, (name, n) in enumerate((("train", data.train_size), ("val", data.val_size), ("test", data.test_size))):
+            pairs = bracket_sequences(seed * 3 + k, n, data.min_len, data.max_len)
+            # evaluation strings never seen in training: the score measures generalisation
+            splits[name] = [(list(text), str(label)) for text, label in pairs if name == "train" or text not in seen]
+            seen |= {text for text, _ in pairs} if name == "train" else set()
+        return splits
+    if not data.train:
+        raise DlError("data.dataset is 'tsv' but data.train is not set: give a file of text<TAB>label lines.")
+
+    def tokens(text: str) -> list[str]:
+        return list(text) if data.level == "char" else text.split()
+
+    splits = {"train": [(tokens(t), label) for t, label in read_tsv_labels(data.train)]}
+    if data.val:
+        splits["val"] = [(tokens(t), label) for t, label in read_tsv_labels(data.val)]
+    else:
+        shuffled = list(splits["train"])
+        random.Random(seed).shuffle(shuffled)
+        n_val = max(1, round(len(shuffled) * data.val_fraction))
+        splits["val"], splits["train"] = shuffled[:n_val], shuffled[n_val:]
+    if data.test:
+        splits["test"] = [(tokens(t), label) for t, label in read_tsv_labels(data.test)]
+    return splits
+
+
+class SequenceClassifier(nn.Module):
+    def __init__(self, cfg: SeqModel, n_tokens: int, n_labels: int):
+        super().__init__()
+        self.embed = nn.Embedding(n_tokens, cfg.embedding_dim, padding_idx=0)
+        self.rnn = _encoder(cfg.arch, cfg.impl, cfg.embedding_dim, cfg.hidden_size, cfg.num_layers, cfg.bidirectional, cfg.dropout)
+        self.directions = 2 if cfg.bidirectional else 1
+        self.drop = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(cfg.hidden_size * self.directions, n_labels)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        _, state = _run_packed(self.rnn, self.embed(tokens), lengths)
+        h = state[0] if isinstance(state, tuple) else state  # (layers x directions, B, H)
+        last = torch.cat(list(h[-self.directions :]), dim=1)  # the top layer's final state(s)
+        return self.out(self.drop(last))
+
+
+def collate_labelled(examples: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
+    longest = max(len(t) for t, _ in examples)
+    tokens = torch.zeros(len(examples), longest, dtype=torch.long)
+    for b, (t, _) in enumerate(examples):
+        tokens[b, : len(t)] = torch.tensor(t)
+    return {"tokens": tokens, "lengths": torch.tensor([max(1, len(t)) for t, _ in examples]),
+            "labels": torch.tensor([label for _, label in examples])}
+
+
+def seq_signature(config: dict[str, Any]) -> dict[str, Any]:
+    model, data = config["model"], config["data"]
+    keys = ("arch", "embedding_dim", "hidden_size", "num_layers", "bidirectional")
+    return {**{f"model.{k}": model[k] for k in keys}, "data.dataset": data["dataset"], "data.train": data["train"]}
+
+
+def build_seqclass(cfg: SeqConfig, runtime: Runtime, load_weights: bool = True) -> Job:
+    splits = load_labelled(cfg.data, cfg.seed)
+    counts = Counter(tok for tokens, _ in splits["train"] for tok in tokens)
+    tokens = counted_vocab(counts, cfg.data.min_count)
+    labels = sorted({label for _, label in splits["train"]})
+    if len(labels) < 2:
+        raise DlError(f"The training data has {len(labels)} label(s); a classifier needs at least 2.")
+    t_index, l_index = index(tokens), index(labels)
+
+    def encode(pairs):
+        unknown = [label for _, label in pairs if label not in l_index]
+        if unknown:
+            raise DlError(f"Label '{unknown[0]}' does not occur in the training data ({', '.join(labels)}).")
+        return [([t_index.get(t, 1) for t in toks], l_index[label]) for toks, label in pairs]
+
+    loaders = {name: Batches(encode(pairs), cfg.data.batch_size, collate_labelled, cfg.seed, runtime, shuffle=name == "train")
+               for name, pairs in splits.items()}
+    model = SequenceClassifier(cfg.model, len(tokens), len(labels))
+    device = runtime.device
+
+    def logits_of(net, batch):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        return net(batch["tokens"], batch["lengths"]).float(), batch["labels"]
+
+    def train_step(net, batch):
+        logits, labels_ = logits_of(net, batch)
+        return {"loss": F.cross_entropy(logits, labels_)}
+
+    def eval_step(net, batch):
+        logits, labels_ = logits_of(net, batch)
+        return {"loss": F.cross_entropy(logits, labels_, reduction="sum"), "accuracy": (logits.argmax(1) == labels_).sum(),
+                "count": torch.tensor(len(labels_))}
+
+    return Job(
+        model=model, train_data=loaders["train"], eval_data={k: v for k, v in loaders.items() if k != "train"},
+        train_step=train_step, eval_step=eval_step, best_metric="accuracy", best_mode="max",
+        items_per_batch=lambda batch: len(batch["labels"]), extra={"tokens": tokens, "labels": labels},
+    )
+
+
+class SequenceClassification:
+    """Task `seqclass`: the surface the runner and the CLI use."""
+
+    Config = SeqConfig
+    build = staticmethod(build_seqclass)
+    shape_signature = staticmethod(seq_signature)
