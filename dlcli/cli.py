@@ -257,6 +257,28 @@ def tag_cmd(
 
 @app.command()
 @guarded
+def generate(
+    run: Annotated[Path, typer.Option("--run", help="a language-model run folder (task: lm)")],
+    prompt: Annotated[str, typer.Option("--prompt", help="text to continue")] = "",
+    length: Annotated[int, typer.Option("--length", min=1, help="tokens to sample: characters, or words for a word-level run")] = 200,
+    temperature: Annotated[float, typer.Option("--temperature", help="> 0: below 1 sharper, above 1 more random")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", min=0, help="sample among the k most likely tokens (0: all)")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
+    device: DeviceOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Sample text from a language model; the text starts with the prompt."""
+    from dlcli.tasks import lm
+
+    text = lm.generate(run, prompt, length, temperature, top_k, seed, device)
+    if json_:
+        print_json({"prompt": prompt, "text": text})
+        return
+    out.print(text, markup=False, highlight=False)
+
+
+@app.command()
+@guarded
 def models(json_: JsonOption = False) -> None:
     """The image classifiers with torchvision's metadata (ImageNet weights)."""
     from dlcli.tasks import classify

@@ -58,6 +58,14 @@ CASES[:0] = [
     (WORD2VEC_LABEL + ", 16k pairs/update", "word2vec_text8", "words/s",
      WORD2VEC + ["model.impl=batched", "train.pairs_per_update=16384"]),
 ]
+# The recurrent tasks on their built-in data (cuDNN RNNs), in the three precisions.
+TAGGER = ["data.train_sentences=6000", "train.epochs=3", "train.log_every=20"]
+BRACKETS = ["train.epochs=3", "train.log_every=20"]
+for precision in ("fp32", "bf16", "fp16"):
+    CASES += [
+        (f"pos_lstm tagger {precision}", "pos_lstm", "tok/s", TAGGER + [f"train.precision={precision}"]),
+        (f"brackets_gru {precision}", "brackets_gru", "seq/s", BRACKETS + [f"train.precision={precision}"]),
+    ]
 PROFILE_CASE = ("resnet", CLASSIFY + ["train.precision=bf16", "train.epochs=1", "train.max_steps=30"])
 
 

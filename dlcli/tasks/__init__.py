@@ -9,13 +9,14 @@ Each task module has the same small surface:
 from types import ModuleType
 
 from dlcli.errors import DlError
-from dlcli.tasks import classify, sequence, word2vec
+from dlcli.tasks import classify, lm, sequence, word2vec
 
 TASKS: dict[str, ModuleType | type] = {
     "classify": classify,
     "word2vec": word2vec,
     "tag": sequence.Tagging,
     "seqclass": sequence.SequenceClassification,
+    "lm": lm,
 }
 
 

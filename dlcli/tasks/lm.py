@@ -1,0 +1,413 @@
+"""Language models over characters or words: an RNN, LSTM or GRU trained by truncated backprop.
+
+    dl train configs/char_lstm.yaml                                # the built-in corpus, offline
+    dl train configs/char_lstm_shakespeare.yaml                    # tiny-shakespeare (data.path)
+    dl generate --run runs/char-lstm --prompt "The " --length 200 --temperature 0.8 --top-k 20
+
+The training text is one token stream (characters, or whitespace-split words with an end-of-line
+token), its last `data.val_fraction` held out as validation, as nanoGPT splits tiny-shakespeare.
+The stream is cut into `batch_size` parallel streams and read in windows of `bptt` tokens (the
+batchify layout of pytorch/examples' word_language_model), so row b of batch i+1 continues row b
+of batch i:
+
+    stream  a b c d e f g h i j k l m n o p q r s t u v w x      (N tokens, batch_size = 4)
+    rows    a b c d e f | g h i j k l | m n o p q r | s t u v w x      (B, N // B)
+    batch 0 = columns 0-1 (x), 1-2 (y);  batch 1 = columns 2-3 (x), 3-4 (y)   (bptt = 2)
+
+The recurrent state therefore carries from batch to batch within an epoch, detached after each
+one (truncated BPTT: gradients flow back `bptt` steps, the state remembers further). It is reset
+to zeros at the start of every epoch and, on a resume in the middle of an epoch, at the resumed
+batch (the checkpoint holds no hidden state), so only a resume at an epoch boundary is exact.
+Evaluation reads the validation stream the same way with `eval_batch_size` streams. Losses are in
+nats per token; perplexity = exp(loss) and, for characters, bits per character = loss / ln 2.
+
+Generation feeds the prompt through the network, then samples one token at a time from
+softmax(logits / temperature), restricted to the `top_k` most likely tokens when top_k > 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from dlcli import checkpoint
+from dlcli.config import OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig, validate
+from dlcli.errors import DlError
+from dlcli.models.rnn import make_rnn
+from dlcli.runner import Job, best_checkpoint
+from dlcli.runtime import Runtime, pick_device
+
+EOL, UNK = "<eol>", "<unk>"  # word level: the end of a line, and a validation word unseen in training
+SAMPLE_LENGTH = {"char": 400, "word": 80}  # samples.txt: tokens after training
+
+
+class LMModel(Section):
+    arch: Literal["rnn", "lstm", "gru"] = Field("lstm", description="rnn (Elman, tanh), lstm or gru")
+    impl: Literal["torch", "scratch"] = Field(
+        "torch", description="torch: nn.RNN/LSTM/GRU (fused, cuDNN); scratch: the layers written from the equations"
+    )
+    embedding_dim: int = Field(128, ge=1, description="size of the token embeddings")
+    hidden_size: int = Field(256, ge=1, description="units per recurrent layer")
+    num_layers: int = Field(2, ge=1, description="stacked recurrent layers")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout between the recurrent layers and before the output layer")
+    tie_weights: bool = Field(
+        False, description="share the embedding and output matrices (Press & Wolf 2017; needs embedding_dim == hidden_size)"
+    )
+
+
+class LMData(Section):
+    dataset: Literal["builtin", "text"] = Field("builtin", description="builtin (generated sentences, offline) or text (data.path)")
+    path: str | None = Field(None, description="text: a UTF-8 text file, e.g. tiny-shakespeare's input.txt")
+    level: Literal["char", "word"] = Field("char", description="tokens: characters, or whitespace-separated words")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="the last this share of the text is the validation split")
+    batch_size: int = Field(32, ge=1, description="parallel streams per batch per process")
+    bptt: int = Field(128, ge=1, description="tokens per stream per batch: how far back gradients flow")
+    eval_batch_size: int = Field(16, ge=1, description="parallel streams of the validation text")
+    builtin_sentences: int = Field(5000, ge=10, description="builtin: sentences generated from the seed, one per line")
+
+
+class LMTrain(TrainConfig):
+    epochs: int = Field(10, ge=1, description="passes over the training text; sets the LR schedule's length")
+    clip_grad_norm: float | None = Field(1.0, gt=0, description="clip the global gradient norm (exploding RNN gradients)")
+
+
+class Config(RunConfig):
+    task: Literal["lm"] = Field("lm", description="a language model")
+    model: LMModel = Field(default_factory=LMModel, description="the network")
+    data: LMData = Field(default_factory=LMData, description="the text and how it is batched")
+    optim: OptimConfig = Field(
+        default_factory=lambda: OptimConfig(name="adamw", lr=2e-3, weight_decay=0.01), description="AdamW"
+    )
+    schedule: ScheduleConfig = Field(
+        default_factory=lambda: ScheduleConfig(name="cosine", warmup_steps=100, min_lr=2e-4),
+        description="cosine decay to lr / 10 after a 100-step warmup",
+    )
+    train: LMTrain = Field(default_factory=LMTrain, description="the training loop")
+
+
+# --------------------------------------------------------------------------- text and vocabulary
+
+
+def load_text(data: LMData, seed: int) -> str:
+    """The whole corpus as one string (train first, validation last)."""
+    if data.dataset == "builtin":
+        from dlcli.data.tagged import generated_tagged
+
+        return "".join(" ".join(s.words) + "\n" for s in generated_tagged(seed, data.builtin_sentences))
+    if not data.path:
+        raise DlError("data.dataset is 'text' but data.path is not set: give a text file, e.g. --set data.path=input.txt")
+    path = Path(data.path)
+    if not path.is_file():
+        raise DlError(
+            f"data.path: {path} does not exist (relative paths start at the current directory, {Path.cwd()}). "
+            "Give a UTF-8 text file, or use the built-in corpus with --set data.dataset=builtin."
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DlError(f"data.path: {path} is not UTF-8 text ({e}).") from None
+
+
+def split_words(text: str) -> list[str]:
+    """Whitespace-separated words, with EOL at each line break: 'a b\\nc' -> [a, b, <eol>, c]."""
+    lines = text.split("\n")
+    tokens: list[str] = []
+    for i, line in enumerate(lines):
+        tokens += line.split()
+        if i < len(lines) - 1:
+            tokens.append(EOL)
+    return tokens
+
+
+class Vocab:
+    """Tokens <-> ids. Characters: the sorted characters of the whole text (as nanoGPT). Words: EOL,
+    UNK, then the sorted words of the training split; other words read as UNK."""
+
+    def __init__(self, level: str, tokens: list[str]):
+        self.level, self.tokens = level, list(tokens)
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @classmethod
+    def build(cls, level: str, text: str, train_tokens: list[str]) -> Vocab:
+        if level == "char":
+            return cls(level, sorted(set(text)))
+        return cls(level, [EOL, UNK, *sorted(set(train_tokens) - {EOL, UNK})])
+
+    def tokenize(self, text: str) -> list[str]:
+        return list(text) if self.level == "char" else split_words(text)
+
+    def encode(self, tokens: list[str]) -> torch.Tensor:
+        """(N,) int64 ids; an unknown word is UNK, an unknown character a DlError naming it."""
+        if self.level == "word":
+            unk = self.index[UNK]
+            return torch.tensor([self.index.get(t, unk) for t in tokens], dtype=torch.long)
+        missing = sorted(set(tokens) - self.index.keys())
+        if missing:
+            raise DlError(
+                f"{', '.join(repr(c) for c in missing[:10])} {'is' if len(missing) == 1 else 'are'} not in the model's "
+                f"vocabulary of {len(self)} characters: {''.join(self.tokens)!r}. Use only these characters."
+            )
+        return torch.tensor([self.index[t] for t in tokens], dtype=torch.long)
+
+    def start_token(self) -> int:
+        """What an empty prompt starts from: the line break, else the first token."""
+        return self.index.get("\n" if self.level == "char" else EOL, 0)
+
+    def detokenize(self, ids: list[int], after: str) -> str:
+        """Text of `ids` following the text `after` (words: spaced, EOL as a line break)."""
+        if self.level == "char":
+            return "".join(self.tokens[i] for i in ids)
+        out, previous = [], after
+        for i in ids:
+            token = self.tokens[i]
+            piece = "\n" if token == EOL else (token if previous[-1:].isspace() or not previous else " " + token)
+            out.append(piece)
+            previous = piece
+        return "".join(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "tokens": self.tokens}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Vocab:
+        return cls(d["level"], d["tokens"])
+
+
+def prepare(data: LMData, seed: int) -> tuple[Vocab, torch.Tensor, torch.Tensor]:
+    """The vocabulary and the train and validation id streams, (N_train,) and (N_val,)."""
+    text = load_text(data, seed)
+    if data.level == "char":
+        tokens = list(text)
+    else:
+        tokens = split_words(text)
+    cut = int(len(tokens) * (1 - data.val_fraction))
+    vocab = Vocab.build(data.level, text, tokens[:cut])
+    ids = vocab.encode(tokens)
+    return vocab, ids[:cut], ids[cut:]
+
+
+# --------------------------------------------------------------------------- batches
+
+
+class Chunk(NamedTuple):
+    x: torch.Tensor  # (B, T) input ids
+    y: torch.Tensor  # (B, T) the next tokens
+    reset: bool  # the first chunk of a pass: start from a zero state
+
+
+def batchify(ids: torch.Tensor, streams: int) -> torch.Tensor:
+    """(N,) -> (streams, N // streams): the stream cut into equal rows, the remainder dropped."""
+    n = ids.numel() // streams
+    return ids[: n * streams].view(streams, n)
+
+
+class StreamBatches:
+    """Windows of `bptt` columns of the batchified stream, in order, built once on the device.
+
+    Under DDP the stream is cut into batch_size x world_size rows and each rank reads its own
+    contiguous block of rows. Training drops a last window shorter than bptt (a constant shape);
+    evaluation keeps it, so every validation token counts.
+    """
+
+    def __init__(self, ids: torch.Tensor, streams: int, bptt: int, device: torch.device, *,
+                 rank: int = 0, world_size: int = 1, drop_last: bool = True, what: str = "training"):
+        rows = batchify(ids, streams * world_size)[rank * streams : (rank + 1) * streams]  # (B, n)
+        n = rows.shape[1]
+        count = (n - 1) // bptt if drop_last else math.ceil((n - 1) / bptt)
+        if count < 1:
+            raise DlError(
+                f"The {what} text has {ids.numel()} tokens: too few for {streams * world_size} streams of more than "
+                f"{bptt if drop_last else 1} tokens. Lower data.batch_size/eval_batch_size or data.bptt, or use more text."
+            )
+        rows = rows.to(device)
+        # Contiguous copies, made once: each step then reads (B, T) blocks without gathering.
+        self.windows = []
+        for i in range(count):
+            start, end = i * bptt, min((i + 1) * bptt, n - 1)
+            self.windows.append((rows[:, start:end].contiguous(), rows[:, start + 1 : end + 1].contiguous()))
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Chunk]:
+        for i in range(start, len(self.windows)):
+            x, y = self.windows[i]
+            yield Chunk(x, y, reset=i == start)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class RecurrentLM(nn.Module):
+    """Embedding -> stacked RNN/LSTM/GRU -> dropout -> linear over the vocabulary.
+
+    forward(x (B, T), state) -> logits (B, T, V) and the new state (h, or (h, c) for the LSTM).
+    """
+
+    def __init__(self, vocab_size: int, m: LMModel):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, m.embedding_dim)
+        # torch's dropout acts between layers; one more before the output layer (Zaremba et al. 2014)
+        self.rnn = make_rnn(m.arch, m.embedding_dim, m.hidden_size, m.num_layers, dropout=m.dropout if m.num_layers > 1 else 0.0,
+                            batch_first=True, impl=m.impl)
+        self.drop = nn.Dropout(m.dropout)
+        self.head = nn.Linear(m.hidden_size, vocab_size)
+        if m.tie_weights:
+            self.head.weight = self.embed.weight
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        out, state = self.rnn(self.embed(x), state)  # (B, T, H)
+        return self.head(self.drop(out)), state
+
+
+def build_model(m: LMModel, vocab_size: int) -> nn.Module:
+    """The network for `model.arch` (the one place that switches on it)."""
+    if m.tie_weights and m.embedding_dim != m.hidden_size:
+        raise DlError(
+            f"model.tie_weights shares the embedding and output matrices, so model.embedding_dim ({m.embedding_dim}) "
+            f"must equal model.hidden_size ({m.hidden_size}). Set them equal or tie_weights=false."
+        )
+    if m.arch in ("rnn", "lstm", "gru"):
+        return RecurrentLM(vocab_size, m)
+    raise ValueError(m.arch)  # the config's Literal makes this unreachable
+
+
+def detach(state: Any) -> Any:
+    """Cut the graph behind the carried state (truncated BPTT)."""
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+# --------------------------------------------------------------------------- the task
+
+
+def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
+    """The recipe values that fix the network's shape and the vocabulary (a resumed run keeps them)."""
+    model, data = config["model"], config["data"]
+    sig = {f"model.{k}": model[k] for k in ("arch", "embedding_dim", "hidden_size", "num_layers", "tie_weights")}
+    sig.update({f"data.{k}": data[k] for k in ("dataset", "path", "level", "val_fraction", "builtin_sentences")})
+    if data["dataset"] == "builtin":
+        sig["seed"] = config["seed"]  # the built-in text (so its vocabulary) comes from the seed
+    return sig
+
+
+def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
+    d = cfg.data
+    vocab, train_ids, val_ids = prepare(d, cfg.seed)
+    model = build_model(cfg.model, len(vocab))
+    where = {"device": runtime.device, "rank": runtime.rank, "world_size": runtime.world_size}
+    train_data = StreamBatches(train_ids, d.batch_size, d.bptt, **where)
+    val_data = StreamBatches(val_ids, d.eval_batch_size, d.bptt, drop_last=False, what="validation", **where)
+    state: dict[str, Any] = {"train": None, "eval": None}  # the carried states (not buffers: DDP would broadcast them)
+
+    def train_step(net: nn.Module, chunk: Chunk) -> dict[str, torch.Tensor]:
+        logits, new = net(chunk.x, None if chunk.reset else state["train"])
+        state["train"] = detach(new)
+        return {"loss": F.cross_entropy(logits.flatten(0, 1), chunk.y.flatten())}
+
+    def eval_step(net: nn.Module, chunk: Chunk) -> dict[str, torch.Tensor]:
+        logits, state["eval"] = net(chunk.x, None if chunk.reset else state["eval"])
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), chunk.y.flatten(), reduction="sum")
+        return {"loss": loss, "count": torch.full((), chunk.y.numel(), dtype=torch.float64, device=loss.device)}
+
+    def finish_metrics(m: dict[str, float]) -> dict[str, float]:
+        m["ppl"] = math.exp(min(m["loss"], 700.0))
+        if d.level == "char":
+            m["bpc"] = m["loss"] / math.log(2)
+        return m
+
+    def export(net: nn.Module, run_dir: Path) -> None:
+        _write_text(run_dir / "vocab.json", json.dumps(vocab.to_dict(), ensure_ascii=False) + "\n")
+        text = sample(net, vocab, "", SAMPLE_LENGTH[d.level], temperature=0.8, top_k=0, seed=cfg.seed)
+        _write_text(run_dir / "samples.txt", text + "\n")
+
+    return Job(
+        model=model,
+        train_data=train_data,
+        eval_data={"val": val_data},
+        train_step=train_step,
+        eval_step=eval_step,
+        best_metric="loss",
+        best_mode="min",
+        items_per_batch=lambda chunk: chunk.x.numel(),  # tokens
+        finish_metrics=finish_metrics,
+        export=export,
+        extra={"vocab": vocab.to_dict(), "train_tokens": train_ids.numel(), "val_tokens": val_ids.numel()},
+    )
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@torch.no_grad()
+def sample(model: nn.Module, vocab: Vocab, prompt: str, length: int, temperature: float = 1.0, top_k: int = 0,
+           seed: int = 0) -> str:
+    """`prompt` followed by `length` sampled tokens (characters or words), on the model's device.
+
+    Args:
+        temperature: divides the logits; < 1 sharper, > 1 flatter. top_k: sample among the k most
+            likely tokens only (0: all; 1: greedy). seed: the sampling generator's seed.
+    """
+    if temperature <= 0:
+        raise DlError(f"--temperature must be > 0 (got {temperature}); use --top-k 1 for greedy decoding.")
+    if top_k < 0 or length < 0:
+        raise DlError(f"--top-k and --length must be >= 0 (got {top_k}, {length}).")
+    ids = vocab.encode(vocab.tokenize(prompt))
+    if ids.numel() == 0:  # nothing to continue: start as after a line break
+        ids = torch.tensor([vocab.start_token()])
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device).manual_seed(seed)
+    logits, state = model(ids.to(device)[None], None)  # the prompt in one pass: (1, P, V)
+    out: list[int] = []
+    for _ in range(length):
+        scores = logits[0, -1].float() / temperature  # (V,)
+        if 0 < top_k < scores.numel():
+            kth = torch.topk(scores, top_k).values[-1]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        token = torch.multinomial(torch.softmax(scores, -1), 1, generator=gen)  # (1,)
+        out.append(int(token))
+        logits, state = model(token[None], state)
+    model.train(was_training)
+    return prompt + vocab.detokenize(out, after=prompt)
+
+
+def load_run(run_dir: Path, device: str | torch.device | None = None) -> tuple[nn.Module, Vocab, Config]:
+    """A language-model run's best checkpoint: the model (eval mode, on `device`), its vocabulary, its config."""
+    path = best_checkpoint(Path(run_dir))
+    ckpt = checkpoint.load(path)
+    if ckpt.get("task") != "lm":
+        raise DlError(f"{run_dir} is a '{ckpt.get('task')}' run, not a language model (task lm).")
+    cfg = validate(ckpt["config"], Config)
+    vocab = Vocab.from_dict(ckpt["extra"]["vocab"])
+    model = build_model(cfg.model, len(vocab))
+    model.load_state_dict(ckpt["model"])
+    device = device if isinstance(device, torch.device) else pick_device(device or "auto")
+    return model.to(device).eval(), vocab, cfg
+
+
+def generate(run_dir: Path, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0,
+             seed: int = 0, device: str | torch.device | None = None) -> str:
+    """`dl generate`: the run's best checkpoint continues `prompt` by `length` tokens; returns prompt + continuation."""
+    model, vocab, _ = load_run(run_dir, device)
+    return sample(model, vocab, prompt, length, temperature, top_k, seed)
