@@ -65,6 +65,7 @@ for precision in ("fp32", "bf16", "fp16"):
     CASES += [
         (f"pos_lstm tagger {precision}", "pos_lstm", "tok/s", TAGGER + [f"train.precision={precision}"]),
         (f"brackets_gru {precision}", "brackets_gru", "seq/s", BRACKETS + [f"train.precision={precision}"]),
+        (f"char_lstm {precision}", "char_lstm", "tok/s", ["train.epochs=2", "train.log_every=20", f"train.precision={precision}"]),
     ]
 PROFILE_CASE = ("resnet", CLASSIFY + ["train.precision=bf16", "train.epochs=1", "train.max_steps=30"])
 
@@ -124,7 +125,7 @@ def fmt(metrics: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="run only cases whose label contains this text")
+    parser.add_argument("--only", default="", help="run only cases whose label contains one of these comma-separated texts")
     parser.add_argument("--profile", action="store_true", help="first profile 30 steps of resnet18 bf16")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -137,7 +138,7 @@ def main() -> int:
         if args.profile:
             profile(Path(tmp) / "profile")
         for label, recipe, unit, overrides in CASES:
-            if args.only and args.only not in label:
+            if args.only and not any(part in label for part in args.only.split(",")):
                 continue
             started = time.perf_counter()
             try:
