@@ -156,7 +156,7 @@ def evaluate(model: nn.Module, loader: Loader, job: Job, runtime: Runtime) -> di
     with torch.no_grad(), runtime.autocast():
         for batch in loader.batches(0):
             for name, value in job.eval_step(model, batch).items():
-                value = value.detach().double()
+                value = torch.as_tensor(value).detach().to(runtime.device).double()  # a step may return CPU counts
                 totals[name] = totals[name] + value if name in totals else value
     if not totals:
         return {}

@@ -9,5 +9,8 @@ PY=${PYTHON:-python3}
 if ! "$PY" -c "import pydantic" 2>/dev/null; then
     "$PY" -m pip install --quiet --no-index --find-links .wheels pydantic
 fi
+if ! "$PY" -c "import conllu" 2>/dev/null; then
+    "$PY" -m pip install --quiet --no-index --find-links .wheels conllu
+fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" DL_OFFLINE=1
 exec "$PY" scripts/gpu_check.py "$@"
