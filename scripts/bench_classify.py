@@ -42,7 +42,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
 
-from benchlib import append_section, load_note, machine
+from benchlib import append_section, load_note, machine, timed_steps
 from dlcli.cli import app
 from dlcli.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 from dlcli.data.synthetic import make_shapes
@@ -118,13 +118,6 @@ def match_runtime_flags(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def plain_throughput(arch: str, compiled: bool, data: tuple[torch.Tensor, torch.Tensor], args: argparse.Namespace) -> float:
     """images/s of `steps` optimizer steps of a hand-written loop, after `warmup` steps."""
     images, labels = data
@@ -147,14 +140,7 @@ def plain_throughput(arch: str, compiled: bool, data: tuple[torch.Tensor, torch.
         scaler.step(optimizer)
         scaler.update()
 
-    for i in range(args.warmup):
-        step(i)
-    sync(device)
-    start = time.perf_counter()
-    for i in range(args.warmup, args.warmup + args.steps):
-        step(i)
-    sync(device)
-    return args.steps * batch / (time.perf_counter() - start)
+    return args.steps * batch / timed_steps(step, args.warmup, args.steps, device)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

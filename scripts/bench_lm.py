@@ -45,7 +45,7 @@ from rich.table import Table
 from torch import nn
 from typer.testing import CliRunner
 
-from benchlib import REPO, append_section, load_note, machine
+from benchlib import REPO, append_section, load_note, machine, timed_steps
 from dlcli.cli import app
 from dlcli.config import read_yaml
 from dlcli.runtime import pick_device, pick_precision
@@ -135,19 +135,7 @@ def plain_throughput(args: argparse.Namespace, vocab_size: int, train_ids: torch
         scaler.step(opt)
         scaler.update()
 
-    for i in range(args.warmup):
-        step(i)
-    sync(device)
-    start = time.perf_counter()
-    for i in range(args.warmup, args.warmup + args.steps):
-        step(i)
-    sync(device)
-    return args.steps * B * T / (time.perf_counter() - start)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return args.steps * B * T / timed_steps(step, args.warmup, args.steps, device)
 
 
 # --------------------------------------------------------------------------- (a) dl train

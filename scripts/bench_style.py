@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 
-from benchlib import REPO, append_section, load_note, machine
+from benchlib import REPO, append_section, load_note, machine, sync
 from dlcli.models.vgg_features import VGGFeatures, random_vgg19_layers
 from dlcli.runtime import Runtime
 from dlcli.tasks import style
@@ -172,12 +172,12 @@ def time_plain(content: torch.Tensor, style_img: torch.Tensor, evals: int, devic
     cnn = layers.to(device).eval()
     mean = torch.tensor([0.485, 0.456, 0.406], device=device)
     std = torch.tensor([0.229, 0.224, 0.225], device=device)
-    _sync(device)
+    sync(device)
     started = time.perf_counter()
     # LBFGS's defaults: one step() call makes up to 21 evaluations (1 + max_iter=20), so other
     # values of `evals` overshoot; the time is per evaluation either way.
     _, done = run_style_transfer(cnn, mean, std, content, style_img, content.clone(), evals)
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - started) / done, done
 
 
@@ -185,15 +185,10 @@ def time_dl(content_pil, style_pil, size: int, evals: int, runtime: Runtime) -> 
     model = style.StyleModel(features="random", pooling="max")
     features = style.place(VGGFeatures.from_state_dict(None, [*model.content_layers, *model.style_layers], "max"), runtime)
     opts = style.StyleOptions(size=size, steps=evals)
-    _sync(runtime.device)
+    sync(runtime.device)
     result = style.stylize(content_pil, [style_pil], features, model, opts, runtime)
-    _sync(runtime.device)
+    sync(runtime.device)
     return result.seconds / result.steps, result.steps
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def speed(args: argparse.Namespace) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -24,6 +25,26 @@ def machine() -> str:
 def load_note() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} CPUs"
+
+
+def timed_steps(step, warmup: int, steps: int, device: torch.device) -> float:
+    """Seconds for `steps` calls of step(i) after `warmup` untimed ones; the device is synced at both ends."""
+    for i in range(warmup):
+        step(i)
+    sync(device)
+    start = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        step(i)
+    sync(device)
+    return time.perf_counter() - start
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so a timer reads the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def append_section(bench: str, command: str, body: str) -> None:

@@ -55,6 +55,14 @@ def counted_vocab(counts: Counter, min_count: int) -> list[str]:
     return [PAD, UNK] + [token for token, n in counts.most_common() if n >= min_count]
 
 
+def hold_out(train: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(val, train): a seeded random `fraction` of the training examples (at least one) set aside."""
+    shuffled = list(train)
+    random.Random(seed).shuffle(shuffled)
+    n_val = max(1, round(len(shuffled) * fraction))
+    return shuffled[:n_val], shuffled[n_val:]
+
+
 class Batches:
     """Examples in batches of `batch_size`, reshuffled every epoch from (seed, epoch), this rank's share.
 
@@ -182,10 +190,7 @@ def load_tagged(data: TagData, seed: int) -> dict[str, list]:
     if data.val:
         splits["val"] = read_conllu(data.val, data.column)
     else:
-        shuffled = list(splits["train"])
-        random.Random(seed).shuffle(shuffled)
-        n_val = max(1, round(len(shuffled) * data.val_fraction))
-        splits["val"], splits["train"] = shuffled[:n_val], shuffled[n_val:]
+        splits["val"], splits["train"] = hold_out(splits["train"], data.val_fraction, seed)
     if data.test:
         splits["test"] = read_conllu(data.test, data.column)
     return splits
@@ -489,10 +494,7 @@ def load_labelled(data: SeqData, seed: int) -> dict[str, list[tuple[list[str], s
     if data.val:
         splits["val"] = [(tokens(t), label) for t, label in read_tsv_labels(data.val)]
     else:
-        shuffled = list(splits["train"])
-        random.Random(seed).shuffle(shuffled)
-        n_val = max(1, round(len(shuffled) * data.val_fraction))
-        splits["val"], splits["train"] = shuffled[:n_val], shuffled[n_val:]
+        splits["val"], splits["train"] = hold_out(splits["train"], data.val_fraction, seed)
     if data.test:
         splits["test"] = [(tokens(t), label) for t, label in read_tsv_labels(data.test)]
     return splits
