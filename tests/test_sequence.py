@@ -113,3 +113,12 @@ def test_dl_tag_on_another_task_is_exit_2(cli, tmp_path):
     assert cli("train", "brackets_gru", "--out", str(run), "--quiet", *_sets(SEQ_TINY + ["train.epochs=1"])).exit_code == 0
     result = cli("tag", "a b", "--run", str(run))
     assert result.exit_code == 2 and "tagger" in result.output
+
+
+def test_seqclass_bad_data_is_exit_2(cli, tmp_path):
+    result = cli("train", "brackets_gru", "--out", str(tmp_path / "a"), "--set", "data.min_len=30", "--set", "data.max_len=10")
+    assert result.exit_code == 2 and "data.min_len" in result.output
+    (tmp_path / "one.tsv").write_text("abc\tx\nabd\tx\n")
+    result = cli("train", "brackets_gru", "--out", str(tmp_path / "b"), "--set", "data.dataset=tsv",
+                 "--set", f"data.train={tmp_path / 'one.tsv'}")
+    assert result.exit_code == 2 and "at least 2" in result.output and "Traceback" not in result.output

@@ -199,3 +199,8 @@ def test_auto_pairs_per_update_bounds_the_busiest_noise_row():
         p_max = counts.max() ** 0.75 / (counts**0.75).sum()
         assert pairs * 5 * p_max <= MAX_ROW_HITS < 2 * pairs * 5 * p_max
     assert auto_pairs_per_update(small, 5, 0.75) < auto_pairs_per_update(zipf, 5, 0.75)
+
+
+def test_missing_questions_file_is_exit_2(cli, tmp_path):
+    result = cli("train", "word2vec", "--out", str(tmp_path / "r"), "--set", f"data.questions={tmp_path / 'nope.txt'}")
+    assert result.exit_code == 2 and "data.questions" in result.output and "Traceback" not in result.output
