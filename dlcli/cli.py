@@ -200,10 +200,13 @@ def eval_(
     cfg = validate(ckpt["config"], task.Config)
     runtime = create_runtime(cfg.train, device)
     used_split, metrics = runner.evaluate_run(task, run, split, runtime)
+    notes = task.eval_notes() if hasattr(task, "eval_notes") else {}  # e.g. sacreBLEU's signature
     if json_:
-        print_json({"run": str(run), "split": used_split, "metrics": metrics})
+        print_json({"run": str(run), "split": used_split, "metrics": metrics, **notes})
     else:
         out.print(f"{run} [{used_split}]: {fmt_metrics(metrics)}", markup=False)
+        for key, value in notes.items():
+            out.print(f"{key}: {value}", markup=False, highlight=False)
         table = per_class_table(metrics)
         if table is not None:
             out.print(table)
@@ -275,6 +278,33 @@ def generate(
         print_json({"prompt": prompt, "text": text})
         return
     out.print(text, markup=False, highlight=False)
+
+
+@app.command("translate")
+@guarded
+def translate_cmd(
+    sentence: Annotated[str, typer.Argument(help="the source sentence, or - to translate each line of stdin")],
+    run: Annotated[Path, typer.Option("--run", help="a translation run folder (task: translate)")],
+    beam: Annotated[int | None, typer.Option("--beam", min=1, help="beam width (1: greedy; default: the recipe's decode.beam)")] = None,
+    attention: Annotated[Path | None, typer.Option("--attention", help="draw the cross-attention of the (first) sentence into this image")] = None,
+    device: DeviceOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Translate a sentence (or stdin's lines) with a trained encoder-decoder transformer."""
+    from dlcli.tasks import translate
+
+    sentences = [line.rstrip("\r\n") for line in sys.stdin] if sentence == "-" else [sentence]
+    results = translate.translate(run, sentences, beam, device)
+    if attention is not None and results:
+        first = results[0]
+        src_tokens, tgt_tokens, weights = translate.cross_attention(run, first["source"], first["translation"], device)
+        translate.plot_attention(src_tokens, tgt_tokens, weights, attention)
+        log.print(f"attention map: {attention}", markup=False, highlight=False)
+    if json_:
+        print_json(results if sentence == "-" else results[0])
+        return
+    for result in results:
+        out.print(result["translation"], markup=False, highlight=False)
 
 
 @app.command()

@@ -63,8 +63,10 @@ class OptimConfig(Section):
 
 
 class ScheduleConfig(Section):
-    name: Literal["constant", "step", "cosine", "linear"] = Field(
-        "cosine", description="learning-rate shape after warmup, stepped once per optimizer step"
+    name: Literal["constant", "step", "cosine", "linear", "inverse_sqrt"] = Field(
+        "cosine",
+        description="learning-rate shape after warmup, stepped once per optimizer step "
+        "(inverse_sqrt: lr x sqrt(warmup / step), the Transformer paper's decay)",
     )
     warmup_epochs: float = Field(0.0, ge=0, description="linear warmup from 0 over this many epochs")
     warmup_steps: int | None = Field(None, ge=0, description="linear warmup over this many steps (overrides warmup_epochs)")

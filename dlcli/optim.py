@@ -40,6 +40,8 @@ def lr_factor(step: int, cfg: ScheduleConfig, total_steps: int, warmup_steps: in
         return (step + 1) / (warmup_steps + 1)
     if cfg.name == "constant":
         return 1.0
+    if cfg.name == "inverse_sqrt":  # continues the warmup's peak: 1 at step == warmup_steps
+        return math.sqrt(max(1, warmup_steps) / (step + 1))
     if cfg.name == "step":
         period = max(1, round(cfg.step_epochs * steps_per_epoch))
         return cfg.gamma ** (step // period)

@@ -55,7 +55,7 @@ class Job:
     train_data: Loader
     eval_data: dict[str, Loader]  # "val" (chooses best.pt) and, when there is one, "test"
     train_step: Callable[[nn.Module, Batch], Metrics]  # -> {"loss": mean loss, ...}
-    eval_step: Callable[[nn.Module, Batch], Metrics]  # -> metric sums and "count"
+    eval_step: Callable[[nn.Module, Batch], Metrics]  # -> metric sums and "count" (+ "total.*" kept as sums)
     best_metric: str = "loss"
     best_mode: str = "min"  # or "max"
     items_per_batch: Callable[[Batch], int] = lambda batch: len(batch[0])
@@ -164,7 +164,9 @@ def evaluate(model: nn.Module, loader: Loader, job: Job, runtime: Runtime) -> di
     summed = runtime.sum_across_ranks(torch.stack([totals[n] for n in names]))
     values = dict(zip(names, summed.tolist(), strict=True))
     count = values.pop("count")
-    return job.finish_metrics({name: value / count for name, value in values.items()})
+    # "total.*" are statistics summed over the split as they are (BLEU's n-gram counts), for
+    # finish_metrics to combine; the others are averaged over `count`.
+    return job.finish_metrics({name: value if name.startswith("total.") else value / count for name, value in values.items()})
 
 
 def best_checkpoint(run_dir: Path) -> Path:
@@ -196,7 +198,9 @@ def evaluate_run(task: Any, run_dir: Path, split: str | None, runtime: Runtime) 
 
 def global_batch(cfg: RunConfig, runtime: Runtime) -> int | str:
     per_process = getattr(cfg.data, "batch_size", None)
-    if per_process is None:  # word2vec batches by words
+    if per_process is None:  # word2vec batches by words, translation by padded tokens
+        if hasattr(cfg.data, "max_tokens"):
+            return f"{cfg.data.max_tokens * runtime.world_size * cfg.train.grad_accum} tokens"
         return f"{cfg.data.batch_words} words"
     return per_process * runtime.world_size * cfg.train.grad_accum
 

@@ -3,6 +3,7 @@
     .venv/bin/python scripts/bench_lm.py                              # (a) 2x384 LSTM, B 32, T 128, CPU
     .venv/bin/python scripts/bench_lm.py --steps 6 --warmup 2 --repeats 1 --hidden 128 --no-append
     .venv/bin/python scripts/bench_lm.py --full 18                    # (b) configs/char_lstm_shakespeare.yaml
+    .venv/bin/python scripts/bench_lm.py --full 20 --recipe configs/transformer_lm_shakespeare.yaml
 
 (a) Throughput. Both sides train the same network (nn.Embedding -> nn.LSTM/GRU/RNN -> dropout ->
 nn.Linear, the lm task's model) with AdamW (lr 2e-3, weight decay 0.01, constant lr), gradient
@@ -18,7 +19,7 @@ character level, only `warmup + steps` batches of it):
 
 Measurements alternate plain, dl, plain, dl ... `--repeats` times; each side reports its median.
 
-(b) `--full MINUTES` trains configs/char_lstm_shakespeare.yaml on `--text` (default
+(b) `--full MINUTES` trains configs/char_lstm_shakespeare.yaml (or `--recipe`) on `--text` (default
 ../shared/datasets/shakespeare/input.txt next to the repository) for about MINUTES: a short
 calibration run measures tokens/s and the time of one evaluation, then the schedule's length
 (schedule.total_steps = train.max_steps) is set to what fits. It reports the best validation loss,
@@ -74,6 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--full", type=float, metavar="MINUTES", help="(b): train the tiny-shakespeare recipe for about MINUTES")
     p.add_argument("--text", type=Path, default=SHAKESPEARE, help="(b): tiny-shakespeare's input.txt")
+    p.add_argument("--recipe", type=Path, default=REPO / "configs" / "char_lstm_shakespeare.yaml",
+                   help="(b): the recipe (configs/transformer_lm_shakespeare.yaml for the transformer)")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "bench-lm-shakespeare", help="(b): the run folder (replaced)")
     p.add_argument("--no-append", action="store_true", help="do not append the results to BENCHMARKS.md")
     args = p.parse_args(argv)
@@ -207,11 +210,11 @@ def throughput(args: argparse.Namespace, command: str) -> None:
 # --------------------------------------------------------------------------- (b) tiny-shakespeare
 
 
-def run_recipe(out: Path, settings: dict, live: bool = False) -> list[dict]:
-    """`dl train configs/char_lstm_shakespeare.yaml` into `out` (replaced); its metrics.jsonl records.
+def run_recipe(recipe: Path, out: Path, settings: dict, live: bool = False) -> list[dict]:
+    """`dl train RECIPE` into `out` (replaced); its metrics.jsonl records.
 
     live: the Typer app called directly, so a long run shows its progress on this terminal."""
-    argv = ["train", str(REPO / "configs" / "char_lstm_shakespeare.yaml"), "--out", str(out), "--overwrite", *sets(settings)]
+    argv = ["train", str(recipe), "--out", str(out), "--overwrite", *sets(settings)]
     if live:  # standalone_mode=False: the exit code is returned (an error is already printed)
         code, output = app(argv, standalone_mode=False) or 0, ""
     else:
@@ -224,21 +227,22 @@ def run_recipe(out: Path, settings: dict, live: bool = False) -> list[dict]:
 
 def full(args: argparse.Namespace, command: str) -> None:
     text = args.text.resolve()
+    args.recipe = args.recipe.resolve()
     if not text.is_file():
         raise SystemExit(f"--text {text}: no such file. Place tiny-shakespeare's input.txt there or pass --text PATH.")
     base = {"data.path": str(text), "train.device": str(args.device), "train.precision": args.precision}
-    recipe = read_yaml(REPO / "configs" / "char_lstm_shakespeare.yaml")
+    recipe = read_yaml(args.recipe)
     batch, bptt = recipe["data"]["batch_size"], recipe["data"]["bptt"]
     load_start = load_note()
     console.print(f"{machine()}; {load_start}")
 
     # Calibration: tokens/s over steps 10-30 and the time of one evaluation.
     with tempfile.TemporaryDirectory(prefix="bench_lm_cal_") as tmp:
-        records = run_recipe(Path(tmp) / "run", {**base, "train.max_steps": 30, "train.log_every": 10})
+        records = run_recipe(args.recipe, Path(tmp) / "run", {**base, "train.max_steps": 30, "train.log_every": 10})
     train = {r["step"]: r for r in records if r["split"] == "train"}
     tokens_per_s = 20 * batch * bptt / (train[30]["elapsed_s"] - train[10]["elapsed_s"])
     eval_s = next(r for r in records if r["split"] == "val")["elapsed_s"] - train[30]["elapsed_s"]
-    steps_per_epoch = _steps_per_epoch(text, batch, bptt)
+    steps_per_epoch = _steps_per_epoch(text, batch, bptt, recipe["model"]["arch"])
     budget = args.full * 60
     steps = int(budget * tokens_per_s / (batch * bptt))
     for _ in range(3):  # leave room for one evaluation per epoch
@@ -250,7 +254,7 @@ def full(args: argparse.Namespace, command: str) -> None:
 
     settings = {**base, "train.epochs": epochs, "train.max_steps": steps, "schedule.total_steps": steps}
     started = time.perf_counter()
-    records = run_recipe(args.out, settings, live=True)
+    records = run_recipe(args.recipe, args.out, settings, live=True)
     wall = time.perf_counter() - started
     vals = [r for r in records if r["split"] == "val"]
     best = min(vals, key=lambda r: r["loss"])
@@ -259,7 +263,7 @@ def full(args: argparse.Namespace, command: str) -> None:
     sample = lm.generate(args.out, prompt="ROMEO:", length=400, temperature=0.8, top_k=20, seed=SEED, device=args.device)
     load_end = load_note()
     body = (
-        f"configs/char_lstm_shakespeare.yaml on {text.name} ({args.device}, {args.precision}), sized to {args.full:g} minutes: "
+        f"{args.recipe.relative_to(REPO) if args.recipe.is_relative_to(REPO) else args.recipe} on {text.name} ({args.device}, {args.precision}), sized to {args.full:g} minutes: "
         f"{steps} steps = {steps / steps_per_epoch:.2f} epochs (schedule.total_steps = train.max_steps = {steps}); "
         f"calibration {tokens_per_s:,.0f} tokens/s, median during the run {run_tokens_per_s:,.0f} tokens/s.\n\n"
         f"| best val loss | bpc | perplexity | at step | at minute | last val loss | wall min |\n|---|---|---|---|---|---|---|\n"
@@ -273,9 +277,11 @@ def full(args: argparse.Namespace, command: str) -> None:
         append_section("bench_lm --full", command, body)
 
 
-def _steps_per_epoch(text: Path, batch: int, bptt: int) -> int:
+def _steps_per_epoch(text: Path, batch: int, bptt: int, arch: str) -> int:
     data = lm.LMData(dataset="text", path=str(text), batch_size=batch, bptt=bptt)
     _, train_ids, _ = lm.prepare(data, SEED)
+    if arch == "transformer":
+        return len(lm.WindowBatches(train_ids, batch, bptt, torch.device("cpu"), SEED))
     return (train_ids.numel() // batch - 1) // bptt
 
 

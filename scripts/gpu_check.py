@@ -67,6 +67,16 @@ for precision in ("fp32", "bf16", "fp16"):
         (f"brackets_gru {precision}", "brackets_gru", "seq/s", BRACKETS + [f"train.precision={precision}"]),
         (f"char_lstm {precision}", "char_lstm", "tok/s", ["train.epochs=2", "train.log_every=20", f"train.precision={precision}"]),
     ]
+# The transformers: the decoder-only LM and the number-translation task, built-in data.
+TRANSFORMER_LM = ["train.epochs=2", "train.log_every=20"]
+NUMBERS = ["train.epochs=2", "train.log_every=20", "data.max_tokens=8192"]
+for precision in ("fp32", "bf16", "fp16"):
+    CASES += [
+        (f"transformer_lm {precision}", "transformer_lm", "tok/s", TRANSFORMER_LM + [f"train.precision={precision}"]),
+        (f"translation (numbers) {precision}", "translation", "tok/s", NUMBERS + [f"train.precision={precision}"]),
+    ]
+CASES += [("transformer_lm bf16 compile", "transformer_lm", "tok/s",
+           TRANSFORMER_LM + ["train.precision=bf16", "train.compile=true"])]
 PROFILE_CASE = ("resnet", CLASSIFY + ["train.precision=bf16", "train.epochs=1", "train.max_steps=30"])
 
 

@@ -219,3 +219,61 @@ def test_char_lstm_recipe_trains_a_few_steps(cli, repo_configs, tmp_path):
 def test_shakespeare_recipe_names_the_missing_file(cli, repo_configs):
     result = cli("train", repo_configs / "char_lstm_shakespeare.yaml", "-q")
     assert result.exit_code == 2 and "input.txt" in result.output
+
+
+# --------------------------------------------------------------------------- the transformer LM
+
+TRANSFORMER = ("model.arch=transformer", "model.embedding_dim=32", "model.heads=4", "model.num_layers=2", "data.bptt=16")
+
+
+def test_transformer_lm_loss_falls_and_generates(tmp_path):
+    run_dir = tmp_path / "tlm"
+    summary = train(config(*TRANSFORMER, "train.max_steps=60", "optim.lr=3e-3"), run_dir)
+    losses = train_losses(run_dir)
+    assert summary["steps"] == 60 and losses[-1] < losses[0] - 0.8, losses
+    text = lm.generate(run_dir, prompt="The " * 10, length=30, temperature=0.8, top_k=10, seed=0, device="cpu")
+    assert text.startswith("The The") and len(text) == 40 + 30  # a prompt longer than the context is cropped
+
+
+def test_transformer_windows_move_every_epoch_and_resume_mid_epoch():
+    job = lm.build(config(*TRANSFORMER), CPU)
+    data = job.train_data
+    first = [c.x for c in data.batches(0)]
+    assert all(c.reset for c in data.batches(0))  # no state carries between windows
+    assert not torch.equal(first[0], next(iter(data.batches(1))).x)
+    tail = [c.x for c in data.batches(0, start=3)]
+    assert all(torch.equal(a, b) for a, b in zip(first[3:], tail, strict=True))
+    chunk = first[0]
+    assert chunk.shape == (8, 16)
+    x, y = next(iter(data.batches(0)))[:2]
+    assert torch.equal(x[:, 1:], y[:, :-1])  # y is x shifted by one token
+
+
+def test_transformer_eval_windows_are_independent():
+    job = lm.build(config(*TRANSFORMER), CPU)
+    assert all(c.reset for c in job.eval_data["val"].batches(0))
+
+
+def test_transformer_resume_is_exact(tmp_path):
+    cfg = config(*TRANSFORMER, "train.epochs=2", "model.dropout=0.1", "data.builtin_sentences=150")
+    steps = len(lm.build(cfg, CPU).train_data)
+    train(cfg, tmp_path / "straight")
+    half = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": steps + 2})})
+    train(half, tmp_path / "resumed")  # stops in the middle of epoch 2
+    train(cfg, tmp_path / "resumed", resume_from=tmp_path / "resumed" / "checkpoints" / "last.pt")
+    a = checkpoint.load(tmp_path / "straight" / "checkpoints" / "last.pt")["model"]
+    b = checkpoint.load(tmp_path / "resumed" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_transformer_heads_must_divide_the_width():
+    with pytest.raises(DlError, match="divide"):
+        lm.build(config(*TRANSFORMER, "model.heads=5"), CPU)
+
+
+def test_transformer_lm_recipe_trains_a_few_steps(cli, repo_configs, tmp_path):
+    result = cli("train", repo_configs / "transformer_lm.yaml", "--out", tmp_path / "run", "-q", "--json",
+                 "--set", "train.max_steps=3", "--set", "data.builtin_sentences=400", "--set", "schedule.warmup_steps=1")
+    assert result.exit_code == 0, result.output
+    result = cli("generate", "--run", tmp_path / "run", "--prompt", "The ", "--length", "20", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["text"].startswith("The ")

@@ -9,7 +9,7 @@ Each task module has the same small surface:
 from types import ModuleType
 
 from dlcli.errors import DlError
-from dlcli.tasks import classify, lm, sequence, style, word2vec
+from dlcli.tasks import classify, lm, sequence, style, translate, word2vec
 
 TASKS: dict[str, ModuleType | type] = {
     "classify": classify,
@@ -17,6 +17,7 @@ TASKS: dict[str, ModuleType | type] = {
     "tag": sequence.Tagging,
     "seqclass": sequence.SequenceClassification,
     "lm": lm,
+    "translate": translate,
     "style": style,
 }
 

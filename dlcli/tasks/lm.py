@@ -43,6 +43,7 @@ from dlcli import checkpoint
 from dlcli.config import OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig, validate
 from dlcli.errors import DlError
 from dlcli.models.rnn import make_rnn
+from dlcli.models.transformer import TransformerLM
 from dlcli.runner import Job, best_checkpoint
 from dlcli.runtime import Runtime, pick_device
 
@@ -51,7 +52,9 @@ SAMPLE_LENGTH = {"char": 400, "word": 80}  # samples.txt: tokens after training
 
 
 class LMModel(Section):
-    arch: Literal["rnn", "lstm", "gru"] = Field("lstm", description="rnn (Elman, tanh), lstm or gru")
+    arch: Literal["rnn", "lstm", "gru", "transformer"] = Field(
+        "lstm", description="rnn (Elman, tanh), lstm, gru, or transformer (decoder-only, GPT)"
+    )
     impl: Literal["torch", "scratch"] = Field(
         "torch", description="torch: nn.RNN/LSTM/GRU (fused, cuDNN); scratch: the layers written from the equations"
     )
@@ -62,6 +65,10 @@ class LMModel(Section):
     tie_weights: bool = Field(
         False, description="share the embedding and output matrices (Press & Wolf 2017; needs embedding_dim == hidden_size)"
     )
+    heads: int = Field(4, ge=1, description="transformer: attention heads (embedding_dim must divide by it)")
+    ff_dim: int | None = Field(None, ge=1, description="transformer: feed-forward width (default 4 x embedding_dim)")
+    norm_first: bool = Field(True, description="transformer: pre-norm blocks (GPT-2); false: post-norm as in the paper")
+    positions: Literal["learned", "sinusoidal"] = Field("learned", description="transformer: position embeddings")
 
 
 class LMData(Section):
@@ -70,7 +77,9 @@ class LMData(Section):
     level: Literal["char", "word"] = Field("char", description="tokens: characters, or whitespace-separated words")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="the last this share of the text is the validation split")
     batch_size: int = Field(32, ge=1, description="parallel streams per batch per process")
-    bptt: int = Field(128, ge=1, description="tokens per stream per batch: how far back gradients flow")
+    bptt: int = Field(
+        128, ge=1, description="tokens per stream per batch: how far back gradients flow (transformer: its context length)"
+    )
     eval_batch_size: int = Field(16, ge=1, description="parallel streams of the validation text")
     builtin_sentences: int = Field(5000, ge=10, description="builtin: sentences generated from the seed, one per line")
 
@@ -222,7 +231,9 @@ class StreamBatches:
     """
 
     def __init__(self, ids: torch.Tensor, streams: int, bptt: int, device: torch.device, *,
-                 rank: int = 0, world_size: int = 1, drop_last: bool = True, what: str = "training"):
+                 rank: int = 0, world_size: int = 1, drop_last: bool = True, what: str = "training",
+                 stateless: bool = False):
+        self.stateless = stateless  # every window on its own (a transformer's context): no carried state
         rows = batchify(ids, streams * world_size)[rank * streams : (rank + 1) * streams]  # (B, n)
         n = rows.shape[1]
         count = (n - 1) // bptt if drop_last else math.ceil((n - 1) / bptt)
@@ -244,7 +255,42 @@ class StreamBatches:
     def batches(self, epoch: int, start: int = 0) -> Iterator[Chunk]:
         for i in range(start, len(self.windows)):
             x, y = self.windows[i]
-            yield Chunk(x, y, reset=i == start)
+            yield Chunk(x, y, reset=self.stateless or i == start)
+
+
+class WindowBatches:
+    """A transformer's training windows: every epoch cuts the stream at another random offset
+    into windows of `bptt` tokens and shuffles them, both drawn from (seed, epoch), so a resumed
+    epoch repeats its order. Each window is a sample of its own (reset: no state carries).
+
+    Under DDP each rank reads every world_size-th batch of the epoch's order.
+    """
+
+    def __init__(self, ids: torch.Tensor, batch_size: int, bptt: int, device: torch.device, seed: int, *,
+                 rank: int = 0, world_size: int = 1):
+        self.ids, self.batch_size, self.bptt, self.seed = ids.to(device), batch_size, bptt, seed
+        self.rank, self.world_size = rank, world_size
+        windows = (ids.numel() - 1 - (bptt - 1)) // bptt  # the count at the largest offset
+        self.count = windows // (batch_size * world_size)
+        if self.count < 1:
+            raise DlError(
+                f"The training text has {ids.numel()} tokens: too few for a batch of {batch_size * world_size} windows "
+                f"of {bptt} tokens. Lower data.batch_size or data.bptt, or use more text."
+            )
+
+    def __len__(self) -> int:
+        return self.count
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Chunk]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        offset = int(torch.randint(self.bptt, (1,), generator=gen))
+        windows = (self.ids.numel() - 1 - offset) // self.bptt
+        order = torch.randperm(windows, generator=gen)[: self.count * self.batch_size * self.world_size]
+        starts = (offset + order * self.bptt).view(self.count, self.world_size, self.batch_size)[:, self.rank]
+        steps = torch.arange(self.bptt)
+        for i in range(start, self.count):
+            index = (starts[i][:, None] + steps).to(self.ids.device)  # (B, T)
+            yield Chunk(self.ids[index], self.ids[index + 1], reset=True)
 
 
 # --------------------------------------------------------------------------- the model
@@ -272,16 +318,23 @@ class RecurrentLM(nn.Module):
         return self.head(self.drop(out)), state
 
 
-def build_model(m: LMModel, vocab_size: int) -> nn.Module:
-    """The network for `model.arch` (the one place that switches on it)."""
-    if m.tie_weights and m.embedding_dim != m.hidden_size:
+def build_model(m: LMModel, vocab_size: int, context: int) -> nn.Module:
+    """The network for `model.arch` (the one place that switches on it); `context` (data.bptt) is
+    how many tokens a transformer attends over."""
+    if m.tie_weights and m.embedding_dim != m.hidden_size and m.arch != "transformer":
         raise DlError(
             f"model.tie_weights shares the embedding and output matrices, so model.embedding_dim ({m.embedding_dim}) "
             f"must equal model.hidden_size ({m.hidden_size}). Set them equal or tie_weights=false."
         )
     if m.arch in ("rnn", "lstm", "gru"):
         return RecurrentLM(vocab_size, m)
-    raise ValueError(m.arch)  # the config's Literal makes this unreachable
+    if m.embedding_dim % m.heads:
+        raise DlError(
+            f"model.embedding_dim ({m.embedding_dim}) must divide by model.heads ({m.heads}): each head gets "
+            "embedding_dim / heads dimensions."
+        )
+    return TransformerLM(vocab_size, context, dim=m.embedding_dim, heads=m.heads, layers=m.num_layers, ff_dim=m.ff_dim,
+                         dropout=m.dropout, norm_first=m.norm_first, positions=m.positions, tie_weights=m.tie_weights)
 
 
 def detach(state: Any) -> Any:
@@ -298,6 +351,9 @@ def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
     """The recipe values that fix the network's shape and the vocabulary (a resumed run keeps them)."""
     model, data = config["model"], config["data"]
     sig = {f"model.{k}": model[k] for k in ("arch", "embedding_dim", "hidden_size", "num_layers", "tie_weights")}
+    if model["arch"] == "transformer":
+        sig.update({f"model.{k}": model[k] for k in ("heads", "ff_dim", "norm_first", "positions")})
+        sig["data.bptt"] = data["bptt"]  # the context: the learned position table's length
     sig.update({f"data.{k}": data[k] for k in ("dataset", "path", "level", "val_fraction", "builtin_sentences")})
     if data["dataset"] == "builtin":
         sig["seed"] = config["seed"]  # the built-in text (so its vocabulary) comes from the seed
@@ -307,10 +363,15 @@ def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
 def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     d = cfg.data
     vocab, train_ids, val_ids = prepare(d, cfg.seed)
-    model = build_model(cfg.model, len(vocab))
+    model = build_model(cfg.model, len(vocab), d.bptt)
     where = {"device": runtime.device, "rank": runtime.rank, "world_size": runtime.world_size}
-    train_data = StreamBatches(train_ids, d.batch_size, d.bptt, **where)
-    val_data = StreamBatches(val_ids, d.eval_batch_size, d.bptt, drop_last=False, what="validation", **where)
+    stateless = cfg.model.arch == "transformer"
+    if stateless:
+        train_data: StreamBatches | WindowBatches = WindowBatches(train_ids, d.batch_size, d.bptt, seed=cfg.seed, **where)
+    else:
+        train_data = StreamBatches(train_ids, d.batch_size, d.bptt, **where)
+    val_data = StreamBatches(val_ids, d.eval_batch_size, d.bptt, drop_last=False, what="validation", stateless=stateless,
+                             **where)
     state: dict[str, Any] = {"train": None, "eval": None}  # the carried states (not buffers: DDP would broadcast them)
 
     def train_step(net: nn.Module, chunk: Chunk) -> dict[str, torch.Tensor]:
@@ -372,6 +433,8 @@ def sample(model: nn.Module, vocab: Vocab, prompt: str, length: int, temperature
     if top_k < 0 or length < 0:
         raise DlError(f"--top-k and --length must be >= 0 (got {top_k}, {length}).")
     ids = vocab.encode(vocab.tokenize(prompt))
+    if isinstance(model, TransformerLM):
+        ids = ids[-model.context :]  # the window it can attend over
     if ids.numel() == 0:  # nothing to continue: start as after a line break
         ids = torch.tensor([vocab.start_token()])
     device = next(model.parameters()).device
@@ -400,7 +463,7 @@ def load_run(run_dir: Path, device: str | torch.device | None = None) -> tuple[n
         raise DlError(f"{run_dir} is a '{ckpt.get('task')}' run, not a language model (task lm).")
     cfg = validate(ckpt["config"], Config)
     vocab = Vocab.from_dict(ckpt["extra"]["vocab"])
-    model = build_model(cfg.model, len(vocab))
+    model = build_model(cfg.model, len(vocab), cfg.data.bptt)
     model.load_state_dict(ckpt["model"])
     device = device if isinstance(device, torch.device) else pick_device(device or "auto")
     return model.to(device).eval(), vocab, cfg
