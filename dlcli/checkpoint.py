@@ -76,6 +76,17 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     return ckpt
 
 
+def peek(path: Path) -> dict[str, Any] | None:
+    """A checkpoint's plain values (task, position, best metrics, wall time) without reading its
+    weights: the file is memory-mapped, so `dl runs` lists folders of 1 GB checkpoints at once.
+    None when the file is missing, torn or not a dl checkpoint (a listing shows what it can)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # torch raises several types for torn or foreign files
+        return None
+    return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT else None
+
+
 def rng_state() -> dict[str, Any]:
     """Every RNG a training step may draw from, as tensors and plain values."""
     np_state = np.random.get_state()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dlcli import __version__
-from dlcli.config import apply_overrides, find_recipe, list_recipes, read_yaml, render_yaml, validate
+from dlcli.config import list_recipes, read_yaml, render_yaml, validate
 from dlcli.console import Logger, fmt_metrics, log, out, per_class_table, print_json
 from dlcli.errors import DlError
 from dlcli.runner import Interrupted, NonFiniteLoss
@@ -90,12 +89,6 @@ def main(
     _debug = _debug or debug
 
 
-def _load_config(config: str, overrides: list[str]):
-    raw = apply_overrides(read_yaml(find_recipe(config)), overrides)
-    task = get_task(raw.get("task"))
-    return task, validate(raw, task.Config)
-
-
 # --------------------------------------------------------------------------- train
 
 
@@ -114,56 +107,21 @@ def train(
     json_: JsonOption = False,
 ) -> None:
     """Train what a recipe says; the run folder gets config, metrics, checkpoints and a summary."""
-    from dlcli import runner
-    from dlcli.runtime import create_runtime
+    from dlcli import api
 
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_launch_torchrun(nproc))
-    task, cfg = _load_config(config, set_)
-    run_dir = out_dir or Path("runs") / cfg.name
-    runtime = create_runtime(cfg.train, device)
-    resume_path = _prepare_run_dir(run_dir, resume, resume_from, overwrite, runtime.is_main)
-    logger = Logger(quiet=quiet, enabled=runtime.is_main)
-    logger.info(render_yaml(cfg, comments=False).rstrip(), markup=False)
-    try:
-        summary = runner.train(task, cfg, run_dir, runtime, logger, resume_path)
-    finally:
-        runtime.close()
-    if not runtime.is_main:
+    summary = api.train(
+        config, set_, out_dir, resume=resume, resume_from=resume_from, overwrite=overwrite, device=device, quiet=quiet
+    )
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, only the main process answers
         return
     if json_:
         print_json(summary)
         return
     for split, metrics in summary["metrics"].items():
         out.print(f"{split}: {fmt_metrics(metrics)}")
-    out.print(f"{summary['steps']} steps in {summary['wall_s']:.1f} s on {summary['device']} -> {run_dir}")
-
-
-def _prepare_run_dir(run_dir: Path, resume: bool, resume_from: Path | None, overwrite: bool, is_main: bool) -> Path | None:
-    """Never overwrite a run silently: --resume, --resume-from or --overwrite must say what to do."""
-    if sum([resume, resume_from is not None, overwrite]) > 1:
-        raise DlError("Give only one of --resume, --resume-from and --overwrite.")
-    if resume:
-        last = run_dir / "checkpoints" / "last.pt"
-        if not last.is_file():
-            raise DlError(f"Nothing to resume: {last} does not exist. Train without --resume to start the run.")
-        return last
-    if resume_from is not None:
-        if not resume_from.is_file():
-            raise DlError(f"--resume-from {resume_from}: no such checkpoint file.")
-        return resume_from
-    marks = [run_dir / name for name in ("config.yaml", "checkpoints", "metrics.jsonl", "summary.json")]
-    if any(m.exists() for m in marks):
-        if not overwrite:
-            raise DlError(
-                f"{run_dir} already holds a run. Add --resume to continue it, --overwrite to replace it, "
-                "or --out DIR to train into another folder."
-            )
-        if is_main:
-            shutil.rmtree(run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()) and overwrite:
-        raise DlError(f"{run_dir} is not a dl run folder but is not empty; not deleting it. Choose another --out.")
-    return None
+    out.print(f"{summary['steps']} steps in {summary['wall_s']:.1f} s on {summary['device']} -> {summary['run']}")
 
 
 def _launch_torchrun(nproc: int) -> int:
@@ -188,6 +146,7 @@ def _launch_torchrun(nproc: int) -> int:
 def eval_(
     run: Annotated[Path, typer.Argument(help="a run folder")],
     split: Annotated[str | None, typer.Option("--split", help="test (default when present), val")] = None,
+    confusion: Annotated[Path | None, typer.Option("--confusion", help="classify runs: draw the split's confusion matrix into this image")] = None,
     device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -196,20 +155,97 @@ def eval_(
     from dlcli.runtime import create_runtime
 
     ckpt = checkpoint.load(runner.best_checkpoint(run))
+    if confusion is not None and ckpt["task"] != "classify":
+        raise DlError(f"--confusion draws an image classifier's confusion matrix, but {run} is a run of task '{ckpt['task']}'.")
     task = get_task(ckpt["task"])
     cfg = validate(ckpt["config"], task.Config)
     runtime = create_runtime(cfg.train, device)
-    used_split, metrics = runner.evaluate_run(task, run, split, runtime)
+    used_split, job, model = runner.restore_for_eval(task, run, split, runtime)
+    metrics = runner.evaluate(model, job.eval_data[used_split], job, runtime)
+    drawn = _draw_confusion(run, used_split, job, model, runtime, confusion) if confusion is not None else None
     notes = task.eval_notes() if hasattr(task, "eval_notes") else {}  # e.g. sacreBLEU's signature
     if json_:
-        print_json({"run": str(run), "split": used_split, "metrics": metrics, **notes})
-    else:
-        out.print(f"{run} [{used_split}]: {fmt_metrics(metrics)}", markup=False)
-        for key, value in notes.items():
-            out.print(f"{key}: {value}", markup=False, highlight=False)
-        table = per_class_table(metrics)
-        if table is not None:
-            out.print(table)
+        report = {"run": str(run), "split": used_split, "metrics": metrics, **notes}
+        if drawn:
+            report["confusion"] = drawn
+        print_json(report)
+        return
+    out.print(f"{run} [{used_split}]: {fmt_metrics(metrics)}", markup=False)
+    for key, value in notes.items():
+        out.print(f"{key}: {value}", markup=False, highlight=False)
+    table = per_class_table(metrics)
+    if table is not None:
+        out.print(table)
+    if drawn:
+        log.print(f"confusion matrix -> {escape(drawn['image'])}")
+
+
+def _draw_confusion(run: Path, split: str, job, model, runtime, image: Path) -> dict:
+    """dl eval --confusion: the model's top-1 predictions over the split, counted per (true, predicted)
+    class and drawn. A second pass over the split, after the metrics' one."""
+    from dlcli import plots
+    from dlcli.tasks import classify
+
+    counts = classify.confusion_matrix(model, job.eval_data[split], runtime)
+    classes = job.extra["classes"]
+    title = f"{run.name} [{split}]: {int(counts.sum())} images"
+    plots.save_figure(plots.confusion_figure(counts, classes, title), image)
+    return {"image": str(image), "classes": classes, "counts": counts.tolist()}
+
+
+# --------------------------------------------------------------------------- run folders
+
+
+@app.command("runs")
+@guarded
+def runs_cmd(
+    folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="where to look for run folders (searched recursively)")] = Path("runs"),
+    json_: JsonOption = False,
+) -> None:
+    """The runs under a folder: task, best metric, steps, wall time and when each last wrote."""
+    from dlcli import runs
+
+    rows = [runs.describe(run) for run in runs.find_runs(folder)]
+    if json_:
+        print_json(rows)
+        return
+    if not rows:
+        log.print(f"no run folders under {escape(str(folder))}")
+        return
+    table = Table()
+    table.add_column("run", overflow="fold")  # a path to copy: wrapped, never cut short
+    for name in ("task", "best", "steps", "wall", "when", "done"):
+        table.add_column(name, no_wrap=True)
+    for r in rows:
+        best = f"{r['best_metric']}={r['best_value']:.4g}" if r["best_metric"] else ""
+        table.add_row(
+            escape(r["run"]), r["task"] or "?", best, "" if r["steps"] is None else str(r["steps"]),
+            _duration(r["wall_s"]), r["modified"].replace("T", " ")[:16], "yes" if r["finished"] else "no",
+        )
+    out.print(table)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes = int(seconds // 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+@app.command()
+@guarded
+def plot(
+    runs_: Annotated[list[Path], typer.Argument(metavar="RUN", help="run folders")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="image to write, format from the extension")] = Path("curves.png"),
+    metric: Annotated[str | None, typer.Option("--metric", help="the val metric to draw (default: the one that picks best.pt)")] = None,
+) -> None:
+    """Training loss and a validation metric against step, one line per run."""
+    from dlcli import plots
+
+    plots.plot_runs(runs_, output, metric)
+    log.print(f"curves -> {escape(str(output))}")
 
 
 @app.command()
@@ -324,6 +360,72 @@ def models(json_: JsonOption = False) -> None:
             str(r["min_size"]), "yes" if r["aux_logits"] else "",
         )
     out.print(table)
+
+
+@app.command("export")
+@guarded
+def export_cmd(
+    run: Annotated[Path, typer.Argument(help="a run folder")],
+    format_: Annotated[
+        Literal["onnx", "torchscript", "safetensors"],
+        typer.Option("--format", "-f", help="onnx or torchscript (classifiers), safetensors (the weights of any run)"),
+    ],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default RUN/export/model.onnx, .pt or .safetensors)")] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Export a run's best checkpoint: ONNX or TorchScript (classifiers), safetensors (any run's weights).
+
+    An exported classifier takes ImageNet-normalized images (N, 3, S, S) and returns logits, as
+    `dl predict` runs it. Needs the packages of dlcli's `export` extra (onnx, onnxscript, safetensors).
+    """
+    from dlcli.export import export_run
+
+    result = export_run(run, format_, output)
+    if json_:
+        print_json(result)
+        return
+    out.print(f"{result['path']} ({format_}, {result['task']} run at step {result['step']})", markup=False)
+    if "input" in result:
+        image, logits = result["input"], result["output"]
+        out.print(
+            f"input {image['name']} ({', '.join(map(str, image['shape']))}) float32: RGB in [0, 1], normalized with mean "
+            f"{image['mean']} and std {image['std']}; output {logits['name']} ({', '.join(map(str, logits['shape']))})",
+            markup=False,
+        )
+
+
+@app.command()
+@guarded
+def env(json_: JsonOption = False) -> None:
+    """Versions, devices and threads: what to paste into a bug report."""
+    from dlcli import env as env_
+
+    report = env_.collect()
+    if json_:
+        print_json(report)
+        return
+    _render_env(report)
+
+
+def _render_env(report: dict) -> None:
+    versions = Table("package", "version", "install with", title="versions")
+    for name, version in report["versions"].items():
+        extra = report["optional"].get(name)
+        versions.add_row(name, version or "not installed", escape(f"pip install 'dlcli[{extra}]'") if extra else "")
+    out.print(versions)
+    devices = Table("device", "name", "memory (GiB)", "notes", title="devices")
+    for gpu in report["devices"]["cuda"]:
+        devices.add_row(f"cuda:{gpu['index']}", escape(gpu["name"]), f"{gpu['memory_gib']:.1f}", f"compute capability {gpu['capability']}")
+    if report["devices"]["mps"]:
+        devices.add_row("mps", "Apple GPU", "", "")
+    cpu, cuda = report["cpu"], report["devices"]
+    devices.add_row("cpu", escape(cpu["machine"]), "", f"{cpu['count']} logical CPUs, {cpu['usable']} usable by this process")
+    out.print(devices)
+    out.print(
+        f"{report['platform']}; torch threads {cpu['torch_threads']} (inter-op {cpu['torch_interop_threads']}); "
+        f"CUDA {cuda['cuda_version'] or '-'}, cuDNN {cuda['cudnn_version'] or '-'}; --device auto picks {cuda['auto']}",
+        markup=False,
+    )
 
 
 # --------------------------------------------------------------------------- text
@@ -455,7 +557,9 @@ def config_show(
     set_: SetOption = [],
 ) -> None:
     """A recipe fully resolved: every key, its value and what it means."""
-    _, cfg = _load_config(config, set_)
+    from dlcli import api
+
+    _, cfg = api.load_config(config, set_)
     out.print(render_yaml(cfg), markup=False, highlight=False)
 
 

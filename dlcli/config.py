@@ -50,6 +50,9 @@ class TrainConfig(Section):
     checkpoint_every: int | None = Field(
         None, ge=1, description="also write last.pt every N optimizer steps (it is always written at epoch ends)"
     )
+    tensorboard: bool = Field(
+        False, description="also write metrics.jsonl's scalars to RUN/tensorboard/ (pip install 'dlcli[tensorboard]')"
+    )
 
 
 class OptimConfig(Section):
@@ -151,16 +154,23 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             value = text  # not YAML: take it as a plain string
-        node = raw
-        parts = key.split(".")
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                section = ".".join(parts[: i + 1])
-                raise DlError(f"--set {key}: '{section}' is a value, not a section.")
-            node = child
-        node[parts[-1]] = value
+        set_key(raw, key, value)
     return raw
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
+    """raw["a"]["b"] = value for the key path "a.b", making the sections that are missing."""
+    parts = key.split(".")
+    if not all(parts):
+        raise DlError(f"'{key}' is not a key path such as optim.lr.")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            section = ".".join(parts[: i + 1])
+            raise DlError(f"--set {key}: '{section}' is a value, not a section.")
+        node = child
+    node[parts[-1]] = value
 
 
 def validate(raw: dict[str, Any], schema: type[RunConfig]) -> RunConfig:

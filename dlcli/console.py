@@ -1,4 +1,4 @@
-"""Human-facing output: rich consoles, tqdm bars, and the metrics.jsonl writer.
+"""Human-facing output: rich consoles, tqdm bars, and the metrics.jsonl writer (and its TensorBoard mirror).
 
 Answers (tables, JSON) go to stdout; logs and progress bars go to stderr, so that
 `dl ... --json | jq` sees one JSON document and nothing else.
@@ -14,6 +14,8 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
+
+from dlcli.errors import missing_package
 
 out = Console(highlight=False, soft_wrap=True)
 log = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -57,6 +59,41 @@ class MetricsFile:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class TensorBoardScalars:
+    """The numbers of each metrics.jsonl record, mirrored as TensorBoard scalars (`tensorboard --logdir runs`).
+
+    metrics.jsonl stays the source of truth: this writes what each of its records holds, tagged
+    "<split>/<name>" ("train/loss", "train/lr", "train/items_per_s", "val/top1", "test/loss"),
+    at step = the optimizer step. The bookkeeping fields (step, epoch, split, elapsed_s) are not
+    scalars: TensorBoard keeps the step and the wall time of each point itself.
+    """
+
+    BOOKKEEPING = ("step", "epoch", "split", "elapsed_s")
+
+    def __init__(self, folder: Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise missing_package("tensorboard", "tensorboard", "train.tensorboard=true") from None
+        self.folder = Path(folder)
+        self._make_writer = SummaryWriter
+        self._writer: Any = None  # made at the first record: no folder for a run that fails to start
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._writer is None:
+            self._writer = self._make_writer(log_dir=str(self.folder))
+        split, step = record["split"], record["step"]
+        for name, value in record.items():
+            if name in self.BOOKKEEPING or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            self._writer.add_scalar(f"{split}/{name}", value, global_step=step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()  # flushes the event file
+            self._writer = None
 
 
 def print_json(data: Any) -> None:

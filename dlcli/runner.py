@@ -31,7 +31,7 @@ from torch import nn
 
 from dlcli import checkpoint
 from dlcli.config import RunConfig, render_yaml, to_dict, validate
-from dlcli.console import Logger, MetricsFile, fmt_metrics
+from dlcli.console import Logger, MetricsFile, TensorBoardScalars, fmt_metrics
 from dlcli.errors import DlError
 from dlcli.optim import build_optimizer, build_scheduler
 from dlcli.runtime import Runtime
@@ -67,6 +67,9 @@ class Job:
     update_step: Callable[[nn.Module, Batch, float], Metrics] | None = None
     # Writes the task's artifacts (vectors.txt, vocab.json, ...) into the run folder after training.
     export: Callable[[nn.Module, Path], None] | None = None
+    # Called on the main process after each finished epoch's checkpoint, with the epoch count
+    # (translation keeps the last epochs' weights for averaging).
+    on_epoch_end: Callable[[nn.Module, int, Path], None] | None = None
 
 
 class Interrupted(Exception):
@@ -170,9 +173,10 @@ def evaluate(model: nn.Module, loader: Loader, job: Job, runtime: Runtime) -> di
 
 
 def best_checkpoint(run_dir: Path) -> Path:
-    """A run's best.pt, else its last.pt."""
+    """A run's averaged.pt (weights averaged over its last epochs, when the recipe asked for
+    it), else its best.pt, else its last.pt."""
     run_dir = Path(run_dir)
-    for name in ("best.pt", "last.pt"):
+    for name in ("averaged.pt", "best.pt", "last.pt"):
         path = run_dir / "checkpoints" / name
         if path.is_file():
             return path
@@ -183,6 +187,14 @@ def best_checkpoint(run_dir: Path) -> Path:
 
 def evaluate_run(task: Any, run_dir: Path, split: str | None, runtime: Runtime) -> tuple[str, dict[str, float]]:
     """Evaluate a run's best checkpoint on a split (default: test when the data has one, else val)."""
+    split, job, model = restore_for_eval(task, run_dir, split, runtime)
+    return split, evaluate(model, job.eval_data[split], job, runtime)
+
+
+def restore_for_eval(task: Any, run_dir: Path, split: str | None, runtime: Runtime) -> tuple[str, Job, nn.Module]:
+    """A run's best checkpoint rebuilt for evaluation: the split's name (default: test when the data
+    has one, else val), the task's Job (its loaders and steps) and the model with the weights loaded.
+    What evaluate_run scores; other passes over the split (dl eval --confusion) start here too."""
     ckpt = checkpoint.load(best_checkpoint(run_dir))
     cfg = validate(ckpt["config"], task.Config)
     job = task.build(cfg, runtime, load_weights=False)
@@ -193,7 +205,7 @@ def evaluate_run(task: Any, run_dir: Path, split: str | None, runtime: Runtime) 
     model.load_state_dict(ckpt["model"])
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return split, evaluate(model, job.eval_data[split], job, runtime)
+    return split, job, model
 
 
 def global_batch(cfg: RunConfig, runtime: Runtime) -> int | str:
@@ -218,6 +230,10 @@ class _Loop:
         self.state = state
         self.steps_per_epoch = steps_per_epoch
         self.metrics_file = MetricsFile(self.run_dir / "metrics.jsonl") if runtime.is_main else None
+        # Made on every rank, so that a missing tensorboard package stops all ranks alike
+        # (none left waiting on rank 0); only rank 0 writes.
+        tensorboard = TensorBoardScalars(self.run_dir / "tensorboard") if cfg.train.tensorboard else None
+        self.tensorboard = tensorboard if runtime.is_main else None
         self.final_metrics: dict[str, dict[str, float]] = {}
         self._interrupted = False
         self._started = time.perf_counter()
@@ -234,6 +250,8 @@ class _Loop:
                 if not finished or pos.epoch % cfg.eval_every == 0 or pos.epoch == cfg.epochs or self._done():
                     self._validate()
                 self._save("last.pt")
+                if finished and self.job.on_epoch_end is not None and self.rt.is_main:
+                    self.job.on_epoch_end(self.model, pos.epoch, self.run_dir)
             if "val" not in self.final_metrics:  # a resumed run that had already finished
                 self._validate()
             self._test_best()
@@ -241,6 +259,8 @@ class _Loop:
             signal.signal(signal.SIGINT, previous_handler)
             if self.metrics_file:
                 self.metrics_file.close()
+            if self.tensorboard:
+                self.tensorboard.close()
 
     def _done(self) -> bool:
         max_steps = self.cfg.train.max_steps
@@ -373,6 +393,8 @@ class _Loop:
     def _record(self, record: dict[str, Any]) -> None:
         if self.metrics_file:
             self.metrics_file.write(record)
+        if self.tensorboard:
+            self.tensorboard.write(record)
 
     def _elapsed(self) -> float:
         return self.state.wall_s + time.perf_counter() - self._started

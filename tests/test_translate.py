@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcli import runner
+from dlcli import checkpoint, runner
 from dlcli.config import apply_overrides, validate
 from dlcli.console import Logger
 from dlcli.data import parallel
@@ -206,3 +206,18 @@ def test_multi30k_offline_names_the_file_and_folder(tmp_path, cli, repo_configs)
 def test_heads_must_divide_the_width(cli, repo_configs):
     result = cli("train", repo_configs / "translation.yaml", "--set", "model.heads=3")
     assert result.exit_code == 2 and "divide" in result.output
+
+
+def test_average_last_checkpoints(tmp_path):
+    cfg = config("train.average_last=2", "train.epochs=3", "data.numbers_train=200")
+    run_dir = tmp_path / "avg"
+    runner.train(translate, cfg, run_dir, CPU, Logger(quiet=True))
+    folder = run_dir / "checkpoints"
+    kept = sorted(p.name for p in folder.glob("epoch-*.weights.pt"))
+    assert kept == ["epoch-002.weights.pt", "epoch-003.weights.pt"]
+    a, b = (torch.load(folder / name, weights_only=True) for name in kept)
+    averaged = checkpoint.load(folder / "averaged.pt")
+    for key in a:
+        torch.testing.assert_close(averaged["model"][key], (a[key] + b[key]) / 2)
+    assert runner.best_checkpoint(run_dir) == folder / "averaged.pt"  # what translate and eval read
+    assert translate.translate(run_dir, ["seven"], beam=1)[0]["source"] == "seven"

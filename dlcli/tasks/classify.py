@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +30,7 @@ from dlcli.data.images import eval_transform, load_dataset, load_image, make_loa
 from dlcli.data.loaders import normalize
 from dlcli.errors import DlError
 from dlcli.runner import Job, best_checkpoint
-from dlcli.runtime import Runtime
+from dlcli.runtime import Runtime, pick_device
 
 # Inception v3's auxiliary head pools a 17x17 map with a 5x5/3 window, then a 5x5 conv:
 # below 299 px the map is too small (the paper's input size is exactly the minimum).
@@ -309,12 +310,25 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
 def predict(
     images: list[Path], run_dir: Path | None, arch: str | None, weights: str | None, top: int, device: torch.device
 ) -> list[dict[str, Any]]:
-    """Top-k classes for each image, preprocessed as in evaluation (ImageNet normalization)."""
+    """`dl predict`: top-k classes for each image, from a run folder or torchvision's weights."""
     if run_dir is not None:
-        model, classes, transform = _from_run(run_dir)
+        model, classes, cfg = load_run(run_dir, device)
+        transform = eval_transform(cfg.data.image_size)
     else:
         model, classes, transform = _from_weights(arch, weights)
-    model = model.to(device).eval()
+        model = model.to(device).eval()
+    return predict_images(model, classes, transform, images, top)
+
+
+def predict_images(
+    model: nn.Module, classes: list[str], transform: Callable[[Any], torch.Tensor], images: list[Path], top: int
+) -> list[dict[str, Any]]:
+    """Top-k classes for each image with a loaded classifier (eval mode), on the model's device.
+
+    Args:
+        transform: PIL image -> (3, S, S) in [0, 1], as in evaluation; the ImageNet normalization follows.
+    """
+    device = next(model.parameters()).device
     pixels = torch.stack([transform(load_image(path)) for path in images]).to(device)  # [0, 1]
     batch = normalize(pixels, torch.contiguous_format)  # the ImageNet mean/std, as in training
     with torch.no_grad():
@@ -327,13 +341,17 @@ def predict(
     ]
 
 
-def _from_run(run_dir: Path):
+def load_run(run_dir: Path, device: str | torch.device | None = None) -> tuple[nn.Module, list[str], Config]:
+    """A classification run's best checkpoint: the model (eval mode, on `device`), its class names, its config."""
     ckpt = checkpoint.load(best_checkpoint(run_dir))
+    if ckpt.get("task") != "classify":
+        raise DlError(f"{run_dir} is a '{ckpt.get('task')}' run, not an image classifier (task classify).")
     cfg = validate(ckpt["config"], Config)
     classes = ckpt["extra"]["classes"]
     model = build_model(cfg.model, cfg.model.num_classes or len(classes), cfg.data.image_size, load_weights=False)
     model.load_state_dict(ckpt["model"])
-    return model, classes, eval_transform(cfg.data.image_size)
+    device = device if isinstance(device, torch.device) else pick_device(device or "auto")
+    return model.to(device).eval(), classes, cfg
 
 
 def _from_weights(arch: str | None, weights: str | None):
@@ -356,6 +374,30 @@ def _from_weights(arch: str | None, weights: str | None):
         [transforms.Resize(preset.resize_size, antialias=True), transforms.CenterCrop(preset.crop_size), transforms.ToTensor()]
     )
     return model, list(meta.meta["categories"]), transform
+
+
+# --------------------------------------------------------------------------- confusion matrix
+
+
+@torch.no_grad()
+def confusion_matrix(model: nn.Module, loader: Any, runtime: Runtime) -> torch.Tensor:
+    """Counts over a split, (C, C) int64 on the CPU: row = true class, column = top-1 prediction.
+
+    `loader` is a Job's eval loader (runner.restore_for_eval gives it and the model)."""
+    model.eval()
+    counts: torch.Tensor | None = None
+    with runtime.autocast():
+        for images, labels in loader.batches(0):
+            logits = model(images)  # (B, C)
+            n = logits.shape[1]
+            if counts is None:
+                counts = torch.zeros(n * n, dtype=torch.int64, device=labels.device)
+            # one bincount over flat (true, predicted) cells instead of a Python loop per image
+            counts += torch.bincount(labels * n + logits.argmax(dim=1), minlength=n * n)
+    if counts is None:
+        raise DlError("The split has no images to count.")
+    counts = runtime.sum_across_ranks(counts)  # each process saw its shard of the split
+    return counts.view(n, n).cpu()
 
 
 # --------------------------------------------------------------------------- the model table

@@ -406,6 +406,12 @@ _TOKEN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
 
 def tag(run_dir: Path, sentence: str, device: str = "cpu") -> list[dict[str, str]]:
     """Tag one sentence with a trained run: [{"token": T, "tag": G}, ...]. Words and punctuation are split apart."""
+    model, vocab, cfg = load_tagger(run_dir, device)
+    return tag_sentence(model, vocab, cfg, sentence)
+
+
+def load_tagger(run_dir: Path, device: str | torch.device = "cpu") -> tuple[Tagger, TagVocab, TagConfig]:
+    """A tagger run's best checkpoint: the model (eval mode, on `device`), its vocabularies, its config."""
     ckpt = checkpoint.load(best_checkpoint(run_dir))
     if ckpt["task"] != "tag":
         raise DlError(f"{run_dir} is a '{ckpt['task']}' run; `dl tag` needs a tagger (task: tag).")
@@ -413,7 +419,12 @@ def tag(run_dir: Path, sentence: str, device: str = "cpu") -> list[dict[str, str
     vocab = TagVocab.from_extra(ckpt["extra"])
     model = Tagger(cfg.model, len(vocab.words), len(vocab.chars), len(vocab.tags))
     model.load_state_dict(ckpt["model"])
-    model.to(device).eval()
+    return model.to(device).eval(), vocab, cfg
+
+
+def tag_sentence(model: Tagger, vocab: TagVocab, cfg: TagConfig, sentence: str) -> list[dict[str, str]]:
+    """Tag one sentence with a loaded tagger (eval mode), on the model's device."""
+    device = next(model.parameters()).device
     tokens = _TOKEN.findall(sentence)
     if not tokens:
         raise DlError("The sentence has no words to tag.")
@@ -569,6 +580,18 @@ def build_seqclass(cfg: SeqConfig, runtime: Runtime, load_weights: bool = True) 
         train_step=train_step, eval_step=eval_step, best_metric="accuracy", best_mode="max",
         items_per_batch=lambda batch: len(batch["labels"]), extra={"tokens": tokens, "labels": labels},
     )
+
+
+def load_seqclass(run_dir: Path, device: str | torch.device = "cpu") -> tuple[SequenceClassifier, list[str], SeqConfig]:
+    """A sequence classifier run's best checkpoint: the model (eval mode, on `device`), its labels, its config."""
+    ckpt = checkpoint.load(best_checkpoint(run_dir))
+    if ckpt["task"] != "seqclass":
+        raise DlError(f"{run_dir} is a '{ckpt['task']}' run, not a sequence classifier (task seqclass).")
+    cfg = validate(ckpt["config"], SeqConfig)
+    tokens, labels = ckpt["extra"]["tokens"], ckpt["extra"]["labels"]
+    model = SequenceClassifier(cfg.model, len(tokens), len(labels))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), labels, cfg
 
 
 class SequenceClassification:

@@ -91,6 +91,10 @@ class TranslateTrain(TrainConfig):
     epochs: int = Field(20, ge=1, description="passes over the training pairs")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="share of the target probability spread over the vocabulary")
     clip_grad_norm: float | None = Field(1.0, gt=0, description="clip the global gradient norm")
+    average_last: int = Field(
+        0, ge=0, description="after training, average the weights of the last N epochs into checkpoints/averaged.pt, "
+        "which dl translate and dl eval then use (0: off)"
+    )
 
 
 class Config(RunConfig):
@@ -346,6 +350,12 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         tmp = run_dir / "tokenizer.json.tmp"
         tmp.write_text(tokenizer.to_str(), encoding="utf-8")
         os.replace(tmp, run_dir / "tokenizer.json")
+        if cfg.train.average_last:
+            write_averaged_checkpoint(run_dir / "checkpoints")
+
+    def keep_epoch_weights(net: nn.Module, epoch: int, run_dir: Path) -> None:
+        if cfg.train.average_last:
+            save_epoch_weights(net, epoch, run_dir / "checkpoints", cfg.train.average_last)
 
     return Job(
         model=model,
@@ -358,8 +368,39 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         items_per_batch=lambda batch: batch.tokens,
         finish_metrics=finish_metrics,
         export=export,
+        on_epoch_end=keep_epoch_weights,
         extra={"tokenizer": tokenizer.to_str(), "train_pairs": len(keep), "skipped_long": len(src_ids) - len(keep)},
     )
+
+
+# --------------------------------------------------------------------------- checkpoint averaging
+
+
+def save_epoch_weights(model: nn.Module, epoch: int, folder: Path, keep: int) -> None:
+    """checkpoints/epoch-NNN.weights.pt: the weights after `epoch`; only the newest `keep` stay."""
+    checkpoint.save_atomic(model.state_dict(), folder / f"epoch-{epoch:03d}.weights.pt")
+    for old in sorted(folder.glob("epoch-*.weights.pt"))[:-keep]:
+        old.unlink()
+
+
+def write_averaged_checkpoint(folder: Path) -> Path:
+    """checkpoints/averaged.pt: last.pt with its weights replaced by the mean of the kept epochs'
+    weights (Vaswani et al. average the last checkpoints; it smooths the end of training)."""
+    files = sorted(folder.glob("epoch-*.weights.pt"))
+    if not files:
+        raise DlError(f"No epoch-*.weights.pt in {folder} to average: train.average_last keeps them at each epoch's end.")
+    states = [torch.load(f, map_location="cpu", weights_only=True) for f in files]
+    averaged = {}
+    for key, value in states[0].items():
+        if value.is_floating_point():
+            averaged[key] = torch.stack([s[key].float() for s in states]).mean(0).to(value.dtype)
+        else:
+            averaged[key] = value
+    payload = checkpoint.load(folder / "last.pt")
+    payload["model"] = averaged
+    payload["extra"] = {**payload["extra"], "averaged_epochs": [f.name for f in files]}
+    checkpoint.save_atomic(payload, folder / "averaged.pt")
+    return folder / "averaged.pt"
 
 
 # --------------------------------------------------------------------------- translating
@@ -394,7 +435,16 @@ def translate(run_dir: Path, sentences: list[str], beam: int | None = None, devi
     vocabulary never saw read as <unk>; an empty sentence translates too.
     """
     model, tokenizer, cfg = load_run(run_dir, device)
-    beam = cfg.decode.beam if beam is None else beam
+    return translate_sentences(model, tokenizer, cfg.decode, sentences, beam, batch_size)
+
+
+def translate_sentences(model: Seq2SeqTransformer, tokenizer, decode: DecodeConfig, sentences: list[str],
+                        beam: int | None = None, batch_size: int = 64) -> list[dict[str, str]]:
+    """[{"source": S, "translation": T}, ...] with a loaded model (eval mode), on its device.
+
+    beam: the beam width (default: decode.beam; 1 is greedy).
+    """
+    beam = decode.beam if beam is None else beam
     if beam < 1:
         raise DlError(f"--beam must be >= 1 (got {beam}).")
     device = next(model.parameters()).device
@@ -402,7 +452,7 @@ def translate(run_dir: Path, sentences: list[str], beam: int | None = None, devi
     for start in range(0, len(sentences), batch_size):
         chunk = sentences[start : start + batch_size]
         src = _pad([ids + [EOS] for ids in encode(tokenizer, chunk)]).to(device)
-        for source, translation in zip(chunk, translate_batch(model, tokenizer, src, cfg.decode, beam), strict=True):
+        for source, translation in zip(chunk, translate_batch(model, tokenizer, src, decode, beam), strict=True):
             results.append({"source": source, "translation": translation})
     return results
 

@@ -32,13 +32,14 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from dlcli.config import RunConfig, ScheduleConfig, Section, TrainConfig, OptimConfig
+from dlcli import checkpoint
+from dlcli.config import RunConfig, ScheduleConfig, Section, TrainConfig, OptimConfig, validate
 from dlcli.data.corpus import EncodedCorpus, Vocabulary, cached_encode, encode
 from dlcli.data.loaders import mix_seed
 from dlcli.errors import DlError
 from dlcli.models import word2vec_hogwild as hogwild
 from dlcli.models.word2vec import SkipGram, batched_update
-from dlcli.runner import Job
+from dlcli.runner import Job, best_checkpoint
 from dlcli.runtime import Runtime
 
 
@@ -341,6 +342,20 @@ def _questions(data: Word2VecData) -> list[str]:
 
         return planted_questions()
     return []
+
+
+def load_run(run_dir: Path, device: str | torch.device = "cpu") -> tuple[SkipGram, Config]:
+    """A word2vec run's best checkpoint: the skip-gram model (eval mode, on `device`) and its config.
+
+    Queries (dl analogy, dl similar) read the exported vectors instead: dlcli.vectors.vectors_for_run.
+    """
+    ckpt = checkpoint.load(best_checkpoint(run_dir))
+    if ckpt["task"] != "word2vec":
+        raise DlError(f"{run_dir} is a '{ckpt['task']}' run, not word vectors (task word2vec).")
+    cfg = validate(ckpt["config"], Config)
+    model = SkipGram(ckpt["extra"]["vocab_size"], cfg.model.vector_size)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), cfg
 
 
 def word_vectors(model: SkipGram, vocab: Vocabulary):

@@ -1,0 +1,267 @@
+"""The Python API: train a recipe and use a run, through the code paths of `dl train` and the inference commands.
+
+    from dlcli import load_run, train
+
+    summary = train("resnet", {"train.epochs": 1}, out="runs/quick")    # = dl train resnet --set ... --out
+    run = load_run("runs/quick")
+    run.predict(["cat.png"], top=3)                                     # = dl predict cat.png --run runs/quick
+
+The CLI calls these functions, never the other way round. Errors a user can fix raise
+dlcli.errors.DlError (the CLI's exit code 2).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlcli import checkpoint, runner, vectors
+from dlcli.config import RunConfig, apply_overrides, find_recipe, read_yaml, render_yaml, set_key, validate
+from dlcli.console import Logger
+from dlcli.data.images import eval_transform
+from dlcli.errors import DlError
+from dlcli.runtime import create_runtime, pick_device
+from dlcli.tasks import classify, get_task, lm, sequence, translate, word2vec
+
+# {"train.epochs": 1} (values as they are) or ["train.epochs=1"] (values parsed as YAML, as --set)
+Overrides = dict[str, Any] | Sequence[str] | None
+
+
+# --------------------------------------------------------------------------- training
+
+
+def load_config(config: str | Path, overrides: Overrides = None) -> tuple[Any, RunConfig]:
+    """A recipe resolved as `dl train` resolves it: (its task, its validated config).
+
+    Args:
+        config: a recipe file, or a bundled recipe's name ("resnet").
+        overrides: recipe keys to change: {"optim.lr": 0.05} or ["optim.lr=0.05"] (as --set).
+    """
+    raw = read_yaml(find_recipe(str(config)))
+    if isinstance(overrides, dict):
+        for key, value in overrides.items():
+            set_key(raw, key, value)
+    else:
+        raw = apply_overrides(raw, [overrides] if isinstance(overrides, str) else list(overrides or []))
+    task = get_task(raw.get("task"))
+    return task, validate(raw, task.Config)
+
+
+def train(
+    config: str | Path,
+    overrides: Overrides = None,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    resume_from: str | Path | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+    quiet: bool = True,
+) -> dict[str, Any]:
+    """Train what a recipe says, as `dl train` does; returns the summary (what summary.json holds).
+
+    Args:
+        config: a recipe file, or a bundled recipe's name ("resnet").
+        overrides: recipe keys to change: {"train.epochs": 1} or ["train.epochs=1"] (as --set).
+        out: the run folder (default runs/<name>).
+        resume: continue the run folder's checkpoints/last.pt (--resume).
+        resume_from: continue from this checkpoint file (--resume-from).
+        overwrite: replace a run already in the folder (--overwrite).
+        device: auto, cpu, cuda, cuda:N or mps (default: the recipe's train.device).
+        quiet: no progress bars or logs.
+
+    Raises:
+        DlError: a bad recipe or override, or a folder that holds a run and neither resume nor overwrite.
+        runner.Interrupted: Ctrl-C; the checkpoint is saved (continue with resume=True).
+        runner.NonFiniteLoss: the loss became NaN/Inf; the last good checkpoint is kept.
+    """
+    task, cfg = load_config(config, overrides)
+    run_dir = Path(out) if out is not None else Path("runs") / cfg.name
+    runtime = create_runtime(cfg.train, device)
+    try:
+        resume_path = _prepare_run_dir(run_dir, resume, Path(resume_from) if resume_from else None, overwrite, runtime.is_main)
+        logger = Logger(quiet=quiet, enabled=runtime.is_main)
+        logger.info(render_yaml(cfg, comments=False).rstrip(), markup=False)
+        return runner.train(task, cfg, run_dir, runtime, logger, resume_path)
+    finally:
+        runtime.close()
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, resume_from: Path | None, overwrite: bool, is_main: bool) -> Path | None:
+    """Never overwrite a run silently: resume, resume_from or overwrite must say what to do."""
+    if sum([resume, resume_from is not None, overwrite]) > 1:
+        raise DlError("Give only one of --resume, --resume-from and --overwrite.")
+    if resume:
+        last = run_dir / "checkpoints" / "last.pt"
+        if not last.is_file():
+            raise DlError(f"Nothing to resume: {last} does not exist. Train without --resume to start the run.")
+        return last
+    if resume_from is not None:
+        if not resume_from.is_file():
+            raise DlError(f"--resume-from {resume_from}: no such checkpoint file.")
+        return resume_from
+    marks = [run_dir / name for name in ("config.yaml", "checkpoints", "metrics.jsonl", "summary.json")]
+    if any(m.exists() for m in marks):
+        if not overwrite:
+            raise DlError(
+                f"{run_dir} already holds a run. Add --resume to continue it, --overwrite to replace it, "
+                "or --out DIR to train into another folder."
+            )
+        if is_main:
+            shutil.rmtree(run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()) and overwrite:
+        raise DlError(f"{run_dir} is not a dl run folder but is not empty; not deleting it. Choose another --out.")
+    return None
+
+
+# --------------------------------------------------------------------------- a trained run
+
+
+@dataclass
+class Run:
+    """A run folder loaded for use: its config, its summary and its best checkpoint's model.
+
+    Made by load_run(). The inference methods are those of the run's task and give what the
+    matching command prints with --json: predict (classify), generate (lm), translate
+    (translate), tag (tag), analogy and similar (word2vec).
+    """
+
+    path: Path
+    task: str
+    config: RunConfig = field(repr=False)
+    model: nn.Module | None = field(repr=False)  # eval mode, on `device`; None for style runs (their output is images/)
+    device: torch.device
+    summary: dict[str, Any] | None = field(repr=False)  # summary.json; None while the run is unfinished
+    metrics: dict[str, dict[str, float]] | None  # summary["metrics"]: {"val": {...}, "test": {...}}
+    class_names: list[str] | None = None  # classify (and seqclass) runs: the output classes in order
+    # What inference needs besides the model: the vocabulary (lm, tag), tokenizer (translate), vectors (word2vec).
+    assets: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def predict(self, images: str | Path | Sequence[str | Path], top: int = 5) -> list[dict[str, Any]]:
+        """Top classes of each image, as `dl predict IMAGE... --run RUN --json`:
+        [{"image": PATH, "top": [{"label": L, "prob": P}, ...]}, ...]."""
+        self._expect("classify", "predict")
+        paths = [Path(images)] if isinstance(images, (str, Path)) else [Path(p) for p in images]
+        transform = eval_transform(self.config.data.image_size)
+        return classify.predict_images(self.model, self.class_names, transform, paths, top)
+
+    def generate(self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0, seed: int = 0) -> str:
+        """Sampled text that starts with `prompt`, as `dl generate --run RUN` (lm runs)."""
+        self._expect("lm", "generate")
+        return lm.sample(self.model, self.assets["vocab"], prompt, length, temperature, top_k, seed)
+
+    def translate(self, sentences: str | Sequence[str], beam: int | None = None) -> dict[str, str] | list[dict[str, str]]:
+        """{"source": S, "translation": T} for a sentence, a list of those for a list, as `dl translate`
+        (beam: the beam width, default the recipe's decode.beam)."""
+        self._expect("translate", "translate")
+        one = isinstance(sentences, str)
+        results = translate.translate_sentences(
+            self.model, self.assets["tokenizer"], self.config.decode, [sentences] if one else list(sentences), beam
+        )
+        return results[0] if one else results
+
+    def tag(self, sentence: str) -> list[dict[str, str]]:
+        """[{"token": T, "tag": G}, ...] for a sentence, as `dl tag SENTENCE --run RUN`."""
+        self._expect("tag", "tag")
+        return sequence.tag_sentence(self.model, self.assets["vocab"], self.config, sentence)
+
+    def analogy(self, a: str, b: str, c: str, top: int = 5, method: str = "add") -> list[tuple[str, float]]:
+        """(word, score) nearest to a - b + c, best first, as `dl analogy A B C --run RUN` (word2vec runs)."""
+        self._expect("word2vec", "analogy")
+        return vectors.analogy(self._word_vectors(), a, b, c, top, method)
+
+    def similar(self, word: str, top: int = 10) -> list[tuple[str, float]]:
+        """(word, cosine) nearest to `word`, best first, as `dl similar WORD --run RUN` (word2vec runs)."""
+        self._expect("word2vec", "similar")
+        return vectors.similar(self._word_vectors(), word, top)
+
+    def _word_vectors(self) -> vectors.WordVectors:
+        # Read on first use, as the commands read them: the exported vectors.bin (written when
+        # training ends) is what they query, and it can be large.
+        if "vectors" not in self.assets:
+            self.assets["vectors"] = vectors.vectors_for_run(self.path)
+        return self.assets["vectors"]
+
+    def _expect(self, task: str, method: str) -> None:
+        if self.task != task:
+            raise DlError(f"Run.{method}() is for runs of task '{task}'; {self.path} is a run of task '{self.task}'.")
+
+
+def load_run(path: str | Path, device: str | torch.device | None = None) -> Run:
+    """Load a run folder: its config, summary and best checkpoint's model (eval mode, on `device`).
+
+    Args:
+        path: a run folder that `dl train` wrote.
+        device: auto (default), cpu, cuda, cuda:N or mps.
+
+    Raises:
+        DlError: the folder holds no checkpoint, or an unreadable one.
+    """
+    path = Path(path)
+    device = device if isinstance(device, torch.device) else pick_device(device or "auto")
+    best = runner.best_checkpoint(path)
+    # The task, without reading the weights twice; when peeking fails, load() says why (or reads it).
+    header = checkpoint.peek(best) or checkpoint.load(best)
+    task = header["task"]
+    if task in _LOADERS:
+        cfg, model, class_names, assets = _LOADERS[task](path, device)
+    else:  # style: its outputs are the run's images/, there is no model to load
+        cfg, model, class_names, assets = validate(header["config"], get_task(task).Config), None, None, {}
+    summary = _read_summary(path)
+    return Run(path, task, cfg, model, device, summary, summary.get("metrics") if summary else None, class_names, assets)
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    file = path / "summary.json"
+    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+
+
+# Per task: run folder, device -> (config, model, class names, assets), through the task's own loader.
+Loaded = tuple[RunConfig, nn.Module, list[str] | None, dict[str, Any]]
+
+
+def _load_classify(path: Path, device: torch.device) -> Loaded:
+    model, classes, cfg = classify.load_run(path, device)
+    return cfg, model, classes, {}
+
+
+def _load_lm(path: Path, device: torch.device) -> Loaded:
+    model, vocab, cfg = lm.load_run(path, device)
+    return cfg, model, None, {"vocab": vocab}
+
+
+def _load_translate(path: Path, device: torch.device) -> Loaded:
+    model, tokenizer, cfg = translate.load_run(path, device)
+    return cfg, model, None, {"tokenizer": tokenizer}
+
+
+def _load_tag(path: Path, device: torch.device) -> Loaded:
+    model, vocab, cfg = sequence.load_tagger(path, device)
+    return cfg, model, None, {"vocab": vocab}
+
+
+def _load_seqclass(path: Path, device: torch.device) -> Loaded:
+    model, labels, cfg = sequence.load_seqclass(path, device)
+    return cfg, model, labels, {}
+
+
+def _load_word2vec(path: Path, device: torch.device) -> Loaded:
+    model, cfg = word2vec.load_run(path, device)
+    return cfg, model, None, {}
+
+
+_LOADERS: dict[str, Callable[[Path, torch.device], Loaded]] = {
+    "classify": _load_classify,
+    "lm": _load_lm,
+    "translate": _load_translate,
+    "tag": _load_tag,
+    "seqclass": _load_seqclass,
+    "word2vec": _load_word2vec,
+}

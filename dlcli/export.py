@@ -1,0 +1,196 @@
+"""Export a run's model for use outside dlcli: ONNX and TorchScript (classifiers), safetensors (any run).
+
+    dl export runs/resnet18-shapes --format onnx          # -> runs/resnet18-shapes/export/model.onnx
+    dl export runs/resnet18-shapes --format torchscript   # -> runs/resnet18-shapes/export/model.pt
+    dl export runs/char-lstm --format safetensors -o lm.safetensors
+
+Every format reads the checkpoint `dl eval` and `dl predict` use (runner.best_checkpoint).
+
+An exported classifier computes what `dl predict` runs inside the network, no more:
+
+    images (N, 3, S, S) float32  ->  logits (N, classes)
+
+`images` are RGB pixels scaled to [0, 1], resized to S = the run's data.image_size, then
+normalized with the ImageNet mean and std ((x - mean) / std, data.loaders.IMAGENET_MEAN/STD):
+`dl predict` does that outside the model, so a consumer of the file does it too, and
+softmax(logits) gives `dl predict`'s probabilities. N is free (a dynamic batch dimension); S is
+fixed to the size the model was traced at. Each file carries this contract and the class names
+as JSON under the key "dlcli" (ONNX metadata_props, a TorchScript extra file "dlcli.json",
+safetensors metadata).
+
+The optional packages come with `pip install 'dlcli[export]'`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlcli import checkpoint
+from dlcli.config import validate
+from dlcli.data.loaders import IMAGENET_MEAN, IMAGENET_STD
+from dlcli.errors import DlError, missing_package
+from dlcli.runner import best_checkpoint
+
+FORMATS = ("onnx", "torchscript", "safetensors")
+DEFAULT_FILE = {"onnx": "model.onnx", "torchscript": "model.pt", "safetensors": "model.safetensors"}
+# Opset 18 (2022): every onnxruntime since 1.14 runs it; torch's exporter translates to it natively.
+ONNX_OPSET = 18
+# protobuf cannot serialize a message over 2 GiB; bigger models keep their weights in a
+# side file (model.onnx.data) that must travel with model.onnx.
+ONNX_INLINE_LIMIT_BYTES = 1_800_000_000
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+def export_run(run_dir: Path, fmt: str, output: Path | None = None) -> dict[str, Any]:
+    """Write a run's best checkpoint as `fmt` to `output` (default RUN/export/model.<ext>).
+
+    Args:
+        run_dir: a run folder (one with checkpoints/best.pt or last.pt).
+        fmt: "onnx" or "torchscript" (task classify only), or "safetensors" (any task).
+        output: the file to write; its folder is created.
+
+    Returns:
+        {"run", "format", "path"} and the description stored in the file (task, step, and for
+        classifiers the input, the output and the class names).
+    """
+    if fmt not in FORMATS:
+        raise DlError(f"Unknown export format '{fmt}'. Choose one of: {', '.join(FORMATS)}.")
+    run_dir = Path(run_dir)
+    ckpt = checkpoint.load(best_checkpoint(run_dir))
+    if fmt != "safetensors" and ckpt["task"] != "classify":
+        raise DlError(
+            f"{run_dir} is a '{ckpt['task']}' run; --format {fmt} exports image classifiers (task classify) only. "
+            "Export its weights with --format safetensors."
+        )
+    require_packages(fmt)
+    path = Path(output) if output is not None else run_dir / "export" / DEFAULT_FILE[fmt]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "safetensors":
+        card = {"task": ckpt["task"], "step": ckpt["position"]["step"]}
+        save_safetensors(ckpt["model"], path, card)
+    else:
+        model, card = classifier_from_checkpoint(ckpt)
+        example = example_input(card)
+        if fmt == "onnx":
+            card["opset"] = ONNX_OPSET
+            save_onnx(model, example, path, card)
+        else:
+            save_torchscript(model, example, path, card)
+    return {"run": str(run_dir), "format": fmt, "path": str(path), **card}
+
+
+def require_packages(fmt: str) -> None:
+    """A DlError naming the pip extra when a package the format needs is not installed."""
+    # torch's ONNX exporter builds the graph with onnxscript and saves it with onnx.
+    needed = {"onnx": ("onnx", "onnxscript"), "torchscript": (), "safetensors": ("safetensors",)}[fmt]
+    for package in needed:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            raise missing_package(package, "export", f"{fmt} export") from None
+
+
+# --------------------------------------------------------------------------- classifiers
+
+
+def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """The classifier of a `classify` checkpoint, in eval mode on the CPU, and its description."""
+    from dlcli.tasks import classify  # the one task this module knows
+
+    cfg = validate(ckpt["config"], classify.Config)
+    classes = list(ckpt["extra"]["classes"])
+    num_classes = cfg.model.num_classes or len(classes)
+    # The same model `dl predict --run` builds: for pretrained GoogLeNet/Inception v3 it
+    # includes torchvision's transform_input, which then runs inside the exported graph too.
+    model = classify.build_model(cfg.model, num_classes, cfg.data.image_size, load_weights=False)
+    model.load_state_dict(ckpt["model"])
+    size = cfg.data.image_size
+    card = {
+        "task": "classify",
+        "arch": cfg.model.arch,
+        "step": ckpt["position"]["step"],
+        "input": {
+            "name": INPUT_NAME, "shape": ["N", 3, size, size], "dtype": "float32",
+            "pixels": "RGB in [0, 1], then (x - mean) / std per channel", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+        },
+        "output": {"name": OUTPUT_NAME, "shape": ["N", num_classes], "meaning": "logits; softmax gives the class probabilities"},
+        "classes": classes,
+    }
+    return model.eval(), card
+
+
+def example_input(card: dict[str, Any]) -> torch.Tensor:
+    """A seeded input of the card's shape for tracing: (2, 3, S, S).
+
+    Batch 2, not 1: torch.export specializes dimensions of size 0 and 1 to constants, so a
+    batch of 1 could not be declared dynamic.
+    """
+    _, channels, height, width = card["input"]["shape"]
+    return torch.randn(2, channels, height, width, generator=torch.Generator().manual_seed(0))
+
+
+def save_onnx(model: nn.Module, example: torch.Tensor, path: Path, card: dict[str, Any]) -> None:
+    """ONNX (opset ONNX_OPSET) through torch's torch.export-based exporter, batch dimension dynamic.
+
+    The exporter (`dynamo=True`, torch's default since 2.9; the TorchScript-based one is
+    deprecated) needs onnx and onnxscript (require_packages); nothing is downloaded.
+    """
+    program = torch.onnx.export(
+        model,
+        (example,),
+        dynamo=True,
+        verbose=False,  # the exporter's progress lines would land on stdout, where --json writes
+        opset_version=ONNX_OPSET,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+    )
+    program.model.metadata_props["dlcli"] = json.dumps(card)
+    weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    program.save(str(path), external_data=weight_bytes > ONNX_INLINE_LIMIT_BYTES)
+
+
+def save_torchscript(model: nn.Module, example: torch.Tensor, path: Path, card: dict[str, Any]) -> None:
+    """A traced TorchScript module: `torch.jit.load(path)` runs it with torch alone.
+
+    Tracing, not scripting: a classifier in eval mode takes one path through its code for any
+    input, and tracing works for every torchvision classifier. The batch dimension stays free.
+    """
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch 2.14 marks torch.jit as deprecated (FutureWarning); TorchScript is still what
+        # this format promises, so the warning would only be noise here.
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated", category=FutureWarning)
+        traced = torch.jit.trace(model, example)
+        torch.jit.save(traced, str(path), _extra_files={"dlcli.json": json.dumps(card)})
+
+
+# --------------------------------------------------------------------------- any run: safetensors
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: Path, card: dict[str, Any]) -> None:
+    """A state_dict as safetensors, every key kept: `safetensors.torch.load_file` gives it back.
+
+    safetensors refuses tensors that share memory, such as tied weights (a language model's
+    embedding and output matrix). Those are written as separate copies, so each name loads
+    as is; safetensors.torch.save_model would instead drop all names but one, which only its
+    own load_model puts back.
+    """
+    from safetensors.torch import save_file  # checked by require_packages
+
+    tensors: dict[str, torch.Tensor] = {}
+    seen_storages: set[int] = set()
+    for name, tensor in state.items():
+        tensor = tensor.detach().cpu().contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        if storage in seen_storages:
+            tensor = tensor.clone()
+        seen_storages.add(tensor.untyped_storage().data_ptr())
+        tensors[name] = tensor
+    save_file(tensors, str(path), metadata={"dlcli": json.dumps(card)})

@@ -1,0 +1,63 @@
+"""train.tensorboard=true: RUN/tensorboard/ holds exactly the scalars of metrics.jsonl (console.TensorBoardScalars)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import Result
+
+# A tiny classify run: 20 images of 16 px, batch 2; a train record at each of 3 steps, then val and test.
+TINY = [
+    "--set", "data.image_size=16", "--set", "data.batch_size=2", "--set", "data.train_size=20",
+    "--set", "data.val_size=10", "--set", "data.test_size=10", "--set", "train.max_steps=3",
+    "--set", "train.log_every=1", "-q", "--json",
+]
+BOOKKEEPING = ("step", "epoch", "split", "elapsed_s")  # in metrics.jsonl, but not scalars
+
+
+def test_event_files_hold_the_scalars_of_metrics_jsonl(cli: Callable[..., Result], tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    result = cli("train", "resnet", "--out", run, *TINY, "--set", "train.tensorboard=true")
+    assert result.exit_code == 0, result.output
+
+    expected: dict[str, list[tuple[int, float]]] = {}  # tag -> [(step, value)] in file order
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        for name, value in record.items():
+            if name not in BOOKKEEPING:
+                expected.setdefault(f"{record['split']}/{name}", []).append((record["step"], value))
+    assert {"train/loss", "train/lr", "train/items_per_s", "val/top1", "test/top1"} <= set(expected)
+    assert [step for step, _ in expected["train/loss"]] == [1, 2, 3]
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})  # 0: keep every point
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == set(expected)
+    for tag, points in expected.items():
+        written = events.Scalars(tag)
+        assert [e.step for e in written] == [step for step, _ in points], tag
+        # event files hold float32
+        assert [e.value for e in written] == pytest.approx([value for _, value in points], rel=1e-6, abs=1e-30), tag
+
+
+def test_no_event_files_unless_asked(cli: Callable[..., Result], tmp_path: Path) -> None:
+    result = cli("train", "resnet", "--out", tmp_path / "run", *TINY)
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_a_missing_tensorboard_package_names_the_extra(
+    cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    result = cli("train", "resnet", "--out", tmp_path / "run", *TINY, "--set", "train.tensorboard=true")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == "" and "Traceback" not in result.output
+    assert "pip install 'dlcli[tensorboard]'" in result.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # stopped before training
