@@ -80,7 +80,9 @@ def train(
     Raises:
         DlError: a bad recipe or override, or a folder that holds a run and neither resume nor overwrite.
         runner.Interrupted: Ctrl-C; the checkpoint is saved (continue with resume=True).
-        runner.NonFiniteLoss: the loss became NaN/Inf; the last good checkpoint is kept.
+        dlcli.errors.RunFailed: training stopped on a failure (runner.NonFiniteLoss: the loss became
+            NaN/Inf; a checkpoint that could not be written; out of memory); the message names the last
+            good checkpoint, which is kept.
     """
     task, cfg = load_config(config, overrides)
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
@@ -101,6 +103,11 @@ def _prepare_run_dir(run_dir: Path, resume: bool, resume_from: Path | None, over
     if resume:
         last = run_dir / "checkpoints" / "last.pt"
         if not last.is_file():
+            if run_dir.is_dir() and any(run_dir.iterdir()):
+                raise DlError(
+                    f"Nothing to resume: {last} does not exist (the run stopped before its first checkpoint). "
+                    "Start it again with --overwrite instead of --resume."
+                )
             raise DlError(f"Nothing to resume: {last} does not exist. Train without --resume to start the run.")
         return last
     if resume_from is not None:

@@ -1,15 +1,28 @@
-"""Checkpoints: atomic save, safe load, format and version check.
+"""Checkpoints: atomic save, checked load, format and version check.
 
 A checkpoint is a dict of tensors and plain values, so it loads with `weights_only=True`
 (no pickled code runs): format name, version, task, resolved config, state_dicts of the
 model, optimizer, scheduler and scaler, the position (epoch, step, batches consumed in the
 epoch), the RNG states and the best metric so far.
+
+The file is the zip archive torch.save writes, sealed with the sha256 of its bytes in the
+archive's comment (the zip format's own place for trailing text, so torch.load and any zip
+reader still read it as it is):
+
+    [ torch.save's zip ... end record, comment length = 77 ][ "dlcli-sha256:" + 64 hex digits ]
+      |<----------- hashed: every byte before the comment-length field ------->|
+
+load() checks the seal before it unpickles anything, so a flipped bit or a torn copy is refused
+with a message instead of loading wrong weights. Version 1 checkpoints (before the seal) still load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +32,101 @@ import torch
 from dlcli.errors import DlError
 
 FORMAT = "dlcli-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: sealed with a sha256; 1: unsealed (still read)
+READS = (1, 2)
+
+_MAGIC = b"dlcli-sha256:"
+_SEAL_LEN = len(_MAGIC) + 64  # the archive comment: magic + hex digest
+_EOCD = b"PK\x05\x06"  # the zip's end-of-central-directory record: 22 bytes, then the comment
+_CHUNK = 1 << 20
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, then rename over `path`.
+# --------------------------------------------------------------------------- writing
+
+
+def save_atomic(obj: Any, path: Path, previous: Path | None = None) -> None:
+    """torch.save to a temp file in the same folder, seal, fsync, then rename over `path`.
 
     A crash at any moment leaves either the old file or the new one, never a torn one:
     os.replace is atomic within one file system, and the fsyncs order the data before the name.
+    With `previous`, the file being replaced is kept under that name (last.pt -> last.prev.pt), by
+    a hard link made before the rename: both names always point at a complete checkpoint.
+
+    A failed write (disk full, file too large, no permission) raises OSError with its errno and
+    leaves `path` and `previous` as they were; the temp file is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
+        with open(tmp, "w+b") as f:
+            _torch_save(obj, f)
+            _seal(f)
             f.flush()
             os.fsync(f.fileno())
+        if previous is not None and path.exists():
+            _keep_as(path, Path(previous))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     _fsync_dir(path.parent)
+
+
+class _Sink:
+    """The file torch.save writes into. torch reports a failed write as a RuntimeError that has lost
+    the errno ("unexpected pos 704 vs 598"); this keeps the OSError so the caller can say ENOSPC."""
+
+    def __init__(self, file):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name):  # seek, tell, flush: as the file does
+        return getattr(self.file, name)
+
+
+def _torch_save(obj: Any, f) -> None:
+    sink = _Sink(f)
+    try:
+        torch.save(obj, sink)
+    except Exception:
+        if sink.error is not None:
+            raise sink.error from None
+        raise
+    f.flush()
+
+
+def _seal(f) -> None:
+    """Set the zip comment's length, then append the sha256 of every byte before that field."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(size - 22)
+    end = f.read(22)
+    if end[:4] != _EOCD or end[20:] != b"\0\0":
+        raise RuntimeError("torch.save wrote no plain zip end record; dlcli.checkpoint cannot seal this file")
+    digest = _sha256(f, size - 2)
+    f.seek(size - 2)
+    f.write(_SEAL_LEN.to_bytes(2, "little") + _MAGIC + digest.encode())
+
+
+def _keep_as(path: Path, previous: Path) -> None:
+    """`previous` becomes the file `path` holds now, atomically (a link, else a copy, then a rename)."""
+    tmp = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
+    try:
+        try:
+            os.link(path, tmp)
+        except OSError:  # file systems without hard links
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, previous)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -56,24 +142,135 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete the temp files of writers that died mid-save (SIGKILL, power loss): `.NAME.tmp-PID`
+    whose PID is no longer running. Returns what it removed. POSIX only (elsewhere: nothing)."""
+    removed = []
+    if os.name != "posix" or not Path(folder).is_dir():
+        return removed
+    for tmp in Path(folder).glob(".*.tmp-*"):
+        match = re.fullmatch(r"\..+\.tmp-(\d+)", tmp.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, another user's
+    return True
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _sha256(f, end: int) -> str:
+    """sha256 of the file's bytes [0, end)."""
+    digest = hashlib.sha256()
+    f.seek(0)
+    left = end
+    while left > 0:
+        chunk = f.read(min(_CHUNK, left))
+        if not chunk:
+            break
+        digest.update(chunk)
+        left -= len(chunk)
+    return digest.hexdigest()
+
+
+def seal_status(path: Path) -> str:
+    """"ok" (sealed, the sha256 matches), "mismatch" (sealed, it does not) or "unsealed"."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size < 22 + _SEAL_LEN:
+            return "unsealed"
+        f.seek(size - _SEAL_LEN - 2)
+        tail = f.read(_SEAL_LEN + 2)
+        if tail[:2] != _SEAL_LEN.to_bytes(2, "little") or tail[2 : 2 + len(_MAGIC)] != _MAGIC:
+            return "unsealed"
+        expected = tail[2 + len(_MAGIC) :].decode("ascii", errors="replace")
+        return "ok" if _sha256(f, size - _SEAL_LEN - 2) == expected else "mismatch"
+
+
+def is_intact(path: Path) -> bool:
+    """Whether load() would accept `path`, without unpickling its tensors: sealed with a matching
+    sha256, or an unsealed version 1 checkpoint whose archive opens."""
+    try:
+        seal = seal_status(path)
+    except OSError:
+        return False
+    if seal != "unsealed":
+        return seal == "ok"
+    header = peek(path)
+    return header is not None and header.get("version") == 1
+
+
+def previous_of(path: Path) -> Path:
+    """Where save_atomic keeps the checkpoint a save replaced: last.pt -> last.prev.pt."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a dl checkpoint with weights_only=True; anything unreadable is a DlError."""
+    """Load a dl checkpoint with weights_only=True after checking its sha256; anything torn,
+    corrupt or foreign is a DlError that names the previous checkpoint when one is kept."""
     path = Path(path)
     if not path.is_file():
         raise DlError(f"Checkpoint {path} does not exist.")
     try:
+        seal = seal_status(path)
+    except OSError as e:
+        raise DlError(f"Checkpoint {path} cannot be read: {e.strerror or e}.") from None
+    if seal == "mismatch":
+        raise DlError(
+            f"Checkpoint {path} is corrupt: its contents do not match the sha256 it was written with "
+            f"(a flipped bit on disk, or a damaged copy).{_fallback_hint(path)}"
+        )
+    try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for torn or foreign files
         raise DlError(
-            f"Checkpoint {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-            "It is truncated, corrupt or not a dl checkpoint: resume from another checkpoint "
-            "(--resume-from PATH, e.g. best.pt) or start again with --overwrite."
+            f"Checkpoint {path} cannot be read ({type(e).__name__}: {_first_sentence(e)}). "
+            f"It is truncated, corrupt or not a dl checkpoint.{_fallback_hint(path)}"
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise DlError(f"{path} is not a dl checkpoint (no '{FORMAT}' format tag).")
-    if ckpt.get("version") != VERSION:
-        raise DlError(f"Checkpoint {path} has format version {ckpt.get('version')}; this dl reads version {VERSION}.")
+    version = ckpt.get("version")
+    if version not in READS:
+        raise DlError(
+            f"Checkpoint {path} has format version {version}; this dl reads versions "
+            f"{', '.join(map(str, READS))}. Use the dl release that wrote it."
+        )
+    if version >= 2 and seal != "ok":
+        raise DlError(
+            f"Checkpoint {path} has lost its sha256 seal (version {version} checkpoints are written with one): "
+            f"it was cut short or rewritten by another program.{_fallback_hint(path)}"
+        )
     return ckpt
+
+
+def _first_sentence(error: Exception) -> str:
+    text = (str(error).strip().splitlines() or [""])[0]
+    return text.split(". ")[0][:200]
+
+
+def _fallback_hint(path: Path) -> str:
+    """What to continue from instead: the kept previous checkpoint when it is intact."""
+    previous = previous_of(path)
+    if path.name.endswith(".prev.pt") or not previous.is_file() or not is_intact(previous):
+        return (
+            " Resume from another checkpoint (--resume-from PATH, e.g. best.pt) or start again with --overwrite."
+        )
+    return (
+        f" The previous checkpoint is kept and intact: continue from it with --resume-from {previous} "
+        "(the steps since it are trained again)."
+    )
 
 
 def peek(path: Path) -> dict[str, Any] | None:

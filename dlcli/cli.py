@@ -20,8 +20,8 @@ from rich.table import Table
 from dlcli import __version__
 from dlcli.config import list_recipes, read_yaml, render_yaml, validate
 from dlcli.console import Logger, fmt_metrics, log, out, per_class_table, print_json
-from dlcli.errors import DlError
-from dlcli.runner import Interrupted, NonFiniteLoss
+from dlcli.errors import DlError, RunFailed
+from dlcli.runner import Interrupted
 from dlcli.tasks import get_task
 
 app = typer.Typer(
@@ -64,7 +64,9 @@ def guarded(fn):
         except KeyboardInterrupt:
             log.print("interrupted")
             raise typer.Exit(130) from None
-        except NonFiniteLoss as e:
+        except RunFailed as e:  # a non-finite loss, a failed checkpoint write, out of memory
+            if _debug:
+                raise
             _fail(str(e), 1)
         except Exception as e:
             if _debug:
@@ -335,12 +337,13 @@ def translate_cmd(
         first = results[0]
         src_tokens, tgt_tokens, weights = translate.cross_attention(run, first["source"], first["translation"], device)
         translate.plot_attention(src_tokens, tgt_tokens, weights, attention)
-        log.print(f"attention map: {attention}", markup=False, highlight=False)
     if json_:
         print_json(results if sentence == "-" else results[0])
-        return
-    for result in results:
-        out.print(result["translation"], markup=False, highlight=False)
+    else:
+        for result in results:
+            out.print(result["translation"], markup=False, highlight=False)
+    if attention is not None and results:
+        log.print(f"attention map: {attention}", markup=False, highlight=False)
 
 
 @app.command()

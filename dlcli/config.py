@@ -31,6 +31,10 @@ class Section(BaseModel):
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="passes over the training data; sets the LR schedule's length")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (the schedule keeps its length)")
+    max_minutes: float | None = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="stop once this many minutes of the run (evaluations included) have passed; the schedule keeps its length",
+    )
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps; --device overrides")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on a GPU that has it, else fp16 with a GradScaler; fp32 on CPU"
@@ -49,6 +53,11 @@ class TrainConfig(Section):
     log_every: int = Field(50, ge=1, description="optimizer steps between progress/metrics.jsonl log lines")
     checkpoint_every: int | None = Field(
         None, ge=1, description="also write last.pt every N optimizer steps (it is always written at epoch ends)"
+    )
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop",
+        description="a NaN/Inf training loss: stop (exit 1, naming the step; checked at log steps) or skip "
+        "(drop that optimizer step's update, count and log it; checks every step: one host sync per micro-batch)",
     )
     tensorboard: bool = Field(
         False, description="also write metrics.jsonl's scalars to RUN/tensorboard/ (pip install 'dlcli[tensorboard]')"
@@ -84,7 +93,8 @@ class RunConfig(Section):
 
     task: str = Field(description="which task trains: classify")
     name: str = Field("run", description="run name; the run folder is runs/<name> unless --out")
-    seed: int = Field(0, description="seeds the data, the model init and the data order")
+    # numpy's seed sequences refuse negative seeds and torch.manual_seed overflows past 64 bits
+    seed: int = Field(0, ge=0, lt=2**32, description="seeds the data, the model init and the data order (0 to 2^32 - 1)")
     model: Section
     data: Section
     optim: OptimConfig = Field(default_factory=OptimConfig, description="the optimizer")
@@ -129,6 +139,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise DlError(f"Cannot read recipe {path}: {e}") from e
     try:
         raw = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as e:  # a tag such as !!python/object/apply: never built
+        raise DlError(f"Recipe {path}: {_refused_tag(e)}") from None
     except yaml.YAMLError as e:
         where = ""
         mark = getattr(e, "problem_mark", None)
@@ -152,10 +164,24 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise DlError(f"--set '{item}' is not of the form key.path=value (for example --set optim.lr=0.05).")
         try:
             value = yaml.safe_load(text)
+        except yaml.constructor.ConstructorError as e:
+            # A tag that builds an object: refused, not taken as the string it spells.
+            raise DlError(f"--set {key}: {_refused_tag(e)}") from None
         except yaml.YAMLError:
             value = text  # not YAML: take it as a plain string
         set_key(raw, key, value)
     return raw
+
+
+def _refused_tag(error: yaml.constructor.ConstructorError) -> str:
+    """The message for a YAML tag safe_load will not construct (!!python/object/apply:os.system ...)."""
+    mark = error.problem_mark
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return (
+        f"{error.problem}{where}. Recipes and --set values are plain YAML data (numbers, strings, lists, "
+        "mappings), read with yaml.safe_load: tags that construct Python objects are refused and nothing is run. "
+        "Remove the tag."
+    )
 
 
 def set_key(raw: dict[str, Any], key: str, value: Any) -> None:

@@ -7,11 +7,13 @@ Answers (tables, JSON) go to stdout; logs and progress bars go to stderr, so tha
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from tqdm import tqdm
 
@@ -51,7 +53,10 @@ class MetricsFile:
 
     def write(self, record: dict[str, Any]) -> None:
         if self._file is None:
+            torn = _ends_mid_line(self.path)  # a process killed mid-write left half a line
             self._file = open(self.path, "a", encoding="utf-8")
+            if torn:  # end it, so that the half line is the only record lost, not this one too
+                self._file.write("\n")
         self._file.write(json.dumps(record, sort_keys=False) + "\n")
         self._file.flush()
 
@@ -59,6 +64,17 @@ class MetricsFile:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _ends_mid_line(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            if f.seek(0, 2) == 0:
+                return False
+            f.seek(-1, 2)
+            return f.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
 
 
 class TensorBoardScalars:
@@ -94,6 +110,15 @@ class TensorBoardScalars:
         if self._writer is not None:
             self._writer.close()  # flushes the event file
             self._writer = None
+
+
+def warn(message: str) -> None:
+    """A warning from code that has no Logger (the data readers), on the main process only.
+
+    The message is the user's text (file names with brackets), so it is shown as is, not as markup.
+    """
+    if int(os.environ.get("RANK", "0")) == 0:
+        log.print(f"[yellow]warning:[/] {escape(message)}")
 
 
 def print_json(data: Any) -> None:

@@ -17,8 +17,10 @@ micro-batches and restores the RNGs, so its remaining steps equal the uninterrup
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -32,7 +34,7 @@ from torch import nn
 from dlcli import checkpoint
 from dlcli.config import RunConfig, render_yaml, to_dict, validate
 from dlcli.console import Logger, MetricsFile, TensorBoardScalars, fmt_metrics
-from dlcli.errors import DlError
+from dlcli.errors import DlError, RunFailed
 from dlcli.optim import build_optimizer, build_scheduler
 from dlcli.runtime import Runtime
 
@@ -76,7 +78,7 @@ class Interrupted(Exception):
     """Ctrl-C during training; the checkpoint is written, the CLI exits 130."""
 
 
-class NonFiniteLoss(Exception):
+class NonFiniteLoss(RunFailed):
     """The loss became NaN/Inf; the last good checkpoint is kept, the CLI exits 1."""
 
 
@@ -95,6 +97,7 @@ class RunState:
     best_value: float | None = None
     best_metrics: dict[str, float] | None = None
     wall_s: float = 0.0
+    skipped_steps: int = 0  # optimizer steps dropped for a NaN/Inf loss (train.on_nonfinite=skip)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -115,6 +118,11 @@ def train(
     torch.manual_seed(cfg.seed + runtime.rank)
     # A resumed run's weights come from the checkpoint: no pretrained files are needed.
     job = task.build(cfg, runtime, load_weights=resume is None)
+    if cfg.train.on_nonfinite == "skip" and job.update_step is not None:
+        raise DlError(
+            f"train.on_nonfinite=skip cannot drop a {cfg.task} step: its update_step changes the weights while it "
+            "computes the loss. Use train.on_nonfinite=stop."
+        )
     model = job.model.to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -130,11 +138,16 @@ def train(
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         scaler.load_state_dict(resume["scaler"])
-        state = RunState(Position(**resume["position"]), resume["best_value"], resume["best_metrics"], resume["wall_s"])
+        state = RunState(
+            Position(**resume["position"]), resume["best_value"], resume["best_metrics"], resume["wall_s"],
+            resume.get("skipped_steps", 0),  # absent from version 1 checkpoints
+        )
     forward = _wrap_for_forward(model, cfg, runtime)
     loop = _Loop(job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch)
     if runtime.is_main:
         _write_run_files(run_dir, cfg, runtime, steps_per_epoch, len(job.train_data))
+        for folder in (run_dir, run_dir / "checkpoints"):
+            checkpoint.remove_stale_temps(folder)  # left by a process killed mid-write
     logger.info(
         f"[bold]{cfg.name}[/]: {cfg.task} on {runtime.device} ({runtime.precision}), {steps_per_epoch} steps/epoch x "
         f"{cfg.train.epochs} epochs, global batch {global_batch(cfg, runtime)}"
@@ -143,7 +156,12 @@ def train(
     if resume is not None:
         saved = resume["rng"]
         checkpoint.set_rng_state(saved[runtime.rank] if len(saved) == runtime.world_size else saved[0])
-    loop.run()
+    try:
+        loop.run()
+    except (RuntimeError, MemoryError) as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        if not _is_out_of_memory(e):
+            raise
+        raise RunFailed(loop.out_of_memory_message(e)) from e
     summary = loop.summary()
     if runtime.is_main and job.export is not None:
         job.export(model, run_dir)
@@ -236,7 +254,9 @@ class _Loop:
         self.tensorboard = tensorboard if runtime.is_main else None
         self.final_metrics: dict[str, dict[str, float]] = {}
         self._interrupted = False
+        self._timed_out = False  # train.max_minutes reached
         self._started = time.perf_counter()
+        self._wrote_last = False  # whether this process has written last.pt (see _save)
 
     # -- the run
     def run(self) -> None:
@@ -244,7 +264,7 @@ class _Loop:
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             while pos.epoch < cfg.epochs and not self._done():
-                finished = self._train_epoch()  # False: stopped mid-epoch by max_steps or Ctrl-C
+                finished = self._train_epoch()  # False: stopped mid-epoch by max_steps, max_minutes or Ctrl-C
                 if finished:
                     pos.epoch, pos.batch = pos.epoch + 1, 0
                 if not finished or pos.epoch % cfg.eval_every == 0 or pos.epoch == cfg.epochs or self._done():
@@ -264,7 +284,22 @@ class _Loop:
 
     def _done(self) -> bool:
         max_steps = self.cfg.train.max_steps
-        return max_steps is not None and self.state.position.step >= max_steps
+        return self._timed_out or (max_steps is not None and self.state.position.step >= max_steps)
+
+    def _check_time_budget(self, at_log_step: bool) -> None:
+        """Stop at train.max_minutes. Reading the clock costs nothing, but under DDP the ranks
+        must stop at the same step, so there the decision is agreed on at log steps only."""
+        limit = self.cfg.train.max_minutes
+        if limit is None or self._timed_out:
+            return
+        over = self._elapsed() >= limit * 60
+        if self.rt.distributed:
+            if not at_log_step:
+                return
+            over = self.rt.any_across_ranks(over)
+        if over:
+            self._timed_out = True
+            self.logger.info(f"train.max_minutes ({limit:g}) reached at step {self.state.position.step}: stopping")
 
     def _train_epoch(self) -> bool:
         """Train from the current position to the epoch's end (True) or to max_steps (False)."""
@@ -273,20 +308,27 @@ class _Loop:
         self.forward.train()
         window = _Window(self.rt.device)
         bar = self.logger.bar(n_batches, f"epoch {pos.epoch + 1}/{train.epochs}", initial=pos.batch, unit="batch")
-        in_group = 0
+        in_group, drop_group = 0, False
         for batch in self.job.train_data.batches(pos.epoch, pos.batch):
             if self.job.update_step is not None:
                 loss = self.job.update_step(self.model, batch, self.optimizer.param_groups[0]["lr"])["loss"]
             else:
                 loss = self._backward(batch, first_in_group=in_group == 0)
-            window.add(loss.detach(), self.job.items_per_batch(batch))
+            if loss is None:  # non-finite, on_nonfinite=skip: the whole group's update is dropped
+                drop_group = True
+            else:
+                window.add(loss.detach(), self.job.items_per_batch(batch))
             in_group += 1
             bar.update(1)
             end_of_epoch = pos.batch + in_group == n_batches
             if in_group < train.grad_accum and not end_of_epoch:
                 continue
-            self._optimizer_step()
-            pos.batch, pos.step, in_group = pos.batch + in_group, pos.step + 1, 0
+            if drop_group:
+                self._skip_step()
+            else:
+                self._optimizer_step()
+            pos.batch, pos.step, in_group, drop_group = pos.batch + in_group, pos.step + 1, 0, False
+            self._check_time_budget(pos.step % train.log_every == 0 or end_of_epoch)
             save_now = bool(train.checkpoint_every) and pos.step % train.checkpoint_every == 0
             log_now = pos.step % train.log_every == 0 or end_of_epoch or save_now or self._done()
             interrupted = self._agreed_interrupt(log_now)
@@ -297,14 +339,16 @@ class _Loop:
             if interrupted:
                 self._save("last.pt")
                 raise Interrupted
-            if save_now and not end_of_epoch:
+            if save_now and not end_of_epoch and not stop_now:  # run() saves at the epoch's end or the stop
                 self._save("last.pt")
             if stop_now:
                 break
         bar.close()
         return pos.batch == n_batches
 
-    def _backward(self, batch: Batch, first_in_group: bool) -> torch.Tensor:
+    def _backward(self, batch: Batch, first_in_group: bool) -> torch.Tensor | None:
+        """The micro-batch's loss, its gradients added to the group's; None (and no backward) when
+        train.on_nonfinite=skip and the loss is NaN/Inf on any rank."""
         train = self.cfg.train
         with self.rt.autocast():
             loss = self.job.train_step(self.forward, batch)["loss"]
@@ -313,9 +357,27 @@ class _Loop:
             # the optimizer step: backward then reuses the memory at once (on the CPU this
             # spares big models' gradients a round trip through the OS allocator).
             self.optimizer.zero_grad(set_to_none=True)
+        if train.on_nonfinite == "skip":
+            # The one host sync per micro-batch that skip costs (stop checks at log steps only).
+            # Agreed across ranks before backward: under DDP a rank that skipped backward would
+            # leave the others waiting in its gradient all-reduce.
+            if self.rt.any_across_ranks(not bool(torch.isfinite(loss.detach()))):
+                return None
         # Gradients of a group are summed, so each micro-batch's loss is scaled down.
         self.scaler.scale(loss / train.grad_accum if train.grad_accum > 1 else loss).backward()
         return loss
+
+    def _skip_step(self) -> None:
+        """Drop a group's update (on_nonfinite=skip): no optimizer step, so no weight, moment or
+        step-count changes; the schedule still advances, as for a step the fp16 scaler skips."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.state.skipped_steps += 1
+        pos = self.state.position
+        self.logger.warn(
+            f"step {pos.step + 1} (epoch {pos.epoch + 1}): the loss is NaN/Inf; its update is skipped "
+            f"({self.state.skipped_steps} skipped so far)"
+        )
 
     def _agreed_interrupt(self, at_log_step: bool) -> bool:
         """Whether to stop for Ctrl-C. Under DDP all ranks must stop at the same step, so the
@@ -342,12 +404,15 @@ class _Loop:
     # -- logging and evaluation
     def _log_train(self, window: "_Window", bar: Any) -> None:
         pos = self.state.position
+        if window.count == 0:  # every step of the interval was skipped: no loss to report
+            window.flush(self.rt)
+            return
         loss, items, seconds = window.flush(self.rt)  # the one host sync of a log interval
         if not math.isfinite(loss):
             raise NonFiniteLoss(
                 f"The training loss became {loss} by optimizer step {pos.step} (epoch {pos.epoch + 1}). "
-                f"The last good checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'}; lower optim.lr, "
-                "set train.clip_grad_norm, or use train.precision=fp32."
+                f"{self._kept_checkpoint()} Lower optim.lr, set train.clip_grad_norm, use train.precision=fp32, "
+                "or set train.on_nonfinite=skip to drop the updates of such steps."
             )
         record = {
             "step": pos.step, "epoch": pos.epoch + 1, "split": "train", "loss": loss,
@@ -421,10 +486,50 @@ class _Loop:
             "best_value": state.best_value,
             "best_metrics": state.best_metrics,
             "wall_s": self._elapsed(),
+            "skipped_steps": state.skipped_steps,
             "rng": rng_per_rank,
             "extra": self.job.extra,
         }
-        checkpoint.save_atomic(payload, self.run_dir / "checkpoints" / name)
+        path = self.run_dir / "checkpoints" / name
+        # The last.pt being replaced is kept as last.prev.pt, a fallback should last.pt ever be
+        # damaged. Only an intact one: after a resume from last.prev.pt the old last.pt may be the
+        # damaged file, which must not replace the good fallback (checked once per process).
+        keep = name == "last.pt" and (self._wrote_last or checkpoint.is_intact(path))
+        try:
+            checkpoint.save_atomic(payload, path, previous=checkpoint.previous_of(path) if keep else None)
+        except OSError as e:
+            raise RunFailed(self._write_failed_message(path, e)) from e
+        self._wrote_last = self._wrote_last or name == "last.pt"
+
+    def _kept_checkpoint(self) -> str:
+        """A sentence on the checkpoint a failed run leaves to continue from."""
+        last = self.run_dir / "checkpoints" / "last.pt"
+        header = checkpoint.peek(last)
+        if header is None:
+            return "No checkpoint has been written yet (start again with --overwrite)."
+        return f"The last good checkpoint, {last} (step {header['position']['step']}), is kept."
+
+    def _write_failed_message(self, path: Path, error: OSError) -> str:
+        code = errno.errorcode.get(error.errno, "") if error.errno else ""
+        reason = f"{error.strerror} ({code})" if error.strerror else str(error)
+        if error.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            fix = f"Free disk space (or raise the file size limit) where {path.parent} is"
+        elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = f"Make {path.parent} writable"
+        else:
+            fix = "Fix the cause"
+        return (
+            f"Could not write the checkpoint {path} at step {self.state.position.step}: {reason}. "
+            f"{self._kept_checkpoint()} {fix}, then continue with --resume."
+        )
+
+    def out_of_memory_message(self, error: BaseException) -> str:
+        pos = self.state.position
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        return (
+            f"Out of memory on {self.rt.device} after optimizer step {pos.step} (epoch {pos.epoch + 1}): {first_line}. "
+            f"{_smaller_batch_hint(self.cfg)} {self._kept_checkpoint()}"
+        )
 
     def _on_sigint(self, signum, frame) -> None:
         if self._interrupted:  # a second Ctrl-C: stop now, without a checkpoint
@@ -445,6 +550,8 @@ class _Loop:
             "torch": torch.__version__,
             "metrics": self.final_metrics,
         }
+        if self.cfg.train.on_nonfinite == "skip":
+            summary["skipped_steps"] = self.state.skipped_steps
         if self.rt.device.type == "cuda":
             summary["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(self.rt.device) / 2**20, 1)
         return summary
@@ -514,16 +621,43 @@ def _load_resume(task: Any, cfg: RunConfig, path: Path) -> dict[str, Any]:
     return ckpt
 
 
+def _is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error)
+    # The CPU allocator's, a CUDA call's and the MPS backend's wordings (plain RuntimeErrors).
+    return any(s in text for s in ("DefaultCPUAllocator: can't allocate memory", "out of memory", "MPS backend out of memory"))
+
+
+def _smaller_batch_hint(cfg: RunConfig) -> str:
+    """What to try after running out of memory: half the batch (images, streams, tokens or words)."""
+    data, accum = cfg.data, cfg.train.grad_accum
+    for key in ("batch_size", "max_tokens", "batch_words"):
+        if key not in type(data).model_fields:  # style's batch_size is a fixed property, not a key
+            continue
+        value = getattr(data, key)
+        if value <= 1:
+            return f"data.{key} is already 1: use a smaller model or smaller inputs."
+        keep = f", with --set train.grad_accum={2 * accum} to keep the global batch" if key != "batch_words" else ""
+        return f"Try a smaller batch: --set data.{key}={value // 2} (half of {value}){keep}."
+    return "Use a smaller model or smaller inputs."
+
+
 def _write_run_files(run_dir: Path, cfg: RunConfig, runtime: Runtime, steps_per_epoch: int, batches: int) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     derived = (
         f"# derived: device {runtime.device}, precision {runtime.precision}, processes {runtime.world_size}, "
         f"global batch {global_batch(cfg, runtime)}, {batches} batches and {steps_per_epoch} optimizer steps per epoch\n"
     )
-    (run_dir / "config.yaml").write_text(derived + render_yaml(cfg, comments=False), encoding="utf-8")
+    _replace_text(run_dir / "config.yaml", derived + render_yaml(cfg, comments=False))
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    _replace_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write through a temp file and a rename: a process killed meanwhile leaves the old file whole."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

@@ -26,12 +26,12 @@ positive when i is even, so the classes are balanced 50/50 in every prefix of ev
 
 from __future__ import annotations
 
-import gzip
 import random
 import string
 import zlib
 from pathlib import Path
 
+from dlcli.data.textfile import open_text
 from dlcli.errors import DlError
 
 PAIRS = {"(": ")", "[": "]", "{": "}"}
@@ -137,16 +137,15 @@ def read_tsv_labels(path: Path | str) -> list[tuple[str, str]]:
     """(text, label) from a UTF-8 `text<TAB>label` file (plain or .gz), one example a line.
 
     The label is what follows the last tab, so the text may hold tabs. Blank lines are skipped;
-    bytes that are not UTF-8 become U+FFFD. There is no header line: a first line `text<TAB>label`
+    bytes that are not UTF-8 become U+FFFD (with a warning). There is no header line: a first line `text<TAB>label`
     would be read as an example of the label "label".
     """
     path = Path(path)
     if not path.is_file():
         raise DlError(f"Labelled text file {path} does not exist. Point data.path at a text<TAB>label file.")
-    opener = gzip.open if path.suffix == ".gz" else open
     rows = []
     try:
-        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
+        with open_text(path, encoding="utf-8-sig") as f:
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import zlib
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -107,7 +108,12 @@ def cached_encode(path: Path, cache_root: Path, token_pattern: str) -> EncodedCo
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         ids = np.memmap(folder / "ids.int32", dtype=np.int32, mode="r")
         return EncodedCorpus(ids, np.load(folder / "bounds.npy"), meta["words"], np.load(folder / "counts.npy"))
-    corpus = encode(sentences_from_files(files, re.compile(token_pattern)), folder)
+    try:
+        corpus = encode(sentences_from_files(files, re.compile(token_pattern)), folder)
+    except DlError as e:  # an empty corpus: say which one
+        raise DlError(f"{path}: {e}") from None
+    except (OSError, EOFError, zlib.error) as e:  # an unreadable file, a truncated or corrupt .gz
+        raise DlError(f"Cannot read the corpus {path} ({e}). Check the file, or point data.path at another.") from None
     np.save(folder / "bounds.npy", corpus.bounds)
     np.save(folder / "counts.npy", corpus.counts)
     meta = {"files": [str(f) for f in files], "words": corpus.words}

@@ -1,7 +1,7 @@
 """Image datasets for classification: shapes (generated), CIFAR, MNIST, an image folder.
 
     data: {dataset: shapes, image_size: 64, batch_size: 128}
-    data: {dataset: imagefolder, root: ../shared/datasets/images, image_size: 32}
+    data: {dataset: imagefolder, root: ../shared/datasets/images, image_size: 32, on_bad_file: skip}
 
 Small datasets are decoded once into a uint8 tensor (`TensorImages`); an image folder too
 large for memory streams through DataLoader workers (`StreamingImages`). Pixels go to
@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from dlcli.data.download import offline
+from dlcli.data.imagecheck import ReadableImages, UnreadableImage, handle_bad_files, load_image, scan
 from dlcli.data.loaders import StreamingImages, TensorImages
 from dlcli.data.synthetic import SHAPE_CLASSES, make_shapes
 from dlcli.errors import DlError
@@ -69,15 +70,6 @@ def train_transform(image_size: int, augment: str):
         crop = [transforms.Resize(image_size), transforms.CenterCrop(image_size)]
     flip = [transforms.RandomHorizontalFlip()] if augment != "none" else []
     return transforms.Compose(crop + flip + [transforms.ToTensor()])
-
-
-def load_image(path: Path) -> Image.Image:
-    """An RGB PIL image, or a DlError naming the file."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise DlError(f"{path} is not a readable image ({type(e).__name__}: {e}). Give a JPEG/PNG image file.") from None
 
 
 # --------------------------------------------------------------------------- datasets
@@ -159,8 +151,8 @@ def _image_folder(data: Any, seed: int) -> ImageData:
     folders = {name: root / name for name in ("train", "val", "test") if (root / name).is_dir()}
     datasets = {}
     for name, folder in folders.items():
-        try:
-            datasets[name] = ImageFolder(str(folder), loader=load_image)
+        try:  # ImageFolder lists the classes and the (path, label) samples; imagecheck reads the files
+            datasets[name] = ImageFolder(str(folder))
         except (FileNotFoundError, RuntimeError) as e:
             raise DlError(f"{folder} is not an image folder: {e}") from None
     classes = datasets["train"].classes
@@ -169,25 +161,39 @@ def _image_folder(data: Any, seed: int) -> ImageData:
             raise DlError(f"{folders[name]} has classes {ds.classes}, train/ has {classes}: they must match.")
     total_bytes = sum(len(ds) for ds in datasets.values()) * 3 * data.image_size**2
     in_memory = data.in_memory if data.in_memory != "auto" else total_bytes < IN_MEMORY_LIMIT_BYTES
-    splits = {name: _decode(ds, data.image_size) if in_memory else Split(files=ds) for name, ds in datasets.items()}
+    # Bad files (not images, truncated, decompression bombs) are found here, before the first step:
+    # decoding finds them in memory; streamed, a header check does, and ReadableImages catches the rest.
+    splits = {}
+    for name, ds in datasets.items():
+        if in_memory:
+            splits[name] = _decode(ds.samples, data.image_size, data.on_bad_file, folders[name])
+        else:
+            splits[name] = Split(files=ReadableImages(scan(ds.samples, data.on_bad_file, folders[name]), data.on_bad_file))
     if "val" not in splits:
         splits["train"], splits["val"] = hold_out(splits["train"], data.val_fraction, seed)
     return ImageData(classes, splits)
 
 
-def _decode(dataset: Any, image_size: int) -> Split:
+def _decode(samples: list[tuple[str, int]], image_size: int, on_bad_file: str, folder: Path) -> Split:
     """Decode every image once, as the eval transform sizes it, into one uint8 tensor.
 
-    Threads overlap well here: Pillow releases the GIL while it decodes and resizes.
+    Threads overlap well here: Pillow releases the GIL while it decodes and resizes. A file that
+    fails stops the load or is skipped (data.on_bad_file), after all are tried, so that the
+    error names the first bad file in folder order and a skip warning counts them all.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(path: str) -> torch.Tensor:
-        return pil_to_uint8(sized_for_eval(load_image(Path(path)), image_size))
+    def one(path: str) -> torch.Tensor | str:
+        try:
+            return pil_to_uint8(sized_for_eval(load_image(Path(path)), image_size))
+        except UnreadableImage as e:
+            return e.reason
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        images = list(pool.map(one, [path for path, _ in dataset.samples], chunksize=64))
-    return Split(torch.stack(images), torch.as_tensor(dataset.targets, dtype=torch.long))
+        decoded = list(pool.map(one, [path for path, _ in samples], chunksize=64))
+    handle_bad_files([(s[0], d) for s, d in zip(samples, decoded) if isinstance(d, str)], len(samples), on_bad_file, folder)
+    kept = [(d, label) for d, (_, label) in zip(decoded, samples) if not isinstance(d, str)]
+    return Split(torch.stack([d for d, _ in kept]), torch.tensor([label for _, label in kept], dtype=torch.long))
 
 
 def sized_for_eval(image: Image.Image, image_size: int) -> Image.Image:

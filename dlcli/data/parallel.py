@@ -6,17 +6,17 @@
 
     pairs.tsv                                      source<TAB>target per line
 
-Files are UTF-8, plain or gzip; bytes that are not UTF-8 become U+FFFD rather than stopping a
-long run, and blank pairs are kept (their line numbers must stay aligned).
+Files are UTF-8, plain or gzip; bytes that are not UTF-8 become U+FFFD (counted in a warning,
+see textfile.py) rather than stopping a long run, and blank pairs are kept (their line numbers must stay aligned).
 """
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 from dlcli.data.download import fetch
 from dlcli.data.numbers import number_pairs
+from dlcli.data.textfile import open_text
 from dlcli.errors import DlError
 
 Pairs = tuple[list[str], list[str]]  # (sources, targets), equally long
@@ -36,9 +36,8 @@ MULTI30K_SHA256 = {
 
 def read_lines(path: Path) -> list[str]:
     """The lines of a UTF-8 text file, plain or .gz, without their line breaks."""
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace", newline="\n") as f:
+        with open_text(path, newline="\n") as f:
             return [line.rstrip("\r\n") for line in f]
     except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; EOFError: a truncated .gz
         raise DlError(f"Cannot read {path}: {e}.") from None

@@ -20,7 +20,6 @@ whose tag only their spelling gives away, which is what a character-level encode
 
 from __future__ import annotations
 
-import gzip
 import random
 import zlib
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ import conllu
 from conllu.exceptions import ParseException
 from conllu.parser import DEFAULT_FIELD_PARSERS, parse_line
 
+from dlcli.data.textfile import open_text
 from dlcli.errors import DlError
 
 COLUMNS = ("upos", "xpos")
@@ -121,9 +121,8 @@ def read_conllu(path: Path | str, column: str = "upos") -> list[TaggedSentence]:
         raise DlError(f"Unknown tag column {column!r}: choose one of {', '.join(COLUMNS)}.")
     if not path.is_file():
         raise DlError(f"CoNLL-U file {path} does not exist. Point data.path at a .conllu or .conllu.gz file.")
-    opener = gzip.open if path.suffix == ".gz" else open
     try:  # utf-8-sig: a byte order mark would otherwise end up in the first ID
-        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
+        with open_text(path, encoding="utf-8-sig") as f:  # bytes that are not UTF-8: U+FFFD and a warning
             lines = _CountedLines(f, path)
             sentences = list(_sentences(lines, path, column))
     except (OSError, EOFError, zlib.error) as e:  # a truncated or corrupt .gz, an unreadable file

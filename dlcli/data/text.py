@@ -9,11 +9,11 @@ cross a line break, as in word2vec's own reader.
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from dlcli.data.textfile import open_text
 from dlcli.errors import DlError
 
 # Letters of any script (\w without digits and underscore): German and French words stay whole.
@@ -71,10 +71,10 @@ def read_sentences(path: Path, pattern: re.Pattern = WORD) -> Iterator[list[str]
 
 
 def sentences_from_files(files: Iterable[Path], pattern: re.Pattern = WORD) -> Iterator[list[str]]:
-    """Bytes that are not UTF-8 are replaced (U+FFFD), which the tokenizer then treats as a separator."""
+    """Bytes that are not UTF-8 become U+FFFD (counted, one warning per file; see textfile.py),
+    which the tokenizer then treats as a separator."""
     for file in files:
-        opener = gzip.open if file.suffix == ".gz" else open
-        with opener(file, "rt", encoding="utf-8", errors="replace") as f:
+        with open_text(file) as f:
             yield from sentences(_bounded_lines(f), pattern)
 
 

@@ -23,6 +23,6 @@ TASKS: dict[str, ModuleType | type] = {
 
 
 def get_task(name: object) -> ModuleType | type:
-    if name not in TASKS:
+    if not isinstance(name, str) or name not in TASKS:  # a recipe may say task: [] or task: 3
         raise DlError(f"Unknown task '{name}'. A recipe's `task:` is one of: {', '.join(TASKS)}.")
     return TASKS[name]

@@ -66,6 +66,11 @@ class ImageDataConfig(Section):
     augment: Literal["random_crop", "random_resized_crop", "none"] = Field(
         "random_crop", description="train augmentation, with a horizontal flip: padded random crop or Inception-style resized crop"
     )
+    on_bad_file: Literal["skip", "stop"] = Field(
+        "skip",
+        description="imagefolder: a file that is not a readable image (not an image, truncated, a decompression bomb): "
+        "skip it (a warning counts and names them) or stop with exit 2 naming it",
+    )
     in_memory: Literal["auto", True, False] = Field(
         "auto", description="decode an image folder into memory once (auto: when it takes < 2 GiB)"
     )

@@ -41,6 +41,7 @@ from torch import nn
 
 from dlcli import checkpoint
 from dlcli.config import OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig, validate
+from dlcli.data.textfile import read_text
 from dlcli.errors import DlError
 from dlcli.models.rnn import make_rnn
 from dlcli.models.transformer import TransformerLM
@@ -121,9 +122,12 @@ def load_text(data: LMData, seed: int) -> str:
             "Give a UTF-8 text file, or use the built-in corpus with --set data.dataset=builtin."
         )
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DlError(f"data.path: {path} is not UTF-8 text ({e}).") from None
+        text = read_text(path)  # bytes that are not UTF-8 become U+FFFD, with a warning (as every corpus reader)
+    except (OSError, EOFError) as e:  # unreadable, or a corrupt .gz
+        raise DlError(f"data.path: cannot read {path} ({e}).") from None
+    if not text.strip():
+        raise DlError(f"data.path: {path} holds no text (it is empty or only whitespace). Give a UTF-8 text file to train on.")
+    return text
 
 
 def split_words(text: str) -> list[str]:

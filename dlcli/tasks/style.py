@@ -114,11 +114,14 @@ def read_image(path: Path) -> Any:
     """An RGB PIL image, turned upright by its EXIF orientation; a DlError for anything else."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from dlcli.data.imagecheck import check_pixels
+
     path = Path(path)
     if not path.is_file():
         raise DlError(f"{path}: no such image file. Give the path of a JPEG/PNG/... image.")
     try:
         with Image.open(path) as image:
+            check_pixels(image, path)  # a decompression bomb between 1x and 2x Pillow's limit: refused too
             return ImageOps.exif_transpose(image).convert("RGB")  # loads it all: truncation shows here
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
         raise DlError(f"{path} is not a readable image ({type(e).__name__}: {e}). Give a complete JPEG/PNG/... file.") from None

@@ -482,13 +482,13 @@ def plot_attention(source_tokens: list[str], target_tokens: list[str], weights: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(source_tokens), 1 + 0.4 * len(target_tokens)))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.5 + 0.45 * len(source_tokens)), max(3.0, 1.2 + 0.4 * len(target_tokens))))
     ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, aspect="auto")
     ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right")
     ax.set_yticks(range(len(target_tokens)), target_tokens)
     ax.set_xlabel("source subwords")
     ax.set_ylabel("translation subwords")
-    ax.set_title("cross-attention (last decoder layer, mean over heads)")
+    ax.set_title("cross-attention, last decoder layer (mean of heads)", fontsize=10)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,13 +30,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from dlcli import checkpoint
 from dlcli.config import RunConfig, ScheduleConfig, Section, TrainConfig, OptimConfig, validate
 from dlcli.data.corpus import EncodedCorpus, Vocabulary, cached_encode, encode
 from dlcli.data.loaders import mix_seed
+from dlcli.data.textfile import read_text
 from dlcli.errors import DlError
 from dlcli.models import word2vec_hogwild as hogwild
 from dlcli.models.word2vec import SkipGram, batched_update
@@ -68,6 +70,18 @@ class Word2VecData(Section):
     planted_sentences: int = Field(55000, ge=100, description="planted: sentences generated from the seed")
     questions: str | None = Field(None, description="questions-words file for the validation accuracy (planted: built in)")
     restrict: int = Field(30000, ge=1, description="validation: questions and answers among this many most frequent words")
+
+    @field_validator("token_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        """A regex that does not compile is a config error, found before the corpus is read."""
+        try:
+            compiled = re.compile(pattern)
+        except re.error as e:
+            raise ValueError(f"not a regular expression ({e})") from None
+        if compiled.match(""):  # it would find an empty token between every two characters
+            raise ValueError("the pattern matches the empty string; a token needs at least one character (e.g. [a-z]+)")
+        return pattern
 
 
 class Word2VecTrain(TrainConfig):
@@ -336,7 +350,7 @@ def _questions(data: Word2VecData) -> list[str]:
         path = Path(data.questions)
         if not path.is_file():
             raise DlError(f"data.questions: {path} does not exist. Give a questions-words file (': section' lines, then 'a b c d').")
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return read_text(path).splitlines()
     if data.dataset == "planted":
         from dlcli.data.planted import planted_questions
 
