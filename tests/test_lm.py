@@ -277,3 +277,9 @@ def test_transformer_lm_recipe_trains_a_few_steps(cli, repo_configs, tmp_path):
     assert result.exit_code == 0, result.output
     result = cli("generate", "--run", tmp_path / "run", "--prompt", "The ", "--length", "20", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["text"].startswith("The ")
+
+
+def test_max_minutes_stops_the_run_and_keeps_a_checkpoint(tmp_path):
+    summary = train(config("train.max_minutes=1e-6", "train.epochs=3"), tmp_path / "timed")
+    assert summary["steps"] == 1  # the budget is checked after every step (no host sync needed)
+    assert checkpoint.load(tmp_path / "timed" / "checkpoints" / "last.pt")["position"]["step"] == 1
