@@ -89,12 +89,18 @@ def overrides(task: str) -> st.SearchStrategy[list[str]]:
 # --------------------------------------------------------------------------- checking a result
 
 
-def assert_clean(result: Result) -> None:
-    """Exit 0, or exit 2 with a one-paragraph message; never an unexpected exception."""
+def assert_clean(result: Result, training: bool = False) -> None:
+    """Exit 0, or exit 2 with a one-paragraph message; never an unexpected exception.
+
+    training: exit 1 is allowed too when it is a run that failed by design (RunFailed: the loss
+    became NaN/inf, e.g. at lr=2 with a momentum of 2), not the CLI's catch-all for an
+    unexpected exception, whose message says "run with --debug for the traceback".
+    """
     unexpected = result.exception is not None and not isinstance(result.exception, SystemExit)
     assert not unexpected, f"{type(result.exception).__name__}: {result.exception}\n{result.output}"
-    assert result.exit_code in (0, 2), result.output
-    assert "Traceback" not in result.output
+    allowed = (0, 1, 2) if training else (0, 2)
+    assert result.exit_code in allowed, result.output
+    assert "Traceback" not in result.output and "--debug for the traceback" not in result.output, result.output
     if result.exit_code == 2:
         assert result.stderr.strip(), "exit 2 without a message"
         assert "error" in result.stderr.lower(), result.stderr
@@ -164,18 +170,18 @@ TINY = {
 # Keys whose values are fuzzed in training runs, with values that cannot ask for much memory or time:
 # wrong types, signs and NaN/inf are the point here; absurd sizes are the validation tests' job.
 TRAIN_KEYS = {
-    "classify": ["data.batch_size", "data.eval_batch_size", "data.augment", "data.val_fraction", "optim.lr", "optim.name",
+    "classify": ["seed", "data.batch_size", "data.eval_batch_size", "data.augment", "data.val_fraction", "optim.lr", "optim.name",
                  "optim.momentum", "optim.betas", "schedule.name", "schedule.warmup_steps", "train.clip_grad_norm",
                  "train.label_smoothing", "train.grad_accum", "model.dropout"],
-    "lm": ["data.batch_size", "data.bptt", "data.level", "data.val_fraction", "optim.lr", "model.arch", "model.dropout",
+    "lm": ["seed", "data.batch_size", "data.bptt", "data.level", "data.val_fraction", "optim.lr", "model.arch", "model.dropout",
            "model.tie_weights", "train.clip_grad_norm", "schedule.name"],
-    "word2vec": ["model.sg", "model.window", "model.negative", "model.ns_exponent", "data.sample", "data.batch_words",
+    "word2vec": ["seed", "model.sg", "model.window", "model.negative", "model.ns_exponent", "data.sample", "data.batch_words",
                  "data.min_count", "optim.lr", "schedule.min_lr", "data.token_pattern"],
-    "translate": ["data.max_tokens", "data.max_len", "decode.max_len_a", "decode.max_len_b", "decode.length_penalty",
+    "translate": ["seed", "data.max_tokens", "data.max_len", "decode.max_len_a", "decode.max_len_b", "decode.length_penalty",
                   "train.label_smoothing", "optim.lr", "schedule.name", "schedule.warmup_steps"],
 }
 small = st.one_of(
-    st.sampled_from([0, -1, 1, 2, 3, 10**12, 0.5, -0.5, 1e-12, math.nan, math.inf, -math.inf, "", "x", None, True, [1, 2], {"a": 1}]),
+    st.sampled_from([0, -1, 1, 2, 3, 10**12, 2**64, 0.5, -0.5, 1e-12, math.nan, math.inf, -math.inf, "", "x", None, True, [1, 2], {"a": 1}]),
     st.integers(-3, 64),
     st.floats(-2, 2, allow_nan=False),
 )
@@ -206,7 +212,7 @@ def _train_case(task: str, tmp: Path, items: list[str]) -> None:
     if task == "word2vec":
         args += sets(["data.dataset=planted"])
     with address_space_cap():
-        assert_clean(invoke(*args))
+        assert_clean(invoke(*args), training=True)
 
 
 def train_overrides(task: str) -> st.SearchStrategy[list[str]]:

@@ -84,7 +84,7 @@ def read_tsv(path: Path) -> Pairs:
         source, target = line.split("\t", 1)
         sources.append(source)
         targets.append(target.split("\t")[0])
-    if not sources:
+    if not any(s.strip() for s in sources):
         raise DlError(f"{path} holds no sentence pairs: give one 'source<TAB>target' pair per line.")
     return sources, targets
 
