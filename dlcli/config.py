@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,13 +23,9 @@ from dlcli.errors import DlError
 
 
 class Section(BaseModel):
-    """A block of a recipe: unknown keys are errors, values are checked on assignment.
+    """A block of a recipe: unknown keys are errors, values are checked on assignment."""
 
-    No float key means anything at NaN or infinity (`.inf` warmup epochs overflowed a round(),
-    NaN betas reached torch's own checks as a traceback), so none is accepted.
-    """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class TrainConfig(Section):
@@ -68,16 +64,13 @@ class TrainConfig(Section):
     )
 
 
-Beta = Annotated[float, Field(ge=0, lt=1)]  # torch.optim.Adam's own range for a moment decay rate
-
-
 class OptimConfig(Section):
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = Field("sgd", description="optimizer (torch.optim)")
     lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="peak learning rate (after warmup)")
     momentum: float = Field(0.9, ge=0, description="momentum (sgd, rmsprop)")
     nesterov: bool = Field(False, description="Nesterov momentum (sgd)")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty (decoupled for adamw)")
-    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="Adam/AdamW moment decay rates, each in [0, 1)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW moment decay rates")
     eps: float = Field(1e-8, gt=0, description="Adam/AdamW/RMSprop denominator epsilon")
 
 

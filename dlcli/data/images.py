@@ -78,9 +78,6 @@ def train_transform(image_size: int, augment: str):
 def load_dataset(data: Any, seed: int) -> ImageData:
     """The splits named by the recipe's `data:` section."""
     if data.dataset == "shapes":
-        count = data.train_size + data.val_size + data.test_size
-        check_memory(count * 3 * data.image_size**2, f"{count} shapes images of {data.image_size} px",
-                     "Lower data.image_size or data.train_size/val_size/test_size.")
         splits = {
             name: Split(*make_shapes(count, data.image_size, seed, name))
             for name, count in (("train", data.train_size), ("val", data.val_size), ("test", data.test_size))
@@ -89,26 +86,6 @@ def load_dataset(data: Any, seed: int) -> ImageData:
     if data.dataset in TORCHVISION_DATASETS:
         return _torchvision_dataset(data, seed)
     return _image_folder(data, seed)
-
-
-def check_memory(nbytes: int, what: str, fix: str) -> None:
-    """Refuse data that cannot fit in memory before allocating it: exit 2 with the numbers,
-    rather than an allocation error, or pages touched until the OOM killer ends this or another process."""
-    available = _available_memory()
-    if available is not None and nbytes > available:
-        raise DlError(f"{what} take {nbytes / 2**30:.1f} GiB in memory, more than the {available / 2**30:.1f} GiB available. {fix}")
-
-
-def _available_memory() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux), in bytes; None where it cannot be read."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
@@ -184,9 +161,6 @@ def _image_folder(data: Any, seed: int) -> ImageData:
             raise DlError(f"{folders[name]} has classes {ds.classes}, train/ has {classes}: they must match.")
     total_bytes = sum(len(ds) for ds in datasets.values()) * 3 * data.image_size**2
     in_memory = data.in_memory if data.in_memory != "auto" else total_bytes < IN_MEMORY_LIMIT_BYTES
-    if in_memory:
-        check_memory(total_bytes, f"the images of {root} decoded at {data.image_size} px",
-                     "Set data.in_memory=false to stream them from disk, or lower data.image_size.")
     # Bad files (not images, truncated, decompression bombs) are found here, before the first step:
     # decoding finds them in memory; streamed, a header check does, and ReadableImages catches the rest.
     splits = {}

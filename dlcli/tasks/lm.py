@@ -82,7 +82,7 @@ class LMData(Section):
         128, ge=1, description="tokens per stream per batch: how far back gradients flow (transformer: its context length)"
     )
     eval_batch_size: int = Field(16, ge=1, description="parallel streams of the validation text")
-    builtin_sentences: int = Field(5000, ge=10, le=1_000_000, description="builtin: sentences generated from the seed, one per line")
+    builtin_sentences: int = Field(5000, ge=10, description="builtin: sentences generated from the seed, one per line")
 
 
 class LMTrain(TrainConfig):
