@@ -46,7 +46,7 @@ from rich.table import Table
 from torch import nn
 from typer.testing import CliRunner
 
-from benchlib import REPO, append_section, load_note, machine, timed_steps
+from benchlib import REPO, append_section, load_note, machine, sets, timed_steps, train_recipe
 from dlcli.cli import app
 from dlcli.config import read_yaml
 from dlcli.runtime import pick_device, pick_precision
@@ -144,10 +144,6 @@ def plain_throughput(args: argparse.Namespace, vocab_size: int, train_ids: torch
 # --------------------------------------------------------------------------- (a) dl train
 
 
-def sets(settings: dict) -> list[str]:
-    return [a for key, value in settings.items() for a in ("--set", f"{key}={value}")]
-
-
 def dl_throughput(args: argparse.Namespace, data: lm.LMData) -> float:
     settings = {
         "seed": SEED,
@@ -210,21 +206,6 @@ def throughput(args: argparse.Namespace, command: str) -> None:
 # --------------------------------------------------------------------------- (b) tiny-shakespeare
 
 
-def run_recipe(recipe: Path, out: Path, settings: dict, live: bool = False) -> list[dict]:
-    """`dl train RECIPE` into `out` (replaced); its metrics.jsonl records.
-
-    live: the Typer app called directly, so a long run shows its progress on this terminal."""
-    argv = ["train", str(recipe), "--out", str(out), "--overwrite", *sets(settings)]
-    if live:  # standalone_mode=False: the exit code is returned (an error is already printed)
-        code, output = app(argv, standalone_mode=False) or 0, ""
-    else:
-        result = CliRunner().invoke(app, [*argv, "-q"])
-        code, output = result.exit_code, result.output
-    if code != 0:
-        raise SystemExit(f"dl train failed (exit {code}):\n{output}")
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
 def full(args: argparse.Namespace, command: str) -> None:
     text = args.text.resolve()
     args.recipe = args.recipe.resolve()
@@ -238,7 +219,7 @@ def full(args: argparse.Namespace, command: str) -> None:
 
     # Calibration: tokens/s over steps 10-30 and the time of one evaluation.
     with tempfile.TemporaryDirectory(prefix="bench_lm_cal_") as tmp:
-        records = run_recipe(args.recipe, Path(tmp) / "run", {**base, "train.max_steps": 30, "train.log_every": 10})
+        records = train_recipe(args.recipe, Path(tmp) / "run", {**base, "train.max_steps": 30, "train.log_every": 10})
     train = {r["step"]: r for r in records if r["split"] == "train"}
     tokens_per_s = 20 * batch * bptt / (train[30]["elapsed_s"] - train[10]["elapsed_s"])
     eval_s = next(r for r in records if r["split"] == "val")["elapsed_s"] - train[30]["elapsed_s"]
@@ -254,7 +235,7 @@ def full(args: argparse.Namespace, command: str) -> None:
 
     settings = {**base, "train.epochs": epochs, "train.max_steps": steps, "schedule.total_steps": steps}
     started = time.perf_counter()
-    records = run_recipe(args.recipe, args.out, settings, live=True)
+    records = train_recipe(args.recipe, args.out, settings, live=True)
     wall = time.perf_counter() - started
     vals = [r for r in records if r["split"] == "val"]
     best = min(vals, key=lambda r: r["loss"])

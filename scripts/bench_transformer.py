@@ -31,7 +31,6 @@ greedy pass score sacreBLEU (lowercased) on test_2016_flickr, printed with the s
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import statistics
@@ -42,13 +41,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from benchlib import REPO, append_section, load_note, machine, timed_steps
+from benchlib import REPO, append_section, load_note, machine, timed_steps, train_recipe
 from rich.console import Console
 from rich.table import Table
 from torch import nn
-from typer.testing import CliRunner
 
-from dlcli.cli import app
 from dlcli.config import read_yaml
 from dlcli.data import parallel
 from dlcli.tasks import translate
@@ -73,23 +70,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.device = torch.device(args.device)
     return args
-
-
-def sets(settings: dict) -> list[str]:
-    return [a for key, value in settings.items() for a in ("--set", f"{key}={value}")]
-
-
-def dl_train(recipe: Path, out: Path, settings: dict, live: bool = False) -> list[dict]:
-    """`dl train RECIPE` into `out` (replaced); its metrics.jsonl records."""
-    argv = ["train", str(recipe), "--out", str(out), "--overwrite", *sets(settings)]
-    if live:
-        code, output = app(argv, standalone_mode=False) or 0, ""
-    else:
-        result = CliRunner().invoke(app, [*argv, "-q"])
-        code, output = result.exit_code, result.output
-    if code != 0:
-        raise SystemExit(f"dl train failed (exit {code}):\n{output}")
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 # --------------------------------------------------------------------------- (a) throughput
@@ -161,7 +141,7 @@ def dl_throughput(args: argparse.Namespace, folder: Path, batches: list) -> floa
     settings = {"data.dataset": "folder", "data.root": folder, "train.epochs": 1, "train.max_steps": args.warmup + args.steps,
                 "train.log_every": math.gcd(args.warmup, args.steps), "train.device": str(args.device), "train.precision": "fp32"}
     with tempfile.TemporaryDirectory(prefix="bench_tf_") as tmp:
-        records = dl_train(RECIPE, Path(tmp) / "run", settings)
+        records = train_recipe(RECIPE, Path(tmp) / "run", settings)
     elapsed = {r["step"]: r["elapsed_s"] for r in records if r["split"] == "train"}
     tokens = sum(b.tokens for b in batches[args.warmup : args.warmup + args.steps])
     return tokens / (elapsed[args.warmup + args.steps] - elapsed[args.warmup])
@@ -223,7 +203,7 @@ def full(args: argparse.Namespace, command: str) -> None:
     console.print(f"{machine()}; {load_start}")
     with tempfile.TemporaryDirectory(prefix="bench_tf_cal_") as tmp:
         folder = small_val_folder(args.data.resolve(), Path(tmp))
-        records = dl_train(RECIPE, Path(tmp) / "run", {**base, "data.dataset": "folder", "data.root": folder,
+        records = train_recipe(RECIPE, Path(tmp) / "run", {**base, "data.dataset": "folder", "data.root": folder,
                                                         "train.max_steps": 40, "train.log_every": 10})
     train = {r["step"]: r for r in records if r["split"] == "train"}
     tokens_per_s = statistics.median(r["items_per_s"] for s, r in train.items() if s > 10)
@@ -241,7 +221,7 @@ def full(args: argparse.Namespace, command: str) -> None:
     console.print(f"calibration: {tokens_per_s:,.0f} tokens/s, {epoch_tokens:,} tokens per epoch ({epoch_s / 60:.1f} min "
                   f"at 85%) -> {epochs} epochs, stopped at {args.full:g} minutes at the latest")
     started = time.perf_counter()
-    records = dl_train(RECIPE, out, {**base, "train.epochs": epochs, "train.max_minutes": args.full}, live=True)
+    records = train_recipe(RECIPE, out, {**base, "train.epochs": epochs, "train.max_minutes": args.full}, live=True)
     wall = time.perf_counter() - started
     trains = [r for r in records if r["split"] == "train"]
     vals = [r for r in records if r["split"] == "val"]
@@ -277,7 +257,7 @@ def numbers(args: argparse.Namespace, command: str) -> None:
     out = args.out or REPO / "runs" / "bench-numbers"
     load_start = load_note()
     started = time.perf_counter()
-    records = dl_train(REPO / "configs" / "translation.yaml", out, {"train.device": str(args.device)}, live=True)
+    records = train_recipe(REPO / "configs" / "translation.yaml", out, {"train.device": str(args.device)}, live=True)
     wall = time.perf_counter() - started
     vals = [r for r in records if r["split"] == "val"]
     test = next(r for r in records if r["split"] == "test")

@@ -1,14 +1,18 @@
-"""What every bench_*.py shares: the machine line, the load note, appending to BENCHMARKS.md."""
+"""What every bench_*.py shares: the machine line, the load note, appending to BENCHMARKS.md, `dl train` in-process."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import time
 from pathlib import Path
 
 import torch
+from typer.testing import CliRunner
+
+from dlcli.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "BENCHMARKS.md"
@@ -54,3 +58,23 @@ def append_section(bench: str, command: str, body: str) -> None:
     text = BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else "# Benchmarks\n"
     BENCHMARKS.write_text(text.rstrip("\n") + "\n" + section, encoding="utf-8")
     print(f"appended to {BENCHMARKS}")
+
+
+def sets(settings: dict) -> list[str]:
+    """{"train.epochs": 3} -> ["--set", "train.epochs=3"]."""
+    return [a for key, value in settings.items() for a in ("--set", f"{key}={value}")]
+
+
+def train_recipe(recipe: Path, out: Path, settings: dict, live: bool = False) -> list[dict]:
+    """`dl train RECIPE --out OUT --overwrite --set ...` in this process; the run's metrics.jsonl records.
+
+    live: the Typer app called directly, so a long run shows its progress on this terminal."""
+    argv = ["train", str(recipe), "--out", str(out), "--overwrite", *sets(settings)]
+    if live:  # standalone_mode=False: the exit code is returned (an error is already printed)
+        code, output = app(argv, standalone_mode=False) or 0, ""
+    else:
+        result = CliRunner().invoke(app, [*argv, "-q"])
+        code, output = result.exit_code, result.output
+    if code != 0:
+        raise SystemExit(f"dl train failed (exit {code}):\n{output}")
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
