@@ -197,7 +197,9 @@ class _Fresh:
 _FORK_SERVER = r"""
 import json, os, sys
 import torch
+import torch._dynamo  # what torch.optim imports at its first use: ~1 s that each child would pay
 torch.set_num_threads(1)
+import dlcli.api
 from dlcli.cli import app
 while line := sys.stdin.readline():
     argv, log = json.loads(line)
@@ -224,21 +226,29 @@ class _Forked:
 
     def __init__(self, cwd: Path):
         self.server = subprocess.Popen([sys.executable, "-c", _FORK_SERVER], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, text=True, env=_child_env(), cwd=cwd)
+                                       stdout=subprocess.PIPE, bufsize=0, env=_child_env(), cwd=cwd)
+        self.pending = b""  # what the helper said past the last whole line
 
     def start(self, argv: list[str], log: Path) -> "_Forked":
-        self.server.stdin.write(json.dumps([argv, str(log)]) + "\n")
-        self.server.stdin.flush()
-        self.pid, self.code = int(self._line(timeout=300)), None
+        self.server.stdin.write((json.dumps([argv, str(log)]) + "\n").encode())
+        line = self._line(timeout=600)  # the first waits for the helper's imports
+        assert line is not None, "the fork helper did not start a run within 600 s"
+        self.pid, self.code = int(line), None
         return self
 
     def _line(self, timeout: float) -> str | None:
-        ready, _, _ = select.select([self.server.stdout], [], [], timeout)
-        if not ready:
-            return None
-        line = self.server.stdout.readline()
-        assert line, "the fork helper died"
-        return line
+        """The helper's next line, or None after `timeout` s. Read with os.read, not a buffered
+        readline: a buffer could swallow the exit line behind the PID, where select cannot see it."""
+        end = time.monotonic() + timeout
+        fd = self.server.stdout.fileno()
+        while b"\n" not in self.pending:
+            if not select.select([fd], [], [], max(0.0, end - time.monotonic()))[0]:
+                return None
+            chunk = os.read(fd, 4096)
+            assert chunk, "the fork helper died"
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return line.decode()
 
     def poll(self) -> int | None:
         if self.code is None:
