@@ -255,6 +255,23 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     return ckpt
 
 
+def load_weights(path: Path) -> dict[str, Any]:
+    """A bare state_dict that dl sealed with save_atomic (translation's epoch-NNN.weights.pt),
+    with weights_only=True after its sha256 is checked; unsealed or damaged is a DlError."""
+    path = Path(path)
+    try:
+        seal = seal_status(path)
+    except OSError as e:
+        raise DlError(f"{path} cannot be read: {e.strerror or e}.") from None
+    if seal != "ok":
+        why = "its contents do not match the sha256 it was written with" if seal == "mismatch" else "it has no sha256 seal"
+        raise DlError(f"{path} is corrupt: {why}. Delete it (the other kept epochs are still averaged).")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for torn or foreign files
+        raise DlError(f"{path} cannot be read ({type(e).__name__}: {_first_sentence(e)}).") from None
+
+
 def _first_sentence(error: Exception) -> str:
     text = (str(error).strip().splitlines() or [""])[0]
     return text.split(". ")[0][:200]

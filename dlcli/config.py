@@ -14,25 +14,60 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dlcli.errors import DlError
 
+# Bounds every key shares. A number torch and numpy hold in int64 must fit it: past 2^63 they
+# overflow (torch.manual_seed, tensor sizes, numpy seeds) with an exception, not a message.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# The most items (images, sentences, pairs) a built-in generator makes for one split: they are
+# drawn one by one in Python (shapes: ~1,300 images/s at 32 px), so 10^7 would run for hours.
+MAX_GENERATED = 1_000_000
+# The deepest stack a recipe may ask for (ResNet-1001 is about the deepest network published):
+# building 10^9 layers runs for hours before memory runs out.
+MAX_LAYERS = 1000
+
 
 class Section(BaseModel):
-    """A block of a recipe: unknown keys are errors, values are checked on assignment."""
+    """A block of a recipe: unknown keys are errors, values are checked on assignment.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    Every float key refuses NaN and +-inf (allow_inf_nan=False: a NaN lr or weight decay would
+    only show up as a NaN loss steps later), and every integer, also inside lists, must fit int64.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _ints_fit_int64(cls, value: Any) -> Any:
+        for number in _ints_in(value):
+            if not INT64_MIN <= number <= INT64_MAX:
+                raise ValueError("integers must fit 64 bits: -2^63 to 2^63 - 1")
+        return value
+
+
+def _ints_in(value: Any) -> list[int]:
+    """The integers in a value and in the lists, tuples and mappings it holds (not bools)."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [n for item in value for n in _ints_in(item)]
+    if isinstance(value, dict):
+        return [n for item in value.values() for n in _ints_in(item)]
+    return []
 
 
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="passes over the training data; sets the LR schedule's length")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (the schedule keeps its length)")
     max_minutes: float | None = Field(
-        None, gt=0, allow_inf_nan=False,
+        None, gt=0,
         description="stop once this many minutes of the run (evaluations included) have passed; the schedule keeps its length",
     )
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps; --device overrides")
@@ -57,20 +92,29 @@ class TrainConfig(Section):
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop",
         description="a NaN/Inf training loss: stop (exit 1, naming the step; checked at log steps) or skip "
-        "(drop that optimizer step's update, count and log it; checks every step: one host sync per micro-batch)",
+        "(drop that optimizer step's update, count and log it; checks the loss of every micro-batch and the "
+        "gradients of every step: host syncs)",
+    )
+    max_skips_in_a_row: int = Field(
+        20, ge=1, le=1_000_000, description="on_nonfinite=skip: stop (exit 1) after this many skipped steps in a row, "
+        "since the weights or the data are then broken, not one batch"
     )
     tensorboard: bool = Field(
         False, description="also write metrics.jsonl's scalars to RUN/tensorboard/ (pip install 'dlcli[tensorboard]')"
     )
 
 
+# torch.optim.Adam/AdamW raise ValueError outside [0, 1): a decay rate of 1 never forgets.
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
 class OptimConfig(Section):
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = Field("sgd", description="optimizer (torch.optim)")
-    lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="peak learning rate (after warmup)")
+    lr: float = Field(0.1, gt=0, description="peak learning rate (after warmup)")
     momentum: float = Field(0.9, ge=0, description="momentum (sgd, rmsprop)")
     nesterov: bool = Field(False, description="Nesterov momentum (sgd)")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty (decoupled for adamw)")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW moment decay rates")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="Adam/AdamW moment decay rates, each in [0, 1)")
     eps: float = Field(1e-8, gt=0, description="Adam/AdamW/RMSprop denominator epsilon")
 
 
@@ -80,10 +124,12 @@ class ScheduleConfig(Section):
         description="learning-rate shape after warmup, stepped once per optimizer step "
         "(inverse_sqrt: lr x sqrt(warmup / step), the Transformer paper's decay)",
     )
-    warmup_epochs: float = Field(0.0, ge=0, description="linear warmup from 0 over this many epochs")
+    # Epoch counts become step counts (x steps per epoch): past 10^6 epochs that product can overflow a float.
+    warmup_epochs: float = Field(0.0, ge=0, le=1e6, description="linear warmup from 0 over this many epochs")
     warmup_steps: int | None = Field(None, ge=0, description="linear warmup over this many steps (overrides warmup_epochs)")
-    step_epochs: float = Field(30.0, gt=0, description="step: multiply the lr by gamma every this many epochs")
-    gamma: float = Field(0.1, gt=0, description="step: the factor applied at each step")
+    step_epochs: float = Field(30.0, gt=0, le=1e6, description="step: multiply the lr by gamma every this many epochs")
+    # gamma > 1 grows the lr geometrically until gamma ** k overflows a float (OverflowError).
+    gamma: float = Field(0.1, gt=0, le=1, description="step: the factor (at most 1) applied at each step")
     min_lr: float = Field(0.0, ge=0, description="cosine/linear: the lr at the end of the schedule")
     total_steps: int | None = Field(None, ge=1, description="schedule length in steps (default: epochs x steps per epoch)")
 
@@ -242,7 +288,10 @@ def _description(schema: type[BaseModel], loc: list[str]) -> str:
     model: Any = schema
     field = None
     for part in loc:
-        field = getattr(model, "model_fields", {}).get(part)
+        fields = getattr(model, "model_fields", None)
+        if fields is None and field is not None:
+            break  # an item of a list or tuple key (optim.betas.0): describe the key
+        field = (fields or {}).get(part)
         if field is None:
             return "see `dl config show`"
         model = field.annotation

@@ -60,6 +60,18 @@ class MetricsFile:
         self._file.write(json.dumps(record, sort_keys=False) + "\n")
         self._file.flush()
 
+    def size(self) -> int:
+        """Bytes written so far (every record is flushed): where a checkpoint taken now has logged to."""
+        if self._file is not None:
+            return self._file.tell()
+        return self.path.stat().st_size if self.path.is_file() else 0
+
+    def truncate(self, size: int) -> None:
+        """Cut the file back to `size` bytes (a resumed run logs the steps after its checkpoint
+        again, so their first records go). A shorter file is left as it is."""
+        if self.path.is_file() and self.path.stat().st_size > size:
+            os.truncate(self.path, size)
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -88,18 +100,21 @@ class TensorBoardScalars:
 
     BOOKKEEPING = ("step", "epoch", "split", "elapsed_s")
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, resumed_at: int | None = None):
+        """`resumed_at`: the step a resumed run starts after; the events a killed run logged past it
+        are purged, as its steps are trained again (metrics.jsonl is cut back the same way)."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise missing_package("tensorboard", "tensorboard", "train.tensorboard=true") from None
         self.folder = Path(folder)
+        self.purge_step = None if resumed_at is None else resumed_at + 1
         self._make_writer = SummaryWriter
         self._writer: Any = None  # made at the first record: no folder for a run that fails to start
 
     def write(self, record: dict[str, Any]) -> None:
         if self._writer is None:
-            self._writer = self._make_writer(log_dir=str(self.folder))
+            self._writer = self._make_writer(log_dir=str(self.folder), purge_step=self.purge_step)
         split, step = record["split"], record["step"]
         for name, value in record.items():
             if name in self.BOOKKEEPING or isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -97,7 +97,9 @@ class RunState:
     best_value: float | None = None
     best_metrics: dict[str, float] | None = None
     wall_s: float = 0.0
-    skipped_steps: int = 0  # optimizer steps dropped for a NaN/Inf loss (train.on_nonfinite=skip)
+    skipped_steps: int = 0  # optimizer steps dropped for a NaN/Inf loss or gradient (train.on_nonfinite=skip)
+    skips_in_a_row: int = 0  # of them, the latest run of consecutive ones (train.max_skips_in_a_row)
+    metrics_bytes: int | None = None  # metrics.jsonl's length when the checkpoint was written
 
 
 # --------------------------------------------------------------------------- entry points
@@ -117,13 +119,23 @@ def train(
         torch.cuda.reset_peak_memory_stats(runtime.device)
     torch.manual_seed(cfg.seed + runtime.rank)
     # A resumed run's weights come from the checkpoint: no pretrained files are needed.
-    job = task.build(cfg, runtime, load_weights=resume is None)
+    try:
+        job = task.build(cfg, runtime, load_weights=resume is None)
+    except (RuntimeError, MemoryError) as e:
+        if not _is_out_of_memory(e):
+            raise
+        raise RunFailed(_build_out_of_memory_message(cfg, runtime, e)) from e
     if cfg.train.on_nonfinite == "skip" and job.update_step is not None:
         raise DlError(
             f"train.on_nonfinite=skip cannot drop a {cfg.task} step: its update_step changes the weights while it "
             "computes the loss. Use train.on_nonfinite=stop."
         )
-    model = job.model.to(runtime.device)
+    try:
+        model = job.model.to(runtime.device)
+    except (RuntimeError, MemoryError) as e:
+        if not _is_out_of_memory(e):
+            raise
+        raise RunFailed(_build_out_of_memory_message(cfg, runtime, e)) from e
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = job.params if job.params is not None else [p for p in model.parameters() if p.requires_grad]
@@ -140,7 +152,8 @@ def train(
         scaler.load_state_dict(resume["scaler"])
         state = RunState(
             Position(**resume["position"]), resume["best_value"], resume["best_metrics"], resume["wall_s"],
-            resume.get("skipped_steps", 0),  # absent from version 1 checkpoints
+            # absent from older checkpoints
+            resume.get("skipped_steps", 0), resume.get("skips_in_a_row", 0), resume.get("metrics_bytes"),
         )
     forward = _wrap_for_forward(model, cfg, runtime)
     loop = _Loop(job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch)
@@ -148,6 +161,10 @@ def train(
         _write_run_files(run_dir, cfg, runtime, steps_per_epoch, len(job.train_data))
         for folder in (run_dir, run_dir / "checkpoints"):
             checkpoint.remove_stale_temps(folder)  # left by a process killed mid-write
+        same_run = resume_from is not None and Path(resume_from).resolve().parent.parent == Path(run_dir).resolve()
+        if resume is not None and same_run and state.metrics_bytes is not None:
+            # The steps after the checkpoint are trained (and logged) again: drop their first records.
+            MetricsFile(run_dir / "metrics.jsonl").truncate(state.metrics_bytes)
     logger.info(
         f"[bold]{cfg.name}[/]: {cfg.task} on {runtime.device} ({runtime.precision}), {steps_per_epoch} steps/epoch x "
         f"{cfg.train.epochs} epochs, global batch {global_batch(cfg, runtime)}"
@@ -250,7 +267,8 @@ class _Loop:
         self.metrics_file = MetricsFile(self.run_dir / "metrics.jsonl") if runtime.is_main else None
         # Made on every rank, so that a missing tensorboard package stops all ranks alike
         # (none left waiting on rank 0); only rank 0 writes.
-        tensorboard = TensorBoardScalars(self.run_dir / "tensorboard") if cfg.train.tensorboard else None
+        resumed_at = state.position.step if state.position.step > 0 else None
+        tensorboard = TensorBoardScalars(self.run_dir / "tensorboard", resumed_at) if cfg.train.tensorboard else None
         self.tensorboard = tensorboard if runtime.is_main else None
         self.final_metrics: dict[str, dict[str, float]] = {}
         self._interrupted = False
@@ -272,8 +290,10 @@ class _Loop:
                 self._save("last.pt")
                 if finished and self.job.on_epoch_end is not None and self.rt.is_main:
                     self.job.on_epoch_end(self.model, pos.epoch, self.run_dir)
-            if "val" not in self.final_metrics:  # a resumed run that had already finished
-                self._validate()
+            if "val" not in self.final_metrics:
+                # A resumed run that had already finished: its last validation is in
+                # metrics.jsonl already (it comes before the final save); this only refills the summary.
+                self._validate(record=False)
             self._test_best()
         finally:
             signal.signal(signal.SIGINT, previous_handler)
@@ -324,9 +344,11 @@ class _Loop:
             if in_group < train.grad_accum and not end_of_epoch:
                 continue
             if drop_group:
-                self._skip_step()
+                self._skip_step("the loss is NaN/Inf")
+            elif not self._optimizer_step():
+                self._skip_step("a gradient is NaN/Inf (the loss was finite)")
             else:
-                self._optimizer_step()
+                self.state.skips_in_a_row = 0
             pos.batch, pos.step, in_group, drop_group = pos.batch + in_group, pos.step + 1, 0, False
             self._check_time_budget(pos.step % train.log_every == 0 or end_of_epoch)
             save_now = bool(train.checkpoint_every) and pos.step % train.checkpoint_every == 0
@@ -367,16 +389,26 @@ class _Loop:
         self.scaler.scale(loss / train.grad_accum if train.grad_accum > 1 else loss).backward()
         return loss
 
-    def _skip_step(self) -> None:
+    def _skip_step(self, reason: str) -> None:
         """Drop a group's update (on_nonfinite=skip): no optimizer step, so no weight, moment or
-        step-count changes; the schedule still advances, as for a step the fp16 scaler skips."""
+        step-count changes; the schedule still advances, as for a step the fp16 scaler skips.
+        Too many in a row stop the run: then the weights or the data are broken, not one batch."""
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        self.state.skipped_steps += 1
-        pos = self.state.position
+        state, pos, limit = self.state, self.state.position, self.cfg.train.max_skips_in_a_row
+        state.skipped_steps += 1
+        state.skips_in_a_row += 1
+        if state.skips_in_a_row >= limit:
+            first = pos.step + 2 - state.skips_in_a_row
+            raise NonFiniteLoss(
+                f"The last {state.skips_in_a_row} optimizer steps (steps {first} to {pos.step + 1}, epoch {pos.epoch + 1}) "
+                f"were all skipped: {reason} (train.max_skips_in_a_row = {limit}). Skipping more will not recover. "
+                f"{self._kept_checkpoint()} Lower optim.lr, set train.clip_grad_norm, use train.precision=fp32, "
+                "or check the data of these steps."
+            )
         self.logger.warn(
-            f"step {pos.step + 1} (epoch {pos.epoch + 1}): the loss is NaN/Inf; its update is skipped "
-            f"({self.state.skipped_steps} skipped so far)"
+            f"step {pos.step + 1} (epoch {pos.epoch + 1}): {reason}; its update is skipped "
+            f"({state.skipped_steps} skipped so far)"
         )
 
     def _agreed_interrupt(self, at_log_step: bool) -> bool:
@@ -386,20 +418,30 @@ class _Loop:
             return self._interrupted
         return at_log_step and self.rt.any_across_ranks(self._interrupted)
 
-    def _optimizer_step(self) -> None:
+    def _optimizer_step(self) -> bool:
+        """Update the weights from the group's gradients. False (nothing changed) when
+        train.on_nonfinite=skip and a gradient is NaN/Inf: a finite loss can still overflow in
+        backward, and one such update would make every weight NaN."""
         if self.job.update_step is not None:
             # The weights are already updated; the optimizer (no gradients: a no-op) only
             # keeps the scheduler's bookkeeping in order.
             self.optimizer.step()
             self.scheduler.step()
-            return
+            return True
         clip = self.cfg.train.clip_grad_norm
-        if clip is not None:
+        # fp16's scaler checks the gradients itself: it skips the step and lowers the scale.
+        check = self.cfg.train.on_nonfinite == "skip" and not self.scaler.is_enabled()
+        if clip is not None or check:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            # With no clip asked for, an infinite max_norm only measures (the scale factor is 1).
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip is not None else math.inf)
+            # Gradients are all-reduced before this, so every rank decides alike.
+            if check and not bool(torch.isfinite(norm)):
+                return False
         self.scaler.step(self.optimizer)  # skipped by the fp16 scaler when gradients overflowed
         self.scaler.update()
         self.scheduler.step()
+        return True
 
     # -- logging and evaluation
     def _log_train(self, window: "_Window", bar: Any) -> None:
@@ -423,12 +465,13 @@ class _Loop:
             bar.set_postfix(loss=f"{loss:.4f}", items_per_s=f"{record['items_per_s']:.0f}", refresh=False)
         self._record(record)
 
-    def _validate(self) -> None:
+    def _validate(self, record: bool = True) -> None:
         metrics = evaluate(self.forward, self.job.eval_data["val"], self.job, self.rt)
         self.model.train()
         self.final_metrics["val"] = metrics
         pos = self.state.position
-        self._record({"step": pos.step, "epoch": pos.epoch, "split": "val", **metrics, "elapsed_s": self._elapsed()})
+        if record:
+            self._record({"step": pos.step, "epoch": pos.epoch, "split": "val", **metrics, "elapsed_s": self._elapsed()})
         self.logger.info(f"epoch {pos.epoch} step {pos.step} val: {fmt_metrics(metrics)}")
         value = metrics.get(self.job.best_metric)
         if value is None:
@@ -469,10 +512,13 @@ class _Loop:
         # Every rank calls this at the same points (the decisions to save depend only on the
         # step and on reduced metrics), so each rank's RNG state can be gathered: dropout under
         # DDP then resumes exactly. A run resumed with another number of processes uses rank 0's.
+        self._check_weights_finite(name)  # on every rank: their weights are the same, so all stop alike
         rng_per_rank = self.rt.gather_objects(checkpoint.rng_state())
         if not self.rt.is_main:
             return
         state = self.state
+        if self.metrics_file:
+            state.metrics_bytes = self.metrics_file.size()
         payload = {
             "format": checkpoint.FORMAT,
             "version": checkpoint.VERSION,
@@ -487,6 +533,8 @@ class _Loop:
             "best_metrics": state.best_metrics,
             "wall_s": self._elapsed(),
             "skipped_steps": state.skipped_steps,
+            "skips_in_a_row": state.skips_in_a_row,
+            "metrics_bytes": state.metrics_bytes,
             "rng": rng_per_rank,
             "extra": self.job.extra,
         }
@@ -501,13 +549,35 @@ class _Loop:
             raise RunFailed(self._write_failed_message(path, e)) from e
         self._wrote_last = self._wrote_last or name == "last.pt"
 
+    def _check_weights_finite(self, name: str) -> None:
+        """Refuse to write a checkpoint of NaN/Inf weights over a good one. The loss is checked
+        at log steps, but an update from an overflowed gradient leaves NaN weights behind a
+        finite loss until the next step; one pass over the weights per save closes that gap."""
+        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        if not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            return
+        bad = next(k for k, t in self.model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all())
+        pos = self.state.position
+        raise NonFiniteLoss(
+            f"The weights became NaN/Inf by optimizer step {pos.step} (epoch {pos.epoch + 1}; first: {bad}), so "
+            f"{name} is not written. {self._kept_checkpoint()} Lower optim.lr, set train.clip_grad_norm, "
+            "use train.precision=fp32, or set train.on_nonfinite=skip to drop the updates of such steps."
+        )
+
     def _kept_checkpoint(self) -> str:
-        """A sentence on the checkpoint a failed run leaves to continue from."""
+        """A sentence on the checkpoint a failed run leaves to continue from: last.pt when its
+        seal checks (read in full, once, on this failure path), else last.prev.pt when that does."""
         last = self.run_dir / "checkpoints" / "last.pt"
-        header = checkpoint.peek(last)
-        if header is None:
-            return "No checkpoint has been written yet (start again with --overwrite)."
-        return f"The last good checkpoint, {last} (step {header['position']['step']}), is kept."
+        for path in (last, checkpoint.previous_of(last)):
+            if path.is_file() and checkpoint.is_intact(path):
+                header = checkpoint.peek(path)
+                if header is None:
+                    continue
+                step = header["position"]["step"]
+                if path == last:
+                    return f"The last good checkpoint, {path} (step {step}), is kept."
+                return f"The last good checkpoint is {path} (step {step}): continue from it with --resume-from {path}."
+        return "No intact checkpoint has been written yet (start again with --overwrite)."
 
     def _write_failed_message(self, path: Path, error: OSError) -> str:
         code = errno.errorcode.get(error.errno, "") if error.errno else ""
@@ -625,8 +695,21 @@ def _is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
     text = str(error)
-    # The CPU allocator's, a CUDA call's and the MPS backend's wordings (plain RuntimeErrors).
-    return any(s in text for s in ("DefaultCPUAllocator: can't allocate memory", "out of memory", "MPS backend out of memory"))
+    # The CPU allocator's, a CUDA call's and the MPS backend's wordings (plain RuntimeErrors), and
+    # C++'s own (std::vector and friends inside torch ops, under an address-space limit).
+    return any(
+        s in text
+        for s in ("DefaultCPUAllocator: can't allocate memory", "out of memory", "MPS backend out of memory", "std::bad_alloc")
+    )
+
+
+def _build_out_of_memory_message(cfg: RunConfig, runtime: Runtime, error: BaseException) -> str:
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    return (
+        f"Out of memory on {runtime.device} while building the {cfg.task} model and its data, before training: "
+        f"{first_line}. The recipe asks for more than this machine has: use a smaller model (the model.* sizes) "
+        "or less data (the data.* sizes), or a device with more memory."
+    )
 
 
 def _smaller_batch_hint(cfg: RunConfig) -> str:

@@ -308,6 +308,25 @@ def _wait_for_saves(proc, last: Path, saves: int, deadline: float) -> None:
         time.sleep(0.002)
 
 
+def _evaluating(run: Path, eval_steps: set[int]) -> bool:
+    """Whether metrics.jsonl's last whole record is the train record of a step that validation
+    follows: the run is evaluating (or was, when it was killed)."""
+    try:
+        lines = (run / "metrics.jsonl").read_bytes().split(b"\n")[:-1]  # the part after the last newline is torn
+    except FileNotFoundError:
+        return False
+    if not lines:
+        return False
+    last = json.loads(lines[-1])
+    return last["split"] == "train" and last["step"] in eval_steps
+
+
+def _wait_for_evaluation(proc, run: Path, eval_steps: set[int], deadline: float) -> None:
+    """Until the run is evaluating, or the process exits (no evaluation was left to do)."""
+    while proc.poll() is None and time.monotonic() < deadline and not _evaluating(run, eval_steps):
+        time.sleep(0.001)
+
+
 def _check_after_kill(run: Path, last_step: int) -> int:
     """Every checkpoint left is complete and sealed; last.pt never goes back. Returns its step."""
     folder = ckpt_dir(run)
@@ -338,11 +357,13 @@ def _kill_loop(tmp_path: Path, launcher, kills_wanted: int, budget_s: float) -> 
     expected = checkpoint.load(ckpt_dir(reference) / "last.pt")
     expected_best = checkpoint.load(ckpt_dir(reference) / "best.pt")["model"]
     summary = json.loads((reference / "summary.json").read_text())
+    records = read_metrics(reference)
+    eval_steps = {a["step"] for a, b in zip(records, records[1:]) if a["split"] == "train" and b["split"] == "val"}
     # After 0-2 saves of last.pt, kill within about two steps' time: in the next step, evaluation or save.
     max_delay = 2 * summary["wall_s"] / summary["steps"]
     rng = random.Random(0)
     counts = {"kills": 0, "resumes": 0, "rounds": 0, "identical": 0, "killed_in_a_write": 0,
-              "killed_before_first_checkpoint": 0}
+              "killed_in_evaluation": 0, "killed_before_first_checkpoint": 0}
     while counts["kills"] < kills_wanted:
         run = tmp_path / f"round{counts['rounds']}"
         last_step = 0
@@ -355,7 +376,10 @@ def _kill_loop(tmp_path: Path, launcher, kills_wanted: int, budget_s: float) -> 
             launched_ns = time.time_ns()
             proc = launcher.start(["train", RECIPE, "--out", str(run), *args, *flag], log)
             _wait_for_training(proc, run, launched_ns, deadline)
-            if counts["kills"] < kills_wanted:
+            if counts["kills"] < kills_wanted and counts["kills"] % 5 == 4:
+                # One kill in five aimed at an evaluation, which random moments rarely hit (4 per round).
+                _wait_for_evaluation(proc, run, eval_steps, deadline)
+            elif counts["kills"] < kills_wanted:
                 _wait_for_saves(proc, ckpt_dir(run) / "last.pt", rng.randint(0, 2), deadline)
                 time.sleep(rng.uniform(0, max_delay))
             if proc.poll() is None and counts["kills"] < kills_wanted:
@@ -366,6 +390,7 @@ def _kill_loop(tmp_path: Path, launcher, kills_wanted: int, budget_s: float) -> 
                 # Its own temp file left behind: the kill came while it wrote a checkpoint.
                 counts["killed_in_a_write"] += any(t.endswith(f".tmp-{proc.pid}") for t in temp_files(ckpt_dir(run)))
                 counts["killed_before_first_checkpoint"] += not (ckpt_dir(run) / "last.pt").exists()
+                counts["killed_in_evaluation"] += _evaluating(run, eval_steps)
                 last_step = _check_after_kill(run, last_step)
                 assert time.monotonic() < deadline, f"kill loop over its {budget_s} s budget: {counts}"
                 continue
@@ -375,7 +400,9 @@ def _kill_loop(tmp_path: Path, launcher, kills_wanted: int, budget_s: float) -> 
         best = checkpoint.load(ckpt_dir(run) / "best.pt")["model"]
         assert all(torch.equal(expected_best[k], best[k]) for k in expected_best)
         assert temp_files(ckpt_dir(run)) == [] and temp_files(run) == []  # killed writers' temp files removed
-        assert read_metrics(run)[-1]["split"] == "val"  # metrics.jsonl still reads after torn appends
+        # metrics.jsonl reads after torn appends, and holds each step once, as the uninterrupted run's:
+        # a resume cuts it back to where its checkpoint was written.
+        assert _records(run) == _records(reference)
         counts["rounds"] += 1
         counts["identical"] += 1
     return counts
@@ -387,7 +414,8 @@ def _report(how: str, counts: dict, started: float, cpu_before: os.times_result)
     cpu = [a - b for a, b in zip(os.times(), cpu_before)]
     print(
         f"\nkill loop ({how}): {counts['kills']} SIGKILLs ({counts['killed_in_a_write']} left a half-written "
-        f"temp checkpoint, {counts['killed_before_first_checkpoint']} came before the first checkpoint), "
+        f"temp checkpoint, {counts['killed_in_evaluation']} came in an evaluation, "
+        f"{counts['killed_before_first_checkpoint']} came before the first checkpoint), "
         f"{counts['resumes']} resumes, {counts['identical']}/{counts['rounds']} rounds ended with weights "
         f"identical to the uninterrupted run; {time.monotonic() - started:.0f} s wall, {sum(cpu[:4]):.0f} s CPU"
     )
@@ -402,6 +430,7 @@ def test_fifty_sigkills_at_random_moments_then_resume_ends_bit_identical(tmp_pat
         launcher.close()  # reaps the helper: its children's CPU time counts from here
     _report("forked dl train processes", counts, started, cpu_before)
     assert counts["kills"] == 50 and counts["identical"] == counts["rounds"] >= 1
+    assert counts["killed_in_a_write"] >= 1 and counts["killed_in_evaluation"] >= 1  # kills landed in both
 
 
 @pytest.mark.slow
@@ -411,6 +440,7 @@ def test_sixty_sigkills_of_fresh_dl_processes_then_resume_ends_bit_identical(tmp
     counts = _kill_loop(tmp_path, _Fresh(tmp_path), kills_wanted=60, budget_s=2400)
     _report("fresh python -m dlcli processes", counts, started, cpu_before)
     assert counts["kills"] == 60 and counts["identical"] == counts["rounds"] >= 1
+    assert counts["killed_in_a_write"] >= 1 and counts["killed_in_evaluation"] >= 1
 
 
 # --------------------------------------------------------------------------- disk full, read-only
@@ -520,6 +550,96 @@ def test_on_nonfinite_skip_drops_those_updates_counts_them_and_finishes(tmp_path
     assert all(r["loss"] == r["loss"] for r in read_metrics(run) if r["split"] == "train")  # no NaN logged
 
 
+class _InfGradient(torch.autograd.Function):
+    """The loss as it is going forward; NaN/Inf gradients going back (an overflow in backward)."""
+
+    @staticmethod
+    def forward(ctx, loss):
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
+def _inf_gradient(out: dict) -> dict:
+    return {**out, "loss": _InfGradient.apply(out["loss"])}
+
+
+def test_nan_weights_behind_a_finite_loss_are_never_written_over_the_last_good_checkpoint(tmp_path, monkeypatch):
+    # Step 4's loss is finite, its update makes every weight NaN, and step 4 is a checkpoint step:
+    # the loss check alone would have sealed NaN weights into last.pt.
+    inject(monkeypatch, {4}, _inf_gradient)
+    run = tmp_path / "run"
+    result = dl("--out", run, "--set", "train.max_steps=10")
+    assert result.exit_code == 1, result.output
+    assert "The weights became NaN/Inf by optimizer step 4" in result.stderr and "last.pt is not written" in result.stderr
+    assert f"{ckpt_dir(run) / 'last.pt'} (step 2), is kept" in result.stderr and "Traceback" not in result.output
+    saved = checkpoint.load(ckpt_dir(run) / "last.pt")
+    assert saved["position"]["step"] == 2
+    assert all(torch.isfinite(t.float()).all() for t in saved["model"].values())
+
+
+def test_on_nonfinite_skip_also_drops_an_update_whose_gradient_overflowed(tmp_path, monkeypatch):
+    inject(monkeypatch, {5}, _inf_gradient)
+    run = tmp_path / "run"
+    result = dl("--out", run, "--set", "train.max_steps=12", "--set", "train.on_nonfinite=skip")
+    assert result.exit_code == 0, result.output
+    assert "step 5 (epoch 1): a gradient is NaN/Inf (the loss was finite); its update is skipped" in result.stderr
+    saved = checkpoint.load(ckpt_dir(run) / "last.pt")
+    assert saved["skipped_steps"] == 1 and saved["skips_in_a_row"] == 0
+    assert all(torch.isfinite(t.float()).all() for t in saved["model"].values())
+    assert {int(s["step"]) for s in saved["optimizer"]["state"].values()} == {11}
+
+
+def test_on_nonfinite_skip_stops_after_max_skips_in_a_row(tmp_path, monkeypatch):
+    inject(monkeypatch, set(range(5, 20)), _nan)  # from step 5 on, every loss is NaN
+    run = tmp_path / "run"
+    result = dl("--out", run, "--set", "train.max_steps=30", "--set", "train.on_nonfinite=skip",
+                "--set", "train.max_skips_in_a_row=3")
+    assert result.exit_code == 1, result.output
+    assert "The last 3 optimizer steps (steps 5 to 7, epoch 1) were all skipped: the loss is NaN/Inf" in result.stderr
+    assert f"{ckpt_dir(run) / 'last.pt'} (step 6), is kept" in result.stderr and "Traceback" not in result.output
+
+
+def _records(run: Path) -> list[tuple]:
+    """metrics.jsonl without the wall-clock fields."""
+    return [tuple((k, v) for k, v in r.items() if k not in ("elapsed_s", "items_per_s")) for r in read_metrics(run)]
+
+
+def test_a_resumed_run_logs_each_step_once_as_the_uninterrupted_run_does(tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert dl("--out", whole, "--set", "train.max_steps=9").exit_code == 0
+    # A run that got to step 7 (last.pt) and resumes from step 6 (last.prev.pt), as after a
+    # damaged last.pt: steps 7 and its records are done again, and logged once.
+    assert dl("--out", cut, "--set", "train.max_steps=7").exit_code == 0
+    assert [r["step"] for r in read_metrics(cut) if r["split"] == "train"][-1] == 7
+    result = dl("--out", cut, "--set", "train.max_steps=9", "--resume-from", ckpt_dir(cut) / "last.prev.pt")
+    assert result.exit_code == 0, result.output
+    train_steps = [r["step"] for r in read_metrics(cut) if r["split"] == "train"]
+    assert train_steps == sorted(set(train_steps)) == list(range(1, 10))
+    assert _records(cut) == _records(whole)
+
+
+def test_a_model_too_big_for_memory_is_exit_1_before_training_not_a_traceback(tmp_path):
+    limit = 3 << 30  # address space: the allocation of a 57.6 GB LSTM fails at once
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlcli", "train", "char_lstm", "--set", "model.hidden_size=60000",
+         "--out", str(tmp_path / "run"), "--device", "cpu", "-q"],
+        capture_output=True, text=True, env=_child_env(), timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit + _address_space(), resource.RLIM_INFINITY)),
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Out of memory on cpu while building the lm model and its data, before training" in proc.stderr
+    assert "use a smaller model (the model.* sizes)" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _address_space() -> int:
+    """This interpreter's virtual size: a child starts from about as much (torch's libraries)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+
+
 # --------------------------------------------------------------------------- memory
 
 
@@ -530,11 +650,15 @@ def _cpu_oom(out: dict) -> dict:
     )
 
 
+def _bad_alloc(out: dict) -> dict:
+    raise RuntimeError("std::bad_alloc")  # C++'s allocation failure inside a torch op
+
+
 def _cuda_oom(out: dict) -> dict:
     raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB")
 
 
-@pytest.mark.parametrize("fault", [_cpu_oom, _cuda_oom], ids=["cpu-allocator", "cuda"])
+@pytest.mark.parametrize("fault", [_cpu_oom, _bad_alloc, _cuda_oom], ids=["cpu-allocator", "std-bad-alloc", "cuda"])
 def test_out_of_memory_exits_1_naming_the_batch_size_to_try(tmp_path, monkeypatch, fault):
     inject(monkeypatch, {3}, fault)
     run = tmp_path / "run"
@@ -574,3 +698,20 @@ def test_a_torn_metrics_line_costs_only_itself(tmp_path):
     metrics.write({"step": 2, "split": "train", "loss": 0.5})
     metrics.close()
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2]
+
+
+def test_translations_epoch_weights_are_averaged_only_when_their_seal_checks(tmp_path):
+    from dlcli.tasks.translate import write_averaged_checkpoint
+
+    for epoch in (1, 2):
+        checkpoint.save_atomic({"w": torch.full((64,), float(epoch))}, tmp_path / f"epoch-{epoch:03d}.weights.pt")
+    assert torch.equal(checkpoint.load_weights(tmp_path / "epoch-002.weights.pt")["w"], torch.full((64,), 2.0))
+    damaged = tmp_path / "epoch-002.weights.pt"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(DlError, match=r"epoch-002.weights.pt is corrupt: its contents do not match the sha256"):
+        write_averaged_checkpoint(tmp_path)
+    torch.save({"w": torch.zeros(64)}, damaged)  # written by something else: no seal
+    with pytest.raises(DlError, match="it has no sha256 seal"):
+        checkpoint.load_weights(damaged)

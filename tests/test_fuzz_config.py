@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import resource
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,8 +107,39 @@ def assert_clean(result: Result, training: bool = False) -> None:
         assert "error" in result.stderr.lower(), result.stderr
 
 
+class CaseTimeout(BaseException):
+    """A case over its time bound: a hang. A BaseException, so that neither the CLI's error
+    handling nor CliRunner turns it into an exit code; it fails the test with the case's args."""
+
+
+CASE_SECONDS = 120  # one case: validation takes milliseconds, a fuzzed training step seconds
+
+
+@contextmanager
+def time_bound(seconds: int, args: list[str]) -> Iterator[None]:
+    def expire(signum, frame):
+        raise CaseTimeout(f"still running after {seconds} s (a hang): dl {' '.join(args)}")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_case_over_its_time_bound_fails_as_a_hang() -> None:
+    with pytest.raises(CaseTimeout, match="still running after 1 s"):
+        with time_bound(1, ["train", "resnet"]):
+            while True:
+                pass
+
+
 def invoke(*args: object) -> Result:
-    return CliRunner().invoke(app, [str(a) for a in args])
+    argv = [str(a) for a in args]
+    with time_bound(CASE_SECONDS, argv):
+        return CliRunner().invoke(app, argv)
 
 
 def sets(items: list[str]) -> list[str]:
@@ -170,7 +202,7 @@ TINY = {
 # Keys whose values are fuzzed in training runs, with values that cannot ask for much memory or time:
 # wrong types, signs and NaN/inf are the point here; absurd sizes are the validation tests' job.
 TRAIN_KEYS = {
-    "classify": ["seed", "data.batch_size", "data.eval_batch_size", "data.augment", "data.val_fraction", "optim.lr", "optim.name",
+    "classify": ["seed", "data.batch_size", "data.eval_batch_size", "data.image_size", "data.augment", "data.val_fraction", "optim.lr", "optim.name",
                  "optim.momentum", "optim.betas", "schedule.name", "schedule.warmup_steps", "train.clip_grad_norm",
                  "train.label_smoothing", "train.grad_accum", "model.dropout"],
     "lm": ["seed", "data.batch_size", "data.bptt", "data.level", "data.val_fraction", "optim.lr", "model.arch", "model.dropout",
@@ -207,8 +239,9 @@ def address_space_cap(extra_bytes: int = 3 << 30) -> Iterator[None]:
 
 def _train_case(task: str, tmp: Path, items: list[str]) -> None:
     out = tmp / "run"
+    root = [] if task == "lm" else [f"data.root={tmp / 'data'}"]  # lm has no data.root: it would end every case at exit 2
     args = ["train", RECIPES[task], "--out", out, "--overwrite", "-q", "--device", "cpu",
-            *sets(TINY[task] + ["train.max_steps=1", "train.epochs=1", f"data.root={tmp / 'data'}"] + items)]
+            *sets(TINY[task] + ["train.max_steps=1", "train.epochs=1", *root] + items)]
     if task == "word2vec":
         args += sets(["data.dataset=planted"])
     with address_space_cap():
@@ -225,3 +258,105 @@ def train_overrides(task: str) -> st.SearchStrategy[list[str]]:
 def test_one_training_step_with_fuzzed_values(task: str, tmp_path: Path) -> None:
     run = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     given(train_overrides(task))(run(lambda items: _train_case(task, tmp_path, items)))()
+
+
+# --------------------------------------------------------------------------- crashes found, fixed
+
+BIG = 2**64  # past int64: torch and numpy overflow
+# Found by fuzzing: each was a traceback (exit 1), a hang, or a run that went on with a value that means
+# nothing (an infinite eps, a batch of 2^64). Now exit 2 at validation, the message naming the key.
+# (recipe, --set items, the key the message names)
+REFUSED_AT_VALIDATION = [
+    # NaN and +-inf, refused for every float key (Section's allow_inf_nan=False)
+    ("resnet", ["optim.weight_decay=.inf"], "optim.weight_decay"),
+    ("resnet", ["optim.momentum=.nan"], "optim.momentum"),
+    ("resnet", ["optim.eps=.inf"], "optim.eps"),
+    ("resnet", ["schedule.warmup_epochs=.inf"], "schedule.warmup_epochs"),
+    ("resnet", ["schedule.min_lr=.inf"], "schedule.min_lr"),
+    ("resnet", ["train.aux_weight=.nan"], "train.aux_weight"),
+    ("word2vec", ["model.ns_exponent=.nan"], "model.ns_exponent"),
+    ("word2vec", ["data.sample=.inf"], "data.sample"),
+    ("translation", ["decode.length_penalty=-.inf"], "decode.length_penalty"),
+    # Adam's betas: torch raises ValueError outside [0, 1)
+    ("resnet", ["optim.betas=[1.5, 0.999]"], "optim.betas.0"),
+    ("resnet", ["optim.betas=[0.9, 1.0]"], "optim.betas.1"),
+    ("translation", ["optim.betas=[-0.1, 0.98]"], "optim.betas.0"),
+    ("translation", ["optim.betas=[.nan, 0.98]"], "optim.betas.0"),
+    # integers past 64 bits, for every int key
+    ("resnet", [f"data.batch_size={BIG}"], "data.batch_size"),
+    ("resnet", [f"train.log_every={10**100}"], "train.log_every"),
+    ("char_lstm", [f"model.hidden_size={BIG}"], "model.hidden_size"),
+    ("translation", [f"schedule.total_steps={BIG}"], "schedule.total_steps"),
+    # image sizes: the shapes generator's minimum, and at most 1024
+    ("resnet", ["data.image_size=8"], "data.image_size"),
+    ("resnet", ["data.image_size=2048"], "data.image_size"),
+    # built-in generated data: at most 10^6 items per split (10^7 ran for hours)
+    ("resnet", ["data.train_size=10000000"], "data.train_size"),
+    ("resnet", ["data.test_size=10000000"], "data.test_size"),
+    ("char_lstm", ["data.builtin_sentences=10000000"], "data.builtin_sentences"),
+    ("word2vec", ["data.planted_sentences=10000000"], "data.planted_sentences"),
+    ("translation", ["data.numbers_train=10000000"], "data.numbers_train"),
+    ("translation", ["data.numbers_val=10000000"], "data.numbers_val"),
+    ("pos_lstm", ["data.train_sentences=10000000"], "data.train_sentences"),
+    ("brackets_gru", ["data.val_size=10000000"], "data.val_size"),
+    ("brackets_gru", ["data.max_len=1000000000"], "data.max_len"),
+    # beam search lengths and length penalty (a hang, or length ** penalty overflowing)
+    ("translation", ["decode.max_len_a=11"], "decode.max_len_a"),
+    ("translation", ["decode.max_len_b=1025"], "decode.max_len_b"),
+    ("translation", ["decode.length_penalty=1e300"], "decode.length_penalty"),
+    # layer counts (10^9 layers took hours to build), the step schedule overflowing a float
+    ("char_lstm", ["model.num_layers=1000000000"], "model.num_layers"),
+    ("translation", ["model.decoder_layers=1001"], "model.decoder_layers"),
+    ("resnet", ["schedule.gamma=10"], "schedule.gamma"),
+    ("resnet", ["schedule.step_epochs=1e300"], "schedule.step_epochs"),
+]
+
+
+@pytest.mark.parametrize(("recipe", "items", "key"), REFUSED_AT_VALIDATION, ids=lambda v: str(v) if isinstance(v, list) else None)
+def test_bad_values_found_by_fuzzing_are_refused_at_validation(recipe: str, items: list[str], key: str) -> None:
+    result = invoke("config", "show", recipe, *sets(items))
+    assert_clean(result)
+    assert result.exit_code == 2 and f"'{key}'" in result.stderr, result.output
+
+
+TINY_SHAPES = ["data.train_size=10", "data.val_size=10", "data.test_size=10", "train.max_steps=1", "train.epochs=1"]
+# Refused when the run is built, before any step: (recipe, --set items, words the message holds)
+REFUSED_AT_BUILD = [
+    # BatchNorm in training: "Expected more than 1 value per channel when training"
+    ("resnet", ["data.batch_size=1"], ["BatchNorm", "data.batch_size is 1"]),
+    # ViT asserted "Wrong image height! Expected 224"; MaxViT's partitions failed to reshape
+    ("resnet", ["model.arch=vit_b_16", "data.image_size=232"], ["vit_b_16", "multiple of 16", "232"]),
+    ("resnet", ["model.arch=maxvit_t", "data.image_size=300"], ["maxvit_t", "multiple of 224", "300"]),
+    ("resnet", ["model.arch=inception_v3", "data.image_size=32"], ["inception_v3", "at least 75 px"]),
+    # 3 TB of shapes: numpy hands the memory out lazily, then the OOM killer takes the run
+    ("resnet", ["data.train_size=1000000", "data.image_size=1024"], ["GiB", "data.train_size", "1024"]),
+]
+
+
+@pytest.mark.parametrize(("recipe", "items", "words"), REFUSED_AT_BUILD, ids=lambda v: str(v) if isinstance(v, list) and "=" in v[0] else None)
+def test_runs_that_crashed_are_refused_when_built(recipe: str, items: list[str], words: list[str], tmp_path: Path) -> None:
+    result = invoke("train", recipe, "--out", tmp_path / "run", "-q", "--device", "cpu", *sets(TINY_SHAPES + items))
+    assert_clean(result)
+    assert result.exit_code == 2, result.output
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_a_batch_of_one_trains_a_model_without_batchnorm(tmp_path: Path) -> None:
+    """The BatchNorm check refuses only what fails: SqueezeNet has no BatchNorm, so batches of 1 train."""
+    items = TINY_SHAPES + ["model.arch=squeezenet1_1", "data.image_size=32", "data.batch_size=1"]
+    result = invoke("train", "resnet", "--out", tmp_path / "run", "-q", "--device", "cpu", *sets(items))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("arch", ["vit_b_32", "maxvit_t"])
+def test_vit_and_maxvit_are_built_for_the_image_size(arch: str) -> None:
+    """They were built for 224 px whatever data.image_size said, and failed at the first step."""
+    import torch
+
+    from dlcli.tasks import classify
+
+    size = 256 if arch == "vit_b_32" else 448
+    model = classify.build_model(classify.ClassifyModel(arch=arch), 3, size).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, size, size)).shape == (1, 3)

@@ -78,6 +78,7 @@ def train_transform(image_size: int, augment: str):
 def load_dataset(data: Any, seed: int) -> ImageData:
     """The splits named by the recipe's `data:` section."""
     if data.dataset == "shapes":
+        check_generated_memory(data)
         splits = {
             name: Split(*make_shapes(count, data.image_size, seed, name))
             for name, count in (("train", data.train_size), ("val", data.val_size), ("test", data.test_size))
@@ -86,6 +87,32 @@ def load_dataset(data: Any, seed: int) -> ImageData:
     if data.dataset in TORCHVISION_DATASETS:
         return _torchvision_dataset(data, seed)
     return _image_folder(data, seed)
+
+
+def check_generated_memory(data: Any) -> None:
+    """Refuse a shapes dataset that would take more than half of this machine's memory, before drawing it.
+
+    Its splits are held as uint8 (N, 3, S, S): N x 3 x S^2 bytes. 10^6 images of 1024 px would ask
+    for 3 TB, which numpy hands out lazily and the OOM killer then takes back mid-run.
+    """
+    count = data.train_size + data.val_size + data.test_size
+    needed = count * 3 * data.image_size**2
+    limit = physical_memory() // 2
+    if needed > limit:
+        raise DlError(
+            f"The shapes dataset would take {needed / 1024**3:.1f} GiB in memory: {count:,} images "
+            f"(data.train_size + data.val_size + data.test_size) x 3 channels x {data.image_size} x {data.image_size} px "
+            f"at 1 byte, more than half of this machine's {physical_memory() / 1024**3:.1f} GiB. "
+            "Lower data.image_size or the split sizes."
+        )
+
+
+def physical_memory() -> int:
+    """Bytes of RAM (16 GiB where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 1024**3
 
 
 def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:

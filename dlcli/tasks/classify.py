@@ -20,14 +20,15 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
 from dlcli import checkpoint
-from dlcli.config import RunConfig, Section, TrainConfig, validate
+from dlcli.config import MAX_GENERATED, RunConfig, Section, TrainConfig, validate
 from dlcli.data.download import load_torchvision_state_dict, torchvision_weights
 from dlcli.data.images import eval_transform, load_dataset, load_image, make_loader
 from dlcli.data.loaders import normalize
+from dlcli.data.synthetic import MIN_IMAGE_SIZE as SHAPES_MIN_SIZE
 from dlcli.errors import DlError
 from dlcli.runner import Job, best_checkpoint
 from dlcli.runtime import Runtime, pick_device
@@ -58,7 +59,9 @@ class ImageDataConfig(Section):
         "shapes", description="shapes (generated), cifar10/100, mnist, fashion_mnist, imagefolder (root/train, root/val|test)"
     )
     root: str = Field("data", description="dataset folder (downloads go here; an image folder's root)")
-    image_size: int = Field(64, ge=8, description="images are resized/cropped to this square size")
+    image_size: int = Field(
+        64, ge=8, le=1024, description="images are resized/cropped to this square size (8 to 1024; the arch may need more)"
+    )
     batch_size: int = Field(128, ge=1, description="images per batch per process")
     eval_batch_size: int | None = Field(None, ge=1, description="images per evaluation batch (default: batch_size)")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes (streamed image folders only)")
@@ -74,9 +77,17 @@ class ImageDataConfig(Section):
     in_memory: Literal["auto", True, False] = Field(
         "auto", description="decode an image folder into memory once (auto: when it takes < 2 GiB)"
     )
-    train_size: int = Field(5000, ge=10, description="shapes: training images")
-    val_size: int = Field(500, ge=10, description="shapes: validation images")
-    test_size: int = Field(1000, ge=10, description="shapes: test images")
+    train_size: int = Field(5000, ge=10, le=MAX_GENERATED, description="shapes: training images")
+    val_size: int = Field(500, ge=10, le=MAX_GENERATED, description="shapes: validation images")
+    test_size: int = Field(1000, ge=10, le=MAX_GENERATED, description="shapes: test images")
+
+    @field_validator("image_size")
+    @classmethod
+    def _shapes_fit(cls, image_size: int, info: ValidationInfo) -> int:
+        # The generator keeps a whole shape (radius up to 0.45 of the side) inside the frame.
+        if info.data.get("dataset") == "shapes" and image_size < SHAPES_MIN_SIZE:
+            raise ValueError(f"the shapes dataset is drawn at {SHAPES_MIN_SIZE} px or more; set it to {SHAPES_MIN_SIZE} or more")
+        return image_size
 
 
 class ClassifyTrain(TrainConfig):
@@ -114,6 +125,25 @@ def min_input_size(arch: str) -> int:
     return int(max(weights.meta.get("min_size", (1, 1))))
 
 
+def size_step(arch: str) -> int:
+    """What data.image_size must be a multiple of: ViT's patch side (vit_b_16: 16); MaxViT's 224,
+    so that its 7 x 7 attention partitions tile the feature map at every stride up to 32."""
+    if arch.startswith("vit_"):
+        return int(arch.rsplit("_", 1)[1])
+    if arch.startswith("maxvit"):
+        return 224
+    return 1
+
+
+def size_kwargs(arch: str, image_size: int) -> dict[str, Any]:
+    """ViT and MaxViT are built for one input size (224 unless told): tell them data.image_size."""
+    if arch.startswith("vit_"):
+        return {"image_size": image_size}
+    if arch.startswith("maxvit"):
+        return {"input_size": (image_size, image_size)}
+    return {}
+
+
 def uses_aux(model_cfg: ClassifyModel, image_size: int) -> bool:
     if model_cfg.arch not in AUX_ARCHS:
         return False
@@ -137,7 +167,46 @@ def check_model(model_cfg: ClassifyModel, image_size: int) -> None:
             f"{model_cfg.arch} needs images of at least {minimum} px, but data.image_size is {image_size}. "
             f"Set data.image_size to {minimum} or more."
         )
+    step = size_step(model_cfg.arch)
+    if image_size % step:
+        why = f"it cuts images into {step} x {step} patches" if step < 224 else "its 7 x 7 attention windows must tile the feature maps"
+        raise DlError(
+            f"{model_cfg.arch} needs data.image_size to be a multiple of {step} ({why}), but it is {image_size}. "
+            f"Set data.image_size to {image_size // step * step or step} or {(image_size // step + 1) * step}."
+        )
+    if model_cfg.pretrained and model_cfg.arch.startswith("vit_") and image_size != minimum:
+        raise DlError(
+            f"torchvision's {model_cfg.arch} weights are for {minimum} px images (their position embeddings fix the size), "
+            f"but data.image_size is {image_size}. Set data.image_size to {minimum}, or train from scratch (model.pretrained=false)."
+        )
     uses_aux(model_cfg, image_size)
+
+
+def check_batch_norm_batch(model: nn.Module, cfg: Config, train_images: int, runtime: Runtime) -> None:
+    """Refuse training batches of one image for a model with BatchNorm.
+
+    In training BatchNorm normalizes with the batch's own statistics: one image gives a single
+    value per channel wherever the map is 1x1 (ResNet's last block at 32 px), and torch stops
+    with "Expected more than 1 value per channel". The loader drops the last partial batch, so
+    a batch is min(data.batch_size, training images per process) images.
+    """
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    if cfg.train.sync_batchnorm and runtime.world_size > 1:
+        return  # statistics over every process's batch
+    per_rank = train_images // runtime.world_size
+    batch = min(cfg.data.batch_size, per_rank)
+    if batch >= 2:
+        return
+    why = (
+        f"data.batch_size is {cfg.data.batch_size}" if cfg.data.batch_size < 2
+        else f"the training split has {train_images} image(s) for {runtime.world_size} process(es)"
+    )
+    raise DlError(
+        f"{cfg.model.arch} has BatchNorm layers, which need batches of 2 or more images in training, but {why}: "
+        f"each batch would hold {batch}. Set data.batch_size to 2 or more (use train.grad_accum to keep the memory "
+        "of a small batch), or give more training images."
+    )
 
 
 def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, load_weights: bool = True) -> nn.Module:
@@ -149,7 +218,7 @@ def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, loa
 
     arch = model_cfg.arch
     check_model(model_cfg, image_size)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = size_kwargs(arch, image_size)
     if arch in AUX_ARCHS:
         kwargs["aux_logits"] = uses_aux(model_cfg, image_size)
         kwargs["init_weights"] = True  # torchvision's current default, stated to silence its warning
@@ -268,6 +337,7 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     data = load_dataset(cfg.data, cfg.seed)
     num_classes = cfg.model.num_classes or len(data.classes)
     model = build_model(cfg.model, num_classes, cfg.data.image_size, load_weights)
+    check_batch_norm_batch(model, cfg, len(data.splits["train"]), runtime)
     train = cfg.train
     aux_weight, smoothing = train.aux_weight, train.label_smoothing
 

@@ -40,7 +40,7 @@ from pydantic import Field
 from torch import nn
 
 from dlcli import checkpoint
-from dlcli.config import OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig, validate
+from dlcli.config import MAX_GENERATED, MAX_LAYERS, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig, validate
 from dlcli.data.textfile import read_text
 from dlcli.errors import DlError
 from dlcli.models.rnn import make_rnn
@@ -61,7 +61,7 @@ class LMModel(Section):
     )
     embedding_dim: int = Field(128, ge=1, description="size of the token embeddings")
     hidden_size: int = Field(256, ge=1, description="units per recurrent layer")
-    num_layers: int = Field(2, ge=1, description="stacked recurrent layers")
+    num_layers: int = Field(2, ge=1, le=MAX_LAYERS, description="stacked recurrent layers (transformer: blocks)")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout between the recurrent layers and before the output layer")
     tie_weights: bool = Field(
         False, description="share the embedding and output matrices (Press & Wolf 2017; needs embedding_dim == hidden_size)"
@@ -82,7 +82,7 @@ class LMData(Section):
         128, ge=1, description="tokens per stream per batch: how far back gradients flow (transformer: its context length)"
     )
     eval_batch_size: int = Field(16, ge=1, description="parallel streams of the validation text")
-    builtin_sentences: int = Field(5000, ge=10, description="builtin: sentences generated from the seed, one per line")
+    builtin_sentences: int = Field(5000, ge=10, le=MAX_GENERATED, description="builtin: sentences generated from the seed, one per line")
 
 
 class LMTrain(TrainConfig):

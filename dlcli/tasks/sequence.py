@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dlcli import checkpoint
-from dlcli.config import OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig, validate
+from dlcli.config import MAX_GENERATED, MAX_LAYERS, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig, validate
 from dlcli.data.loaders import epoch_order, mix_seed
 from dlcli.errors import DlError
 from dlcli.models.rnn import make_rnn
@@ -119,7 +119,7 @@ class TagModel(Section):
     char_dim: int = Field(32, ge=1, description="character embedding size")
     char_hidden: int = Field(64, ge=1, description="char CNN filters (or char BiLSTM size per direction)")
     hidden_size: int = Field(256, ge=1, description="sentence RNN size per direction")
-    num_layers: int = Field(2, ge=1, description="stacked sentence RNN layers")
+    num_layers: int = Field(2, ge=1, le=MAX_LAYERS, description="stacked sentence RNN layers")
     bidirectional: bool = Field(True, description="read sentences both ways")
     dropout: float = Field(0.33, ge=0, lt=1, description="dropout on the RNN's inputs, between layers and on its outputs")
     word_dropout: float = Field(0.25, ge=0, le=1, description="train: a word seen once is replaced by <unk> with this probability")
@@ -133,9 +133,9 @@ class TagData(Section):
     val: str | None = Field(None, description="conllu: validation file (default: val_fraction of train)")
     test: str | None = Field(None, description="conllu: test file")
     column: Literal["upos", "xpos"] = Field("upos", description="conllu: which tag column to learn")
-    train_sentences: int = Field(3000, ge=10, description="generated: training sentences")
-    val_sentences: int = Field(500, ge=10, description="generated: validation sentences")
-    test_sentences: int = Field(1000, ge=10, description="generated: test sentences")
+    train_sentences: int = Field(3000, ge=10, le=MAX_GENERATED, description="generated: training sentences")
+    val_sentences: int = Field(500, ge=10, le=MAX_GENERATED, description="generated: validation sentences")
+    test_sentences: int = Field(1000, ge=10, le=MAX_GENERATED, description="generated: test sentences")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out as val when there is no val file")
     min_count: int = Field(1, ge=1, description="words seen fewer times in train are <unk> for the word embedding")
     max_word_length: int = Field(24, ge=1, description="characters of a word the char encoder reads")
@@ -451,7 +451,7 @@ class SeqModel(Section):
     impl: Literal["torch", "scratch"] = Field("torch", description="torch's fused layers or the cells written from the equations")
     embedding_dim: int = Field(32, ge=1, description="token embedding size")
     hidden_size: int = Field(64, ge=1, description="RNN size per direction")
-    num_layers: int = Field(1, ge=1, description="stacked RNN layers")
+    num_layers: int = Field(1, ge=1, le=MAX_LAYERS, description="stacked RNN layers")
     bidirectional: bool = Field(False, description="read the sequence both ways")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout between layers and before the classifier")
 
@@ -462,11 +462,12 @@ class SeqData(Section):
     val: str | None = Field(None, description="tsv: validation file (default: val_fraction of train)")
     test: str | None = Field(None, description="tsv: test file")
     level: Literal["char", "word"] = Field("char", description="tsv: read characters or whitespace-separated words")
-    train_size: int = Field(10000, ge=10, description="brackets: training sequences")
-    val_size: int = Field(1000, ge=10, description="brackets: validation sequences")
-    test_size: int = Field(2000, ge=10, description="brackets: test sequences")
-    min_len: int = Field(8, ge=2, description="brackets: shortest sequence")
-    max_len: int = Field(40, ge=2, description="brackets: longest sequence")
+    train_size: int = Field(10000, ge=10, le=MAX_GENERATED, description="brackets: training sequences")
+    val_size: int = Field(1000, ge=10, le=MAX_GENERATED, description="brackets: validation sequences")
+    test_size: int = Field(2000, ge=10, le=MAX_GENERATED, description="brackets: test sequences")
+    # Each sequence is drawn character by character in Python and the RNN steps through it.
+    min_len: int = Field(8, ge=2, le=1000, description="brackets: shortest sequence")
+    max_len: int = Field(40, ge=2, le=1000, description="brackets: longest sequence (at most 1000 characters)")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out as val when there is no val file")
     min_count: int = Field(1, ge=1, description="tokens seen fewer times in train are <unk>")
     batch_size: int = Field(64, ge=1, description="sequences per batch per process")

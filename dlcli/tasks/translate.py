@@ -35,7 +35,7 @@ from pydantic import Field
 from torch import nn
 
 from dlcli import checkpoint
-from dlcli.config import OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig, validate
+from dlcli.config import MAX_GENERATED, MAX_LAYERS, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig, validate
 from dlcli.data import parallel
 from dlcli.data.loaders import mix_seed
 from dlcli.errors import DlError
@@ -51,8 +51,8 @@ PAD, BOS, EOS, UNK = 0, 1, 2, 3
 class TranslateModel(Section):
     dim: int = Field(256, ge=1, description="d_model: embedding and attention width")
     heads: int = Field(8, ge=1, description="attention heads (dim must divide by it)")
-    encoder_layers: int = Field(3, ge=1, description="encoder blocks")
-    decoder_layers: int = Field(3, ge=1, description="decoder blocks")
+    encoder_layers: int = Field(3, ge=1, le=MAX_LAYERS, description="encoder blocks")
+    decoder_layers: int = Field(3, ge=1, le=MAX_LAYERS, description="decoder blocks")
     ff_dim: int = Field(512, ge=1, description="feed-forward inner width")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout on embeddings, attention weights and residual branches")
     norm_first: bool = Field(False, description="pre-norm blocks; false: post-norm as in the paper")
@@ -72,9 +72,9 @@ class TranslateData(Section):
     path: str | None = Field(None, description="tsv: training pairs")
     val_path: str | None = Field(None, description="tsv: validation pairs (default: 2% of the training pairs held out)")
     test_path: str | None = Field(None, description="tsv: test pairs (optional)")
-    numbers_train: int = Field(50000, ge=10, description="numbers: training pairs generated from the seed")
-    numbers_val: int = Field(500, ge=1, description="numbers: validation pairs (numbers not in training)")
-    numbers_test: int = Field(1000, ge=1, description="numbers: test pairs (numbers in neither)")
+    numbers_train: int = Field(50000, ge=10, le=MAX_GENERATED, description="numbers: training pairs generated from the seed")
+    numbers_val: int = Field(500, ge=1, le=MAX_GENERATED, description="numbers: validation pairs (numbers not in training)")
+    numbers_test: int = Field(1000, ge=1, le=MAX_GENERATED, description="numbers: test pairs (numbers in neither)")
     vocab_size: int = Field(8000, ge=len(SPECIALS) + 1, description="joint BPE vocabulary size (HF tokenizers)")
     max_tokens: int = Field(4096, ge=1, description="padded tokens per batch per process (source or target side)")
     max_len: int = Field(256, ge=1, description="training pairs with a side longer than this many subwords are skipped")
@@ -82,9 +82,13 @@ class TranslateData(Section):
 
 class DecodeConfig(Section):
     beam: int = Field(5, ge=1, description="beam width on the test split and in dl translate (1: greedy)")
-    length_penalty: float = Field(1.0, description="hypothesis score = log-prob sum / length^length_penalty")
-    max_len_a: float = Field(1.5, ge=0, description="at most max_len_a x source length + max_len_b target tokens")
-    max_len_b: int = Field(10, ge=1, description="see max_len_a")
+    # Bounded so that length^length_penalty stays a float (2^1e300 overflows) and beam search
+    # stops in reasonable time: every output token is a decoder pass over the whole beam.
+    length_penalty: float = Field(
+        1.0, ge=-10, le=10, description="hypothesis score = log-prob sum / length^length_penalty (-10 to 10)"
+    )
+    max_len_a: float = Field(1.5, ge=0, le=10, description="at most max_len_a x source length + max_len_b target tokens")
+    max_len_b: int = Field(10, ge=1, le=1024, description="see max_len_a")
 
 
 class TranslateTrain(TrainConfig):
@@ -389,7 +393,7 @@ def write_averaged_checkpoint(folder: Path) -> Path:
     files = sorted(folder.glob("epoch-*.weights.pt"))
     if not files:
         raise DlError(f"No epoch-*.weights.pt in {folder} to average: train.average_last keeps them at each epoch's end.")
-    states = [torch.load(f, map_location="cpu", weights_only=True) for f in files]
+    states = [checkpoint.load_weights(f) for f in files]
     averaged = {}
     for key, value in states[0].items():
         if value.is_floating_point():

@@ -34,7 +34,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from dlcli import checkpoint
-from dlcli.config import RunConfig, ScheduleConfig, Section, TrainConfig, OptimConfig, validate
+from dlcli.config import MAX_GENERATED, RunConfig, ScheduleConfig, Section, TrainConfig, OptimConfig, validate
 from dlcli.data.corpus import EncodedCorpus, Vocabulary, cached_encode, encode
 from dlcli.data.loaders import mix_seed
 from dlcli.data.textfile import read_text
@@ -67,7 +67,7 @@ class Word2VecData(Section):
     max_vocab_size: int | None = Field(None, ge=1, description="keep only the most frequent words")
     sample: float = Field(1e-3, ge=0, description="subsampling threshold of frequent words (0: off)")
     batch_words: int = Field(10000, ge=100, description="corpus words per batch (per thread for hogwild)")
-    planted_sentences: int = Field(55000, ge=100, description="planted: sentences generated from the seed")
+    planted_sentences: int = Field(55000, ge=100, le=MAX_GENERATED, description="planted: sentences generated from the seed")
     questions: str | None = Field(None, description="questions-words file for the validation accuracy (planted: built in)")
     restrict: int = Field(30000, ge=1, description="validation: questions and answers among this many most frequent words")
 
