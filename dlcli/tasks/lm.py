@@ -247,18 +247,22 @@ class StreamBatches:
                 f"{bptt if drop_last else 1} tokens. Lower data.batch_size/eval_batch_size or data.bptt, or use more text."
             )
         rows = rows.to(device)
-        # Contiguous copies, made once: each step then reads (B, T) blocks without gathering.
-        self.windows = []
-        for i in range(count):
-            start, end = i * bptt, min((i + 1) * bptt, n - 1)
-            self.windows.append((rows[:, start:end].contiguous(), rows[:, start + 1 : end + 1].contiguous()))
+        # The full windows as one (count, B, T) tensor each for inputs and targets, copied once:
+        # window i is then a contiguous (B, T) block, read without gathering, and a long text
+        # costs two allocations, not two small tensors per window.
+        self.count, self.full = count, (n - 1) // bptt
+        span = self.full * bptt
+        self.x = rows[:, :span].reshape(streams, self.full, bptt).transpose(0, 1).contiguous()
+        self.y = rows[:, 1 : span + 1].reshape(streams, self.full, bptt).transpose(0, 1).contiguous()
+        # Evaluation's last, shorter window (drop_last=False).
+        self.tail = (rows[:, span : n - 1].contiguous(), rows[:, span + 1 : n].contiguous()) if count > self.full else None
 
     def __len__(self) -> int:
-        return len(self.windows)
+        return self.count
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[Chunk]:
-        for i in range(start, len(self.windows)):
-            x, y = self.windows[i]
+        for i in range(start, self.count):
+            x, y = (self.x[i], self.y[i]) if i < self.full else self.tail
             yield Chunk(x, y, reset=self.stateless or i == start)
 
 
