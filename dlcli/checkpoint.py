@@ -223,22 +223,13 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     path = Path(path)
     if not path.is_file():
         raise DlError(f"Checkpoint {path} does not exist.")
-    try:
-        seal = seal_status(path)
-    except OSError as e:
-        raise DlError(f"Checkpoint {path} cannot be read: {e.strerror or e}.") from None
+    seal = _read_seal(path, "Checkpoint ")
     if seal == "mismatch":
         raise DlError(
             f"Checkpoint {path} is corrupt: its contents do not match the sha256 it was written with "
             f"(a flipped bit on disk, or a damaged copy).{_fallback_hint(path)}"
         )
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for torn or foreign files
-        raise DlError(
-            f"Checkpoint {path} cannot be read ({type(e).__name__}: {_first_sentence(e)}). "
-            f"It is truncated, corrupt or not a dl checkpoint.{_fallback_hint(path)}"
-        ) from None
+    ckpt = _unpickle(path, map_location, f"Checkpoint {path}", f"It is truncated, corrupt or not a dl checkpoint.{_fallback_hint(path)}")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise DlError(f"{path} is not a dl checkpoint (no '{FORMAT}' format tag).")
     version = ckpt.get("version")
@@ -259,17 +250,27 @@ def load_weights(path: Path) -> dict[str, Any]:
     """A bare state_dict that dl sealed with save_atomic (translation's epoch-NNN.weights.pt),
     with weights_only=True after its sha256 is checked; unsealed or damaged is a DlError."""
     path = Path(path)
-    try:
-        seal = seal_status(path)
-    except OSError as e:
-        raise DlError(f"{path} cannot be read: {e.strerror or e}.") from None
+    seal = _read_seal(path)
     if seal != "ok":
         why = "its contents do not match the sha256 it was written with" if seal == "mismatch" else "it has no sha256 seal"
         raise DlError(f"{path} is corrupt: {why}. Delete it (the other kept epochs are still averaged).")
+    return _unpickle(path, "cpu", str(path))
+
+
+def _read_seal(path: Path, what: str = "") -> str:
+    """seal_status, with an unreadable file as a DlError (`what` prefixes the path in it)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return seal_status(path)
+    except OSError as e:
+        raise DlError(f"{what}{path} cannot be read: {e.strerror or e}.") from None
+
+
+def _unpickle(path: Path, map_location: str | torch.device, name: str, advice: str = "") -> Any:
+    """torch.load with weights_only=True; a torn or foreign file is a DlError naming `name`."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for torn or foreign files
-        raise DlError(f"{path} cannot be read ({type(e).__name__}: {_first_sentence(e)}).") from None
+        raise DlError(f"{name} cannot be read ({type(e).__name__}: {_first_sentence(e)}).{' ' + advice if advice else ''}") from None
 
 
 def _first_sentence(error: Exception) -> str:

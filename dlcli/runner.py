@@ -99,7 +99,6 @@ class RunState:
     wall_s: float = 0.0
     skipped_steps: int = 0  # optimizer steps dropped for a NaN/Inf loss or gradient (train.on_nonfinite=skip)
     skips_in_a_row: int = 0  # of them, the latest run of consecutive ones (train.max_skips_in_a_row)
-    metrics_bytes: int | None = None  # metrics.jsonl's length when the checkpoint was written
 
 
 # --------------------------------------------------------------------------- entry points
@@ -121,6 +120,7 @@ def train(
     # A resumed run's weights come from the checkpoint: no pretrained files are needed.
     try:
         job = task.build(cfg, runtime, load_weights=resume is None)
+        model = job.model.to(runtime.device)
     except (RuntimeError, MemoryError) as e:
         if not _is_out_of_memory(e):
             raise
@@ -130,12 +130,6 @@ def train(
             f"train.on_nonfinite=skip cannot drop a {cfg.task} step: its update_step changes the weights while it "
             "computes the loss. Use train.on_nonfinite=stop."
         )
-    try:
-        model = job.model.to(runtime.device)
-    except (RuntimeError, MemoryError) as e:
-        if not _is_out_of_memory(e):
-            raise
-        raise RunFailed(_build_out_of_memory_message(cfg, runtime, e)) from e
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = job.params if job.params is not None else [p for p in model.parameters() if p.requires_grad]
@@ -153,7 +147,7 @@ def train(
         state = RunState(
             Position(**resume["position"]), resume["best_value"], resume["best_metrics"], resume["wall_s"],
             # absent from older checkpoints
-            resume.get("skipped_steps", 0), resume.get("skips_in_a_row", 0), resume.get("metrics_bytes"),
+            resume.get("skipped_steps", 0), resume.get("skips_in_a_row", 0),
         )
     forward = _wrap_for_forward(model, cfg, runtime)
     loop = _Loop(job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch)
@@ -162,9 +156,9 @@ def train(
         for folder in (run_dir, run_dir / "checkpoints"):
             checkpoint.remove_stale_temps(folder)  # left by a process killed mid-write
         same_run = resume_from is not None and Path(resume_from).resolve().parent.parent == Path(run_dir).resolve()
-        if resume is not None and same_run and state.metrics_bytes is not None:
+        if resume is not None and same_run and resume.get("metrics_bytes") is not None:
             # The steps after the checkpoint are trained (and logged) again: drop their first records.
-            MetricsFile(run_dir / "metrics.jsonl").truncate(state.metrics_bytes)
+            MetricsFile(run_dir / "metrics.jsonl").truncate(resume["metrics_bytes"])
     logger.info(
         f"[bold]{cfg.name}[/]: {cfg.task} on {runtime.device} ({runtime.precision}), {steps_per_epoch} steps/epoch x "
         f"{cfg.train.epochs} epochs, global batch {global_batch(cfg, runtime)}"
@@ -517,8 +511,6 @@ class _Loop:
         if not self.rt.is_main:
             return
         state = self.state
-        if self.metrics_file:
-            state.metrics_bytes = self.metrics_file.size()
         payload = {
             "format": checkpoint.FORMAT,
             "version": checkpoint.VERSION,
@@ -534,7 +526,7 @@ class _Loop:
             "wall_s": self._elapsed(),
             "skipped_steps": state.skipped_steps,
             "skips_in_a_row": state.skips_in_a_row,
-            "metrics_bytes": state.metrics_bytes,
+            "metrics_bytes": self.metrics_file.size() if self.metrics_file else None,  # what a resume cuts back to
             "rng": rng_per_rank,
             "extra": self.job.extra,
         }
@@ -553,10 +545,10 @@ class _Loop:
         """Refuse to write a checkpoint of NaN/Inf weights over a good one. The loss is checked
         at log steps, but an update from an overflowed gradient leaves NaN weights behind a
         finite loss until the next step; one pass over the weights per save closes that gap."""
-        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
-        if not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+        tensors = {k: t for k, t in self.model.state_dict().items() if t.is_floating_point()}
+        if not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors.values()]).all()):
             return
-        bad = next(k for k, t in self.model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all())
+        bad = next(k for k, t in tensors.items() if not torch.isfinite(t).all())
         pos = self.state.position
         raise NonFiniteLoss(
             f"The weights became NaN/Inf by optimizer step {pos.step} (epoch {pos.epoch + 1}; first: {bad}), so "
@@ -595,9 +587,8 @@ class _Loop:
 
     def out_of_memory_message(self, error: BaseException) -> str:
         pos = self.state.position
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         return (
-            f"Out of memory on {self.rt.device} after optimizer step {pos.step} (epoch {pos.epoch + 1}): {first_line}. "
+            f"Out of memory on {self.rt.device} after optimizer step {pos.step} (epoch {pos.epoch + 1}): {_first_line(error)}. "
             f"{_smaller_batch_hint(self.cfg)} {self._kept_checkpoint()}"
         )
 
@@ -703,11 +694,14 @@ def _is_out_of_memory(error: BaseException) -> bool:
     )
 
 
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
 def _build_out_of_memory_message(cfg: RunConfig, runtime: Runtime, error: BaseException) -> str:
-    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
     return (
         f"Out of memory on {runtime.device} while building the {cfg.task} model and its data, before training: "
-        f"{first_line}. The recipe asks for more than this machine has: use a smaller model (the model.* sizes) "
+        f"{_first_line(error)}. The recipe asks for more than this machine has: use a smaller model (the model.* sizes) "
         "or less data (the data.* sizes), or a device with more memory."
     )
 
