@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch's CPU/CUDA wheels as pinned in this project's tested range; pip picks them from its index or cache.
 TORCH := torch>=2.4 torchvision>=0.19
 
-.PHONY: demo test install clean
+.PHONY: demo test test-avx2 install clean
 
 $(BIN)/dl: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,15 @@ $(BIN)/dl: pyproject.toml
 install: $(BIN)/dl
 
 demo: install
-	$(BIN)/dl train configs/resnet.yaml --overwrite
+	$(BIN)/dl train configs/resnet.yaml --overwrite --quiet
 
 test: install
 	$(BIN)/python -m pytest
+
+# The numerics-sensitive tests again with the kernels an AVX2-only CPU gets (no AVX-512, no AMX):
+# PyTorch's and oneDNN's dispatch then picks other code paths, which round differently.
+test-avx2: install
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -m "numerics and not slow"
 
 clean:
 	rm -rf $(VENV) runs

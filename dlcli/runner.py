@@ -269,6 +269,7 @@ class _Loop:
         self._timed_out = False  # train.max_minutes reached
         self._started = time.perf_counter()
         self._wrote_last = False  # whether this process has written last.pt (see _save)
+        self.window: _Window | None = None  # the log interval in progress (see _train_epoch)
 
     # -- the run
     def run(self) -> None:
@@ -320,7 +321,7 @@ class _Loop:
         pos, train = self.state.position, self.cfg.train
         n_batches = len(self.job.train_data)
         self.forward.train()
-        window = _Window(self.rt.device)
+        window = self.window = _Window(self.rt.device)
         bar = self.logger.bar(n_batches, f"epoch {pos.epoch + 1}/{train.epochs}", initial=pos.batch, unit="batch")
         in_group, drop_group = 0, False
         for batch in self.job.train_data.batches(pos.epoch, pos.batch):
@@ -331,7 +332,7 @@ class _Loop:
             if loss is None:  # non-finite, on_nonfinite=skip: the whole group's update is dropped
                 drop_group = True
             else:
-                window.add(loss.detach(), self.job.items_per_batch(batch))
+                window.add(loss.detach(), self.job.items_per_batch(batch), pos.step + 1)
             in_group += 1
             bar.update(1)
             end_of_epoch = pos.batch + in_group == n_batches
@@ -443,13 +444,8 @@ class _Loop:
         if window.count == 0:  # every step of the interval was skipped: no loss to report
             window.flush(self.rt)
             return
+        self._check_losses_finite()
         loss, items, seconds = window.flush(self.rt)  # the one host sync of a log interval
-        if not math.isfinite(loss):
-            raise NonFiniteLoss(
-                f"The training loss became {loss} by optimizer step {pos.step} (epoch {pos.epoch + 1}). "
-                f"{self._kept_checkpoint()} Lower optim.lr, set train.clip_grad_norm, use train.precision=fp32, "
-                "or set train.on_nonfinite=skip to drop the updates of such steps."
-            )
         record = {
             "step": pos.step, "epoch": pos.epoch + 1, "split": "train", "loss": loss,
             "lr": self.optimizer.param_groups[0]["lr"], "items_per_s": items / max(seconds, 1e-9),
@@ -459,9 +455,40 @@ class _Loop:
             bar.set_postfix(loss=f"{loss:.4f}", items_per_s=f"{record['items_per_s']:.0f}", refresh=False)
         self._record(record)
 
+    def _check_losses_finite(self) -> None:
+        """Stop (exit 1) if a training loss since the last check was NaN/Inf. Each step only ANDs a
+        flag on the device; this reads it, at log steps, evaluations and checkpoints, which sync anyway."""
+        window = self.window
+        if window is None:
+            return
+        first_bad = int(self.rt.max_across_ranks(window.first_nonfinite_step))
+        if first_bad < 0:
+            return
+        pos = self.state.position
+        raise NonFiniteLoss(
+            f"The training loss became NaN/Inf at optimizer step {first_bad} (epoch {pos.epoch + 1}). "
+            f"{self._kept_checkpoint()} {_NONFINITE_FIXES}"
+        )
+
+    def _check_eval_finite(self, split: str, metrics: dict[str, float]) -> None:
+        """A NaN/Inf loss in evaluation is a failed run too (the weights are finite but the model's
+        outputs overflow, e.g. BatchNorm running statistics blown up by a diverging step), and a NaN
+        must never choose best.pt: NaN compares false with everything, so it would stay 'best'."""
+        bad = {name: metrics[name] for name in ("loss", self.job.best_metric) if name in metrics and not math.isfinite(metrics[name])}
+        if not bad:
+            return
+        pos = self.state.position
+        values = ", ".join(f"{name} {value}" for name, value in bad.items())
+        raise NonFiniteLoss(
+            f"The {split} {values} after optimizer step {pos.step} (epoch {max(pos.epoch, 1)}): the model diverged "
+            f"although its weights are finite, so no checkpoint is chosen by it. {self._kept_checkpoint()} {_NONFINITE_FIXES}"
+        )
+
     def _validate(self, record: bool = True) -> None:
+        self._check_losses_finite()
         metrics = evaluate(self.forward, self.job.eval_data["val"], self.job, self.rt)
         self.model.train()
+        self._check_eval_finite("validation", metrics)
         self.final_metrics["val"] = metrics
         pos = self.state.position
         if record:
@@ -487,6 +514,7 @@ class _Loop:
         if best_path.exists():
             self.model.load_state_dict(checkpoint.load(best_path, self.rt.device)["model"])
         metrics = evaluate(self.forward, self.job.eval_data["test"], self.job, self.rt)
+        self._check_eval_finite("test", metrics)
         self.final_metrics["test"] = metrics
         pos = self.state.position
         self._record({"step": pos.step, "epoch": pos.epoch, "split": "test", **metrics, "elapsed_s": self._elapsed()})
@@ -506,6 +534,7 @@ class _Loop:
         # Every rank calls this at the same points (the decisions to save depend only on the
         # step and on reduced metrics), so each rank's RNG state can be gathered: dropout under
         # DDP then resumes exactly. A run resumed with another number of processes uses rank 0's.
+        self._check_losses_finite()
         self._check_weights_finite(name)  # on every rank: their weights are the same, so all stop alike
         rng_per_rank = self.rt.gather_objects(checkpoint.rng_state())
         if not self.rt.is_main:
@@ -552,8 +581,7 @@ class _Loop:
         pos = self.state.position
         raise NonFiniteLoss(
             f"The weights became NaN/Inf by optimizer step {pos.step} (epoch {pos.epoch + 1}; first: {bad}), so "
-            f"{name} is not written. {self._kept_checkpoint()} Lower optim.lr, set train.clip_grad_norm, "
-            "use train.precision=fp32, or set train.on_nonfinite=skip to drop the updates of such steps."
+            f"{name} is not written. {self._kept_checkpoint()} {_NONFINITE_FIXES}"
         )
 
     def _kept_checkpoint(self) -> str:
@@ -619,10 +647,12 @@ class _Loop:
 
 
 class _Window:
-    """Sums of the loss over a log interval, kept on the device: no host sync per step."""
+    """Sums of the loss over a log interval, kept on the device: no host sync per step. Also the
+    first optimizer step whose loss was NaN/Inf (-1: none yet), kept until the run fails on it."""
 
     def __init__(self, device: torch.device):
         self.device = device
+        self.first_nonfinite_step = torch.full((), -1, device=device, dtype=torch.int64)
         self._reset()
 
     def _reset(self) -> None:
@@ -631,8 +661,10 @@ class _Window:
         self.items = 0
         self.started = time.perf_counter()
 
-    def add(self, loss: torch.Tensor, items: int) -> None:
-        self.loss_sum += loss  # one small kernel, no host sync
+    def add(self, loss: torch.Tensor, items: int, step: int) -> None:
+        self.loss_sum += loss  # small kernels, no host sync
+        nonfinite_first = (self.first_nonfinite_step < 0) & ~torch.isfinite(loss)
+        self.first_nonfinite_step.masked_fill_(nonfinite_first, step)
         self.count += 1
         self.items += items
 
@@ -647,6 +679,11 @@ class _Window:
 
 
 # --------------------------------------------------------------------------- helpers
+
+_NONFINITE_FIXES = (
+    "Lower optim.lr, set train.clip_grad_norm, use train.precision=fp32, "
+    "or set train.on_nonfinite=skip to drop the updates of such steps."
+)
 
 
 def _wrap_for_forward(model: nn.Module, cfg: RunConfig, runtime: Runtime) -> nn.Module:

@@ -57,6 +57,13 @@ class Runtime:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def max_across_ranks(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The elementwise maximum of a tensor over all processes (a reduced copy: the input is kept)."""
+        tensor = tensor.clone()
+        if self._distributed:
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor
+
     def any_across_ranks(self, flag: bool) -> bool:
         """True on every rank when it is true on any rank."""
         if not self._distributed:

@@ -29,7 +29,7 @@ BATCH_SIZES = (1, 3)  # the export traces batch 2: both differ from it
 ARCH_RECIPES = {"resnet18": "resnet", "mobilenet_v2": "mobilenet"}
 ONE_STEP = ["--set", "train.max_steps=1", "-q", "--json"]
 TINY_CLASSIFY = [
-    "--set", f"data.image_size={IMAGE_SIZE}", "--set", "data.batch_size=2", "--set", "data.train_size=20",
+    "--set", f"data.image_size={IMAGE_SIZE}", "--set", "data.batch_size=4", "--set", "data.train_size=20",
     "--set", "data.val_size=10", "--set", "data.test_size=10",
 ]
 # embedding_dim == hidden_size, so model.tie_weights can share the matrix (Press & Wolf 2017)

@@ -50,6 +50,12 @@ TINY_LM = [
     "--set", "train.log_every=1", "--set", "train.checkpoint_every=2", "--device", "cpu", "-q", "--json",
 ]
 
+# A ResNet-18 on 16 px shapes (3 batches of 4 per epoch, 2 steps): the recipe with a test split.
+TINY_CLASSIFY = [
+    "--set", "data.image_size=16", "--set", "data.batch_size=4", "--set", "data.train_size=12",
+    "--set", "data.val_size=10", "--set", "data.test_size=10", "--set", "train.max_steps=2", "-q",
+]
+
 
 def dl(*args):
     return CliRunner().invoke(app, ["train", RECIPE, *[str(a) for a in args], *TINY_LM])
@@ -528,11 +534,71 @@ def test_a_nan_loss_stops_naming_the_step_with_the_last_good_checkpoint_intact(t
     result = dl("--out", run, "--set", "train.max_steps=10")
     message = result.stderr
     assert result.exit_code == 1, result.output
-    assert "by optimizer step 5" in message and f"{ckpt_dir(run) / 'last.pt'} (step 4), is kept" in message
+    assert "at optimizer step 5" in message and f"{ckpt_dir(run) / 'last.pt'} (step 4), is kept" in message
     assert "train.on_nonfinite=skip" in message and "Traceback" not in result.output
     saved = checkpoint.load(ckpt_dir(run) / "last.pt")
     assert saved["position"]["step"] == 4
     assert all(torch.isfinite(t.float()).all() for t in saved["model"].values())
+
+
+def test_a_nan_loss_between_log_steps_stops_at_the_next_check_naming_its_step(tmp_path, monkeypatch):
+    # Step 3's loss alone is NaN, steps 4-6 are finite; the run logs every 6 steps and saves every 2:
+    # the flag kept on the device since step 3 stops the run at step 4's checkpoint, before it is written.
+    inject(monkeypatch, {3}, _nan)
+    run = tmp_path / "run"
+    result = dl("--out", run, "--set", "train.max_steps=6", "--set", "train.log_every=6")
+    assert result.exit_code == 1, result.output
+    assert "The training loss became NaN/Inf at optimizer step 3 (epoch 1)" in result.stderr
+    assert f"{ckpt_dir(run) / 'last.pt'} (step 2), is kept" in result.stderr and "Traceback" not in result.output
+    assert step_of(ckpt_dir(run) / "last.pt") == 2
+
+
+def _nan_in_evaluation(monkeypatch, split: str) -> None:
+    """runner.evaluate, with the loss of `split`'s evaluations made NaN (the weights stay finite)."""
+    original = runner.evaluate
+
+    def evaluate(model, loader, job, runtime):
+        metrics = original(model, loader, job, runtime)
+        return {**metrics, "loss": float("nan")} if loader is job.eval_data[split] else metrics
+
+    monkeypatch.setattr(runner, "evaluate", evaluate)
+
+
+def test_a_nan_validation_loss_is_exit_1_and_chooses_no_best_checkpoint(tmp_path, monkeypatch):
+    _nan_in_evaluation(monkeypatch, "val")
+    run = tmp_path / "run"
+    result = dl("--out", run, "--set", "train.max_steps=4")
+    assert result.exit_code == 1, result.output
+    assert "The validation loss nan after optimizer step 4" in result.stderr
+    assert "no checkpoint is chosen by it" in result.stderr and "Traceback" not in result.output
+    assert not (ckpt_dir(run) / "best.pt").exists() and not (run / "summary.json").exists()
+
+
+def test_a_nan_test_loss_is_exit_1(tmp_path, monkeypatch):
+    _nan_in_evaluation(monkeypatch, "test")
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "resnet", "--out", str(run), *TINY_CLASSIFY])
+    assert result.exit_code == 1, result.output
+    assert "The test loss nan after optimizer step 2" in result.stderr and "Traceback" not in result.output
+    assert not (run / "summary.json").exists()
+
+
+def test_densenet_on_2_values_per_batchnorm_channel_is_refused_saying_why(tmp_path):
+    # The issue's case: DenseNet-161 at 32 px reaches 1x1 maps in its last dense block, so at batch 2
+    # each of that block's 48 BatchNorms normalizes 2 values per channel. Their output is then +-1
+    # whatever the input, and the gradient through them grows as 1/sqrt(eps): the first step's
+    # gradient norm is ~1e11 and the weights go NaN by step 2 (on some CPUs only after a NaN
+    # validation). Refused before training, with the batch or image size that works.
+    result = CliRunner().invoke(app, [
+        "train", "densenet", "--out", str(tmp_path / "run"), "--set", "train.max_steps=2", "--set", "data.image_size=32",
+        "--set", "data.batch_size=2", "--set", "data.train_size=20", "--set", "data.val_size=10",
+        "--set", "data.test_size=10", "-q",
+    ])
+    assert result.exit_code == 2, result.output
+    message = result.stderr
+    assert "on only 2 value(s) per channel" in message and "features.denseblock4" in message and "1x1" in message
+    assert "data.batch_size" in message and "data.image_size" in message and "Traceback" not in result.output
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_on_nonfinite_skip_drops_those_updates_counts_them_and_finishes(tmp_path, monkeypatch):

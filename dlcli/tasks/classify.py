@@ -13,6 +13,7 @@ their auxiliary heads, weighted 0.4 as in Szegedy et al. (2015, 2016).
 from __future__ import annotations
 
 import difflib
+import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -183,30 +184,81 @@ def check_model(model_cfg: ClassifyModel, image_size: int) -> None:
 
 
 def check_batch_norm_batch(model: nn.Module, cfg: Config, train_images: int, runtime: Runtime) -> None:
-    """Refuse training batches of one image for a model with BatchNorm.
+    """Refuse training where a BatchNorm layer would normalize 2 values or fewer per channel.
 
-    In training BatchNorm normalizes with the batch's own statistics: one image gives a single
-    value per channel wherever the map is 1x1 (ResNet's last block at 32 px), and torch stops
-    with "Expected more than 1 value per channel". The loader drops the last partial batch, so
-    a batch is min(data.batch_size, training images per process) images.
+    In training BatchNorm normalizes each channel with the batch's own statistics, over the
+    batch x H x W values of its input map. One value (a batch of 1 at ResNet's 1x1 last block at
+    32 px) stops torch with "Expected more than 1 value per channel". Two fail silently: they
+    normalize to -1 and +1 whatever they are, and the gradient through the layer grows as
+    1/sqrt(eps) where they are close. DenseNet-161 at 32 px and batch 2 stacks 49 such layers (its
+    last dense block is 1x1): its first gradient norm is ~1e11 and the weights are NaN by step 2.
+    Gradient norms at initialization (shapes, 32 px): 7e11 at 2 values, 1e3 at 4, 1e2 at 8 (as at
+    64 px). The loader drops the last partial batch, so a batch is min(data.batch_size, training
+    images per process) images.
     """
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        return
     if cfg.train.sync_batchnorm and runtime.world_size > 1:
         return  # statistics over every process's batch
-    per_rank = train_images // runtime.world_size
-    batch = min(cfg.data.batch_size, per_rank)
-    if batch >= 2:
+    batch = min(cfg.data.batch_size, train_images // runtime.world_size)
+    if batch >= 3:  # a map is at least 1x1, so every layer gets 3 values or more
+        return
+    smallest = smallest_batch_norm_map(model, cfg.data.image_size)
+    if smallest is None:
+        return
+    layer, shape, layers = smallest
+    values = batch * math.prod(shape)
+    if values > 2:
         return
     why = (
-        f"data.batch_size is {cfg.data.batch_size}" if cfg.data.batch_size < 2
+        f"data.batch_size is {cfg.data.batch_size}" if cfg.data.batch_size == batch
         else f"the training split has {train_images} image(s) for {runtime.world_size} process(es)"
     )
+    enough = 8  # values per channel where the gradients were tame (see above)
+    size_factor = math.ceil(math.sqrt(enough / values))
     raise DlError(
-        f"{cfg.model.arch} has BatchNorm layers, which need batches of 2 or more images in training, but {why}: "
-        f"each batch would hold {batch}. Set data.batch_size to 2 or more (use train.grad_accum to keep the memory "
-        "of a small batch), or give more training images."
+        f"{cfg.model.arch} at {cfg.data.image_size} px would train {layers} BatchNorm layer(s) on only {values} value(s) "
+        f"per channel ({layer}: {'x'.join(map(str, shape)) or '1'} maps x {batch} image(s) per batch; {why}). BatchNorm "
+        "normalizes each channel over the batch: 2 values become -1 and +1 whatever they are and the gradient explodes, "
+        f"1 stops torch. Set data.batch_size to {math.ceil(enough / math.prod(shape))} or more, or data.image_size to "
+        f"{cfg.data.image_size * size_factor} or more."
     )
+
+
+def smallest_batch_norm_map(model: nn.Module, image_size: int) -> tuple[str, tuple[int, ...], int] | None:
+    """The BatchNorm layer whose input map is smallest in a training forward pass at `image_size`:
+    (its name, the map's spatial shape, how many layers share that size), or None without BatchNorm.
+
+    The pass runs on meta tensors (shapes only: no memory, no arithmetic) through a functional
+    copy of the weights, so the model itself is untouched. Should an op lack a meta kernel, the
+    check is skipped (None): a real batch then meets torch's own error, if any."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple) -> None:  # returns None: the inputs go on unchanged
+            shapes.setdefault(name, tuple(args[0].shape[2:]))  # (N, C, H, W) -> (H, W)
+
+        return hook
+
+    hooks = [
+        module.register_forward_pre_hook(record(name))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+    ]
+    if not hooks:
+        return None
+    state = {name: torch.empty_like(t, device="meta") for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    images = torch.empty(2, 3, image_size, image_size, device="meta")  # 2: torch's own check needs more than 1 value
+    try:
+        torch.func.functional_call(model, state, (images,))
+    except Exception:  # an op without a meta kernel
+        return None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if not shapes:
+        return None
+    smallest = min(math.prod(shape) for shape in shapes.values())
+    at_smallest = [name for name, shape in shapes.items() if math.prod(shape) == smallest]
+    return at_smallest[0], shapes[at_smallest[0]], len(at_smallest)
 
 
 def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, load_weights: bool = True) -> nn.Module:
