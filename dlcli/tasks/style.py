@@ -2,10 +2,10 @@
 Neural Networks" (CVPR 2016): an image is optimised until its VGG features match a content
 image's and its Gram matrices match a style image's.
 
-    dl stylize content.jpg style.jpg -o out.jpg                 # VGG19 ImageNet features, L-BFGS
-    dl stylize content.jpg style.jpg --features random          # offline: a fixed random VGG19
-    dl stylize content.jpg wave.jpg starry.jpg --style-blend 0.7,0.3
-    dl train configs/style.yaml                                 # a grid of contents x styles
+    dl stylize examples/scene.jpg examples/stripes.jpg -o out.jpg          # VGG19 ImageNet features, L-BFGS
+    dl stylize examples/scene.jpg examples/stripes.jpg --features random   # offline: a fixed random VGG19
+    dl stylize examples/scene.jpg examples/stripes.jpg examples/swirls.jpg --style-blend 0.7,0.3
+    dl train configs/style.yaml                                            # a grid of contents x styles
 
 The losses, with F_l the N_l x M_l matrix of layer l's responses to the image (N_l channels,
 M_l = height x width positions), P_l the content image's and A_l the style image's Gram matrix:
