@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,13 @@ def save_safetensors(state: dict[str, torch.Tensor], path: Path, card: dict[str,
         seen_storages.add(tensor.untyped_storage().data_ptr())
         tensors[name] = tensor
     save_file(tensors, str(path), metadata={"dlcli": json.dumps(card)})
+    # save_file writes a 0600 temp file and renames it (atomic, but private); give the file the
+    # mode the other formats' files get, as a plain open() would make it.
+    os.chmod(path, _new_file_mode())
+
+
+def _new_file_mode() -> int:
+    """0o666 less the process umask: the mode open(path, "w") gives a new file."""
+    umask = os.umask(0)  # reading the umask means setting it: put it back at once
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -17,7 +17,6 @@ import difflib
 import gzip
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import IO, Literal
 
@@ -94,15 +93,16 @@ def save_word2vec_format(wv: WordVectors, path: Path, binary: bool = False) -> N
         if not word or any(ch.isspace() for ch in word):
             raise DlError(f"Cannot save the word {word!r} in word2vec format: words are separated by spaces.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # open(), not mkstemp: the file gets the umask's mode (0644 under umask 022), not mkstemp's 0600.
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with os.fdopen(fd, "wb") as raw:
+        with open(tmp, "wb") as raw:
             f = gzip.GzipFile(fileobj=raw, mode="wb", filename=path.stem) if path.suffix == ".gz" else raw
             with f:
                 _write(f, wv, binary)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -266,9 +266,9 @@ def numbers(args: argparse.Namespace, command: str) -> None:
                                   device="cpu")
     body = (
         f"configs/translation.yaml ({args.device}): held-out numbers.\n\n"
-        "| test exact match (beam 5) | test BLEU | val exact (greedy, last) | training min (incl. val) | wall min |\n"
+        "| test exact match (beam 5) | test chrF | val exact (greedy, last) | training min (incl. val) | wall min |\n"
         "|---|---|---|---|---|\n"
-        f"| **{test['exact']:.4f}** | {test['bleu']:.2f} | {vals[-1]['exact']:.4f} | {train_s / 60:.2f} | {wall / 60:.2f} |\n\n"
+        f"| **{test['exact']:.4f}** | {test['chrf']:.2f} | {vals[-1]['exact']:.4f} | {train_s / 60:.2f} | {wall / 60:.2f} |\n\n"
         + "".join(f"- `{e['source']}` -> `{e['translation']}`\n" for e in example)
         + f"\nLoad: {load_start} at start, {load_note()} at the end.\n"
     )

@@ -12,7 +12,8 @@ several threads each waiting on busy cores a tiny model's step can be 100x slowe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,15 @@ def cli() -> Callable[..., Result]:
         return runner.invoke(app, [str(a) for a in args])
 
     return invoke
+
+
+@pytest.fixture
+def set_umask() -> Iterator[Callable[[int], None]]:
+    """set_umask(0o077) sets the process umask for the rest of the test; the old one comes back after."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
 
 
 @pytest.fixture

@@ -81,8 +81,9 @@ def test_fetch_rejects_meaningless_hash(tmp_path: Path) -> None:
         fetch(URL, tmp_path / "x", "", what="data")
 
 
-def test_fetch_file_url_downloads_and_verifies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_fetch_file_url_downloads_and_verifies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, set_umask) -> None:
     monkeypatch.setenv("DL_OFFLINE", "0")
+    set_umask(0o027)
     src = tmp_path / "src" / "data.bin"
     src.parent.mkdir()
     src.write_bytes(PAYLOAD)
@@ -90,6 +91,7 @@ def test_fetch_file_url_downloads_and_verifies(monkeypatch: pytest.MonkeyPatch, 
     assert fetch(src.as_uri(), dest, PAYLOAD_SHA, what="data") == dest
     assert dest.read_bytes() == PAYLOAD
     assert os.listdir(dest.parent) == ["data.bin"]  # no temp file left
+    assert dest.stat().st_mode & 0o777 == 0o640  # the umask's mode, as open() gives
 
 
 def test_fetch_file_url_bad_hash_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -176,6 +176,21 @@ def test_safetensors_holds_the_checkpoints_state_dict(cli: Callable[..., Result]
         assert loaded[key].dtype == tensor.dtype and torch.equal(loaded[key], tensor), key
 
 
+# --------------------------------------------------------------------------- every format
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+def test_the_file_gets_the_mode_of_a_plain_open(cli: Callable[..., Result], trained: Callable[[str], Path],
+                                                set_umask: Callable[[int], None], tmp_path: Path, fmt: str) -> None:
+    """0644 under umask 022, 0600 under 077, as open(path, "w") makes: safetensors' own writer makes 0600 always."""
+    pytest.importorskip({"onnx": "onnxscript", "torchscript": "torch", "safetensors": "safetensors"}[fmt])
+    run = trained("resnet18")
+    for umask in (0o022, 0o077):
+        set_umask(umask)
+        report = _exported(cli("export", run, "--format", fmt, "-o", tmp_path / f"{umask:03o}" / f"model.{fmt}", "--json"))
+        assert Path(report["path"]).stat().st_mode & 0o777 == 0o666 & ~umask, (fmt, oct(umask))
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -1,9 +1,11 @@
 """The README's commands run as written: every `dl` line of a fenced block marked
 `<!-- runnable ... -->` runs, in order, in a fresh folder, with tiny overrides that shrink the
-built-in data and stop training after two steps. The pictures it shows exist."""
+built-in data and stop training after two steps. The pictures it shows exist, and so do the sample
+images its commands name (examples/, drawn by scripts/make_examples.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -47,9 +49,7 @@ def test_readme_commands_run_as_written(cli, tmp_path):
     commands = runnable_commands(README.read_text(encoding="utf-8"))
     assert len(commands) >= 25, commands
     (tmp_path / "configs").symlink_to(REPO / "configs")
-    rng = np.random.default_rng(0)
-    for name in ("cat.jpg", "dog.png"):  # the pictures `dl predict` is shown with
-        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "examples").symlink_to(REPO / "examples")  # the pictures `dl predict` is shown with
     for line in commands:
         args = with_tiny_overrides(shlex.split(line, comments=True)[1:])
         result = cli(*args)
@@ -63,6 +63,31 @@ def test_readme_shows_its_pictures():
     assert len(pictures) >= 4
     for picture in pictures:
         assert (REPO / picture).is_file(), picture
+
+
+def test_the_sample_images_the_readme_names_are_in_the_repository():
+    text = README.read_text(encoding="utf-8")
+    named = set(re.findall(r"examples/[\w.-]+\.(?:png|jpg)", text))
+    assert {"examples/circle.png", "examples/triangle.jpg", "examples/scene.jpg"} <= named
+    for path in named:
+        assert (REPO / path).is_file(), path
+
+
+def test_make_examples_draws_the_committed_images(tmp_path):
+    spec = importlib.util.spec_from_file_location("make_examples", REPO / "scripts" / "make_examples.py")
+    make_examples = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_examples)
+    written = make_examples.write_examples(tmp_path)
+    assert sorted(p.name for p in written) == sorted(p.name for p in (REPO / "examples").iterdir())
+    for path in written:
+        ours = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+        committed = np.asarray(Image.open(REPO / "examples" / path.name).convert("RGB"), dtype=np.int16)
+        assert ours.shape == committed.shape, path
+        if path.suffix == ".png":
+            assert np.array_equal(ours, committed), path
+        else:  # another libjpeg build may encode and decode a little differently
+            assert np.abs(ours - committed).mean() < 1.0, path
+        assert path.stat().st_size < 20_000, path  # a few KB each
 
 
 @pytest.mark.parametrize("line", ["dl train configs/resnet.yaml  # note", 'dl tag "I watch ." --run r'])

@@ -187,6 +187,7 @@ def test_vgg19_state_dict_in_the_hub_cache_is_used(cli, pictures, monkeypatch: p
     assert result.exit_code == 2  # offline and not in the cache
     assert VGG19_FILE in result.output
     assert str(tmp_path / "torch_home" / "hub" / "checkpoints") in result.output.replace("\n", "")
+    assert "--features random" in result.output.replace("\n", "")  # the way on without the download
 
     torch.manual_seed(0)
     saved = torchvision.models.vgg19().state_dict()  # random weights, torchvision's keys and shapes

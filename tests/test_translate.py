@@ -1,4 +1,4 @@
-"""Translation: data files, the joint vocabulary, batches, training, BLEU, `dl translate`, bad input."""
+"""Translation: data files, the joint vocabulary, batches, training, BLEU and chrF, `dl translate`, bad input."""
 
 from __future__ import annotations
 
@@ -121,14 +121,70 @@ def test_bleu_from_batch_totals_equals_corpus_bleu():
     assert translate.bleu_from_totals(totals) == pytest.approx(expected)
 
 
-def test_training_lowers_the_loss_and_reports_bleu_and_exact_match(numbers_run):
+def chrf_case(monkeypatch: pytest.MonkeyPatch, max_tokens: int):
+    """A folder-dataset job whose val split holds PAIRS and whose "translations" are HYPS: its
+    evaluation scores fixed sentences through eval_step, the runner's sums and finish_metrics."""
+    sources = [f"sentence {word}" for word in ("one", "two", "three", "four")]
+    refs = ["a man is riding a bike", "two dogs are playing in the snow", "a cat sleeps", "a young girl"]
+    hyps = ["a man rides a bike", "two dogs play in the snow", "the cat sleeps", "a girl"]
+    splits = {"train": (sources * 5, refs * 5), "val": (sources, refs)}
+    monkeypatch.setattr(translate, "load_splits", lambda d, seed: splits)
+    by_source = dict(zip(sources, hyps, strict=True))
+
+    def fake_translate(model, tokenizer, src, decode, beam):
+        return [by_source[translate.decode_ids(tokenizer, row.tolist())] for row in src]
+
+    monkeypatch.setattr(translate, "translate_batch", fake_translate)
+    job = translate.build(config("data.dataset=folder", "data.vocab_size=80", f"data.max_tokens={max_tokens}"), CPU)
+    return job, hyps, refs
+
+
+@pytest.mark.parametrize("max_tokens", [512, 20])  # the val split in one batch, and in two or more
+def test_chrf_and_bleu_through_the_eval_path_equal_sacrebleus_corpus_scores(monkeypatch, max_tokens):
+    import sacrebleu
+
+    job, hyps, refs = chrf_case(monkeypatch, max_tokens)
+    assert (len(job.eval_data["val"]) >= 2) == (max_tokens == 20)
+    metrics = runner.evaluate(job.model, job.eval_data["val"], job, CPU)
+    assert metrics["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
+    assert metrics["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs], lowercase=True).score)
+    assert metrics["exact"] == 0.0 and not any(k.startswith("total.") for k in metrics)
+
+
+def test_chrf_from_batch_totals_equals_corpus_chrf():
+    import sacrebleu
+
+    hyps = ["Ein Mann fährt Rad.", "zwei Hunde", "eine Katze schläft auf dem Sofa", ""]
+    refs = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen.", "eine Katze schläft", "ein Mädchen"]
+    scorer = translate.chrf_scorer()
+    totals: dict[str, float] = {}
+    for part in (slice(0, 1), slice(1, 4)):
+        for key, value in translate.chrf_totals(scorer, hyps[part], refs[part]).items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+    assert translate.chrf_from_totals(totals) == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
+
+
+def test_the_number_recipe_chooses_best_by_exact_match_and_leaves_bleu_out(repo_configs):
+    from dlcli import api
+
+    task, cfg = api.load_config(repo_configs / "translation.yaml", ["data.numbers_train=100", "data.numbers_val=5",
+                                                                    "data.numbers_test=5"])
+    job = task.build(cfg, CPU)
+    assert job.best_metric == "exact" and job.best_mode == "max"  # one-word targets: BLEU is always 0
+    assert "bleu_signature" not in translate.eval_notes(cfg) and "chrf_signature" in translate.eval_notes(cfg)
+    multi30k = api.load_config(repo_configs / "multi30k.yaml")[1]
+    assert "bleu_signature" in translate.eval_notes(multi30k)
+
+
+def test_training_lowers_the_loss_and_reports_chrf_and_exact_match(numbers_run):
     records = [json.loads(line) for line in (numbers_run / "metrics.jsonl").read_text().splitlines()]
     train = [r["loss"] for r in records if r["split"] == "train"]
     assert train[-1] < train[0] - 1.0
     val = [r for r in records if r["split"] == "val"]
     assert val[-1]["loss"] < val[0]["loss"]
     test = next(r for r in records if r["split"] == "test")
-    assert {"bleu", "exact", "loss", "ppl"} <= test.keys()
+    assert {"chrf", "exact", "loss", "ppl"} <= test.keys() and "bleu" not in test  # the number task: no BLEU
+    assert 0.0 <= test["chrf"] <= 100.0
     assert (numbers_run / "tokenizer.json").is_file()
 
 
@@ -162,12 +218,12 @@ def test_attention_map_is_drawn(numbers_run, cli, tmp_path):
     assert torch.allclose(weights.sum(-1), torch.ones(len(tgt)), atol=1e-5)
 
 
-def test_eval_prints_bleu_with_its_signature(numbers_run, cli):
+def test_eval_prints_chrf_with_its_signature(numbers_run, cli):
     result = cli("eval", numbers_run, "--split", "test", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert "bleu" in doc["metrics"] and "exact" in doc["metrics"]
-    assert doc["bleu_signature"].startswith("nrefs:1|case:lc|")
+    assert "chrf" in doc["metrics"] and "exact" in doc["metrics"]
+    assert doc["chrf_signature"].startswith("nrefs:1|case:mixed|")
 
 
 def test_folder_dataset_trains(tmp_path):
@@ -176,7 +232,8 @@ def test_folder_dataset_trains(tmp_path):
     write_pairs(tmp_path / "pairs", "val", ["ein Hund"], ["a dog"])
     cfg = config("data.dataset=folder", f"data.root={tmp_path / 'pairs'}", "data.vocab_size=80", "train.epochs=1")
     summary = runner.train(translate, cfg, tmp_path / "run", CPU, Logger(quiet=True))
-    assert "bleu" in summary["metrics"]["val"] and "test" not in summary["metrics"]
+    assert {"bleu", "chrf"} <= summary["metrics"]["val"].keys() and "test" not in summary["metrics"]
+    assert translate.eval_notes()["bleu_signature"].startswith("nrefs:1|case:lc|")
 
 
 def test_empty_corpus_and_line_mismatch_exit_2(tmp_path, cli, repo_configs):

@@ -123,6 +123,13 @@ def test_odd_bytes_are_replaced_not_fatal(tmp_path: Path):
     np.testing.assert_array_equal(wv.vectors[0], [1.0, 2.0])
 
 
+def test_the_file_gets_the_umasks_mode(tmp_path: Path, set_umask):
+    for umask in (0o022, 0o077):
+        set_umask(umask)
+        save_word2vec_format(WordVectors(["a"], np.ones((1, 2))), tmp_path / f"{umask:03o}.txt")
+        assert (tmp_path / f"{umask:03o}.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_a_failed_save_leaves_no_file(tmp_path: Path):
     with pytest.raises(DlError, match="separated by spaces"):
         save_word2vec_format(WordVectors(["new york"], np.ones((1, 2))), tmp_path / "v.txt")

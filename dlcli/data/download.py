@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -122,11 +121,11 @@ def _reason(e: BaseException) -> str:
 def _download(url: str, dest: Path, sha256: str | None) -> None:
     """Download to a temp file next to `dest`, verify, then atomically rename."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder as dest: os.replace is only atomic within one filesystem.
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    # Same folder as dest: os.replace is only atomic within one filesystem. open(), not mkstemp:
+    # the cached file gets the umask's mode (0644 under umask 022), not mkstemp's 0600.
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             actual = _copy_url(url, out)
             out.flush()
             os.fsync(out.fileno())  # the data is on disk before the name points at it

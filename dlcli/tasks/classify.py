@@ -2,8 +2,8 @@
 
     dl train configs/resnet.yaml
     dl eval runs/resnet18-shapes --json
-    dl predict cat.jpg --run runs/resnet18-shapes --top 3
-    dl predict cat.jpg --arch resnet18 --weights imagenet
+    dl predict examples/circle.png --run runs/resnet18-shapes --top 3
+    dl predict examples/circle.png --arch resnet18 --weights imagenet
 
 Any torchvision classification builder works by name (`model.arch: resnet18`); the
 classification head is sized for the data's classes. GoogLeNet and Inception v3 also train

@@ -2,10 +2,10 @@
 Neural Networks" (CVPR 2016): an image is optimised until its VGG features match a content
 image's and its Gram matrices match a style image's.
 
-    dl stylize content.jpg style.jpg -o out.jpg                 # VGG19 ImageNet features, L-BFGS
-    dl stylize content.jpg style.jpg --features random          # offline: a fixed random VGG19
-    dl stylize content.jpg wave.jpg starry.jpg --style-blend 0.7,0.3
-    dl train configs/style.yaml                                 # a grid of contents x styles
+    dl stylize examples/scene.jpg examples/stripes.jpg -o out.jpg          # VGG19 ImageNet features, L-BFGS
+    dl stylize examples/scene.jpg examples/stripes.jpg --features random   # offline: a fixed random VGG19
+    dl stylize examples/scene.jpg examples/stripes.jpg examples/swirls.jpg --style-blend 0.7,0.3
+    dl train configs/style.yaml                                            # a grid of contents x styles
 
 The losses, with F_l the N_l x M_l matrix of layer l's responses to the image (N_l channels,
 M_l = height x width positions), P_l the content image's and A_l the style image's Gram matrix:
@@ -195,8 +195,6 @@ def match_luminance(style_y: torch.Tensor, content_y: torch.Tensor) -> torch.Ten
 
 def load_features(model: StyleModel, logger: Logger) -> VGGFeatures:
     """The VGG feature network that `model.features` names, cut after its deepest layer."""
-    from dlcli.data.download import load_torchvision_state_dict
-
     spec = model.features
     if spec == "random":
         logger.warn(
@@ -205,7 +203,7 @@ def load_features(model: StyleModel, logger: Logger) -> VGGFeatures:
         )
         state = None
     elif spec == "imagenet":
-        state = load_torchvision_state_dict("vgg19")  # the hub cache; offline and absent: DlError naming the file
+        state = imagenet_vgg19_state_dict()
     else:
         state = read_weights_file(Path(spec))
     try:
@@ -213,6 +211,20 @@ def load_features(model: StyleModel, logger: Logger) -> VGGFeatures:
     except (ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]
         raise DlError(f"features {spec}: {first}") from None
+
+
+def imagenet_vgg19_state_dict() -> dict[str, torch.Tensor]:
+    """torchvision's VGG19 from the torch hub cache; when it is absent and cannot be downloaded (or
+    is unreadable), the DlError naming the file also offers the random network, which needs nothing."""
+    from dlcli.data.download import load_torchvision_state_dict
+
+    try:
+        return load_torchvision_state_dict("vgg19")
+    except DlError as e:
+        raise DlError(
+            f"{str(e).rstrip('.')}; or do without them: --features random (model.features=random in a recipe) is a "
+            "VGG19 with fixed random weights that needs no download; the style comes out cruder."
+        ) from None
 
 
 def read_weights_file(path: Path) -> dict[str, torch.Tensor]:

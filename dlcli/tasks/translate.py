@@ -17,9 +17,11 @@ Batches hold sentence pairs of similar length, as many as fit `data.max_tokens` 
 reshuffled every epoch from (seed, epoch), fairseq's scheme.
 
 Training minimises label-smoothed cross-entropy. Evaluation reports the plain cross-entropy per
-target token (`loss`, `ppl`), and decodes every sentence to score sacreBLEU (corpus BLEU, with its
-signature: `dl eval --json` prints it) and exact match: greedy on the validation split during
-training, beam search (`decode.beam`) on the test split and in `dl translate`.
+target token (`loss`, `ppl`), and decodes every sentence to score sacreBLEU's corpus BLEU and chrF
+(with their signatures: `dl eval --json` prints them) and exact match: greedy on the validation
+split during training, beam search (`decode.beam`) on the test split and in `dl translate`. The
+number task leaves BLEU out: its German targets are one word each, so they have no 4-grams and
+BLEU is 0 whatever the model says; best.pt is chosen by exact match there, by BLEU elsewhere.
 """
 
 from __future__ import annotations
@@ -243,7 +245,7 @@ class TokenBatches:
             yield self.batches_[i]
 
 
-# --------------------------------------------------------------------------- the model and BLEU
+# --------------------------------------------------------------------------- the model, BLEU and chrF
 
 
 def build_model(m: TranslateModel, vocab_size: int) -> Seq2SeqTransformer:
@@ -261,11 +263,40 @@ def bleu_scorer():
     return BLEU(lowercase=True)
 
 
-def eval_notes() -> dict[str, str]:
-    """What `dl eval` prints beside the metrics: sacreBLEU's signature (how the BLEU was computed)."""
-    scorer = bleu_scorer()
-    scorer.corpus_score(["a"], [["a"]])  # the signature names the reference count, known once scored
-    return {"bleu_signature": str(scorer.get_signature())}
+def chrf_scorer():
+    """sacreBLEU's chrF with its defaults: chrF2 (character 6-grams, recall weighted twice), cased."""
+    from sacrebleu.metrics import CHRF
+
+    return CHRF()
+
+
+def reports_bleu(d: TranslateData) -> bool:
+    """The number task's targets are single German words: no 4-grams, so BLEU is always 0 there."""
+    return d.dataset != "numbers"
+
+
+def eval_notes(cfg: Config | None = None) -> dict[str, str]:
+    """What `dl eval` prints beside the metrics: sacreBLEU's signatures (how BLEU and chrF were
+    computed); given the run's config, only those of the metrics it reports."""
+    notes = {}
+    for name, scorer in (("bleu", bleu_scorer()), ("chrf", chrf_scorer())):
+        if name == "bleu" and cfg is not None and not reports_bleu(cfg.data):
+            continue
+        scorer.corpus_score(["a"], [["a"]])  # the signature names the reference count, known once scored
+        notes[f"{name}_signature"] = str(scorer.get_signature())
+    return notes
+
+
+def bleu_totals(scorer, hypotheses: list[str], refs: list[str]) -> dict[str, torch.Tensor]:
+    """BLEU's corpus statistics of a batch: n-gram matches and totals, hypothesis and reference lengths."""
+    stats = scorer.corpus_score(hypotheses, [refs])
+    totals = {}
+    for n in range(4):
+        totals[f"total.bleu_correct{n + 1}"] = torch.tensor(float(stats.counts[n]))
+        totals[f"total.bleu_total{n + 1}"] = torch.tensor(float(stats.totals[n]))
+    totals["total.sys_len"] = torch.tensor(float(stats.sys_len))
+    totals["total.ref_len"] = torch.tensor(float(stats.ref_len))
+    return totals
 
 
 def bleu_from_totals(m: dict[str, float]) -> float:
@@ -275,6 +306,22 @@ def bleu_from_totals(m: dict[str, float]) -> float:
     correct = [round(m[f"total.bleu_correct{n}"]) for n in range(1, 5)]  # counts, summed as floats
     total = [round(m[f"total.bleu_total{n}"]) for n in range(1, 5)]
     return BLEU.compute_bleu(correct, total, round(m["total.sys_len"]), round(m["total.ref_len"]), smooth_method="exp").score
+
+
+def chrf_totals(scorer, hypotheses: list[str], refs: list[str]) -> dict[str, torch.Tensor]:
+    """chrF's corpus statistics of a batch ("total.chrf0", ...: hypothesis, reference and matched
+    character/word n-gram counts), sums that add up across batches and ranks as BLEU's do."""
+    from sacrebleu.utils import sum_of_lists
+
+    stats = sum_of_lists(scorer._extract_corpus_statistics(hypotheses, [refs]))  # what corpus_score sums
+    return {f"total.chrf{i}": torch.tensor(float(v)) for i, v in enumerate(stats)}
+
+
+def chrf_from_totals(m: dict[str, float]) -> float:
+    """Corpus chrF (0-100) from the statistics summed over batches."""
+    count = sum(key.startswith("total.chrf") for key in m)  # 3 per character and word n-gram order
+    stats = [round(m[f"total.chrf{i}"]) for i in range(count)]  # counts, summed as floats
+    return chrf_scorer()._compute_score_from_stats(stats).score
 
 
 def unwrap(net: nn.Module) -> nn.Module:
@@ -314,7 +361,8 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         for split in splits if split != "train"
     }
     model = build_model(cfg.model, vocab_size)
-    scorer = bleu_scorer()
+    scorer, chrf = bleu_scorer(), chrf_scorer()
+    with_bleu = reports_bleu(d)
 
     def train_step(net: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         logits = net(batch.src, batch.tgt[:, :-1])
@@ -331,12 +379,9 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         if batch.beam:
             hypotheses = translate_batch(unwrap(net), tokenizer, batch.src, decode, batch.beam)
             refs = [splits[batch.split][1][i] for i in batch.index]
-            stats = scorer.corpus_score(hypotheses, [refs])
-            for n in range(4):
-                metrics[f"total.bleu_correct{n + 1}"] = torch.tensor(float(stats.counts[n]))
-                metrics[f"total.bleu_total{n + 1}"] = torch.tensor(float(stats.totals[n]))
-            metrics["total.sys_len"] = torch.tensor(float(stats.sys_len))
-            metrics["total.ref_len"] = torch.tensor(float(stats.ref_len))
+            if with_bleu:
+                metrics.update(bleu_totals(scorer, hypotheses, refs))
+            metrics.update(chrf_totals(chrf, hypotheses, refs))
             metrics["total.exact"] = torch.tensor(float(sum(h.strip() == r.strip() for h, r in zip(hypotheses, refs, strict=True))))
             metrics["total.sentences"] = torch.tensor(float(len(refs)))
         return metrics
@@ -344,7 +389,9 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     def finish_metrics(m: dict[str, float]) -> dict[str, float]:
         m["ppl"] = float(torch.tensor(min(m["loss"], 700.0)).exp())
         if "total.sentences" in m:
-            m["bleu"] = bleu_from_totals(m)
+            if with_bleu:
+                m["bleu"] = bleu_from_totals(m)
+            m["chrf"] = chrf_from_totals(m)
             m["exact"] = m["total.exact"] / max(1.0, m["total.sentences"])
         for key in [k for k in m if k.startswith("total.")]:
             del m[key]
@@ -367,7 +414,7 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         eval_data=eval_data,
         train_step=train_step,
         eval_step=eval_step,
-        best_metric="exact" if d.dataset == "numbers" else "bleu",
+        best_metric="bleu" if with_bleu else "exact",
         best_mode="max",
         items_per_batch=lambda batch: batch.tokens,
         finish_metrics=finish_metrics,
