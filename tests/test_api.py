@@ -19,6 +19,9 @@ from dlcli.api import load_config
 from dlcli.data.synthetic import make_shapes
 from dlcli.errors import DlError
 
+# Results that depend on the CPU's kernels: CI runs this file again under AVX2 dispatch (make test-avx2).
+pytestmark = pytest.mark.numerics
+
 # A ResNet-18 on 16 px shapes: 3 batches of 4 per epoch, stopped after 2 optimizer steps.
 TINY_CLASSIFY = {
     "data.image_size": 16, "data.batch_size": 4, "data.train_size": 12, "data.val_size": 10, "data.test_size": 10,

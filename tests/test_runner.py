@@ -17,6 +17,9 @@ from dlcli.cli import app
 from dlcli.config import ScheduleConfig
 from dlcli.optim import build_scheduler
 
+# Results that depend on the CPU's kernels: CI runs this file again under AVX2 dispatch (make test-avx2).
+pytestmark = pytest.mark.numerics
+
 # A tiny classify run: 40 images of 16 px, batch 4 -> 10 batches (steps) per epoch.
 TINY = [
     "--set", "data.image_size=16", "--set", "data.batch_size=4", "--set", "data.train_size=40",

@@ -5,6 +5,9 @@ import json
 import pytest
 import torch
 
+# Results that depend on the CPU's kernels: CI runs this file again under AVX2 dispatch (make test-avx2).
+pytestmark = pytest.mark.numerics
+
 TAG_TINY = ["data.train_sentences=300", "data.val_sentences=60", "data.test_sentences=60", "model.embedding_dim=16",
             "model.char_hidden=16", "model.hidden_size=24", "model.num_layers=1", "train.epochs=6", "train.log_every=5",
             "data.batch_size=16", "optim.lr=0.01"]

@@ -18,6 +18,9 @@ from dlcli.models.vgg_features import VGGFeatures, layer_names, random_vgg19_lay
 from dlcli.runtime import Runtime
 from dlcli.tasks import style
 
+# Results that depend on the CPU's kernels: CI runs this file again under AVX2 dispatch (make test-avx2).
+pytestmark = pytest.mark.numerics
+
 CPU = Runtime(torch.device("cpu"), "fp32", False)
 QUIET = Logger(quiet=True)
 

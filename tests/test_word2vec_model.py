@@ -7,6 +7,9 @@ import torch
 
 from dlcli.models.word2vec import SkipGram, negative_sampling_grads, noise_distribution, softmax_grads
 
+# Results that depend on the CPU's kernels: CI runs this file again under AVX2 dispatch (make test-avx2).
+pytestmark = pytest.mark.numerics
+
 V, D = 7, 4
 
 
