@@ -18,11 +18,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from dlcli import __version__
-from dlcli.config import list_recipes, read_yaml, render_yaml, validate
+from dlcli.config import list_recipes, read_yaml, render_yaml, resolve_recipe, validate
 from dlcli.console import Logger, fmt_metrics, log, out, per_class_table, print_json
-from dlcli.errors import DlError, RunFailed
-from dlcli.runner import Interrupted
-from dlcli.tasks import get_task
+from dlcli.errors import DlError, Interrupted, RunFailed
 
 app = typer.Typer(
     help="Train and run the landmark models of deep learning from YAML recipes.",
@@ -155,6 +153,7 @@ def eval_(
     """Evaluate a run's best checkpoint."""
     from dlcli import checkpoint, runner
     from dlcli.runtime import create_runtime
+    from dlcli.tasks import get_task
 
     ckpt = checkpoint.load(runner.best_checkpoint(run))
     if confusion is not None and ckpt["task"] != "classify":
@@ -560,9 +559,7 @@ def config_show(
     set_: SetOption = [],
 ) -> None:
     """A recipe fully resolved: every key, its value and what it means."""
-    from dlcli import api
-
-    _, cfg = api.load_config(config, set_)
+    cfg = resolve_recipe(config, set_)
     out.print(render_yaml(cfg), markup=False, highlight=False)
 
 
