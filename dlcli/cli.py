@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 
 from dlcli import __version__
 from dlcli.config import list_recipes, read_yaml, render_yaml, resolve_recipe, validate
-from dlcli.console import Logger, fmt_metrics, log, out, per_class_table, print_json
+from dlcli.console import Logger, fmt_metrics, full_width, log, out, per_class_table, print_json, print_table
 from dlcli.errors import DlError, Interrupted, RunFailed
 
 app = typer.Typer(
@@ -213,17 +214,51 @@ def runs_cmd(
     if not rows:
         log.print(f"no run folders under {escape(str(folder))}")
         return
+    print_table(_runs_table(rows, out.width if out.is_terminal else None))
+
+
+RUNS_COLUMNS = ("run", "task", "best", "steps", "wall", "when", "done")
+RUNS_COLUMNS_DROPPED = ("when", "wall", "done", "steps")  # in this order, on a screen too narrow for all
+
+
+def _runs_table(rows: list[dict], width: int | None) -> Table:
+    """dl runs' table. Given a screen width, columns are left out (RUNS_COLUMNS_DROPPED, in turn) until
+    it fits, so that the run folder stays whole and the columns left stay readable."""
+    cells = [_run_cells(r) for r in rows]
+    columns = list(RUNS_COLUMNS)
+    table = _names_table(columns, cells)
+    for name in RUNS_COLUMNS_DROPPED:
+        if width is None or full_width(table) <= width:
+            break
+        columns.remove(name)
+        table = _names_table(columns, cells)
+    return table
+
+
+def _run_cells(r: dict) -> dict[str, str]:
+    return {
+        "run": r["run"],
+        "task": r["task"] or "?",
+        "best": f"{r['best_metric']}={r['best_value']:.4g}" if r["best_metric"] else "",
+        "steps": "" if r["steps"] is None else str(r["steps"]),
+        "wall": _duration(r["wall_s"]),
+        "when": r["modified"].replace("T", " ")[:16],
+        "done": "yes" if r["finished"] else "no",
+    }
+
+
+def _names_table(columns: list[str], rows: list[dict[str, str]]) -> Table:
+    """A table whose first column holds names a user types or copies (a run folder, a recipe): one
+    line each, never cut short however narrow the screen. rich narrows the columns that may wrap
+    first; only past them would it cut a no_wrap column, and min_width forbids that."""
+    key = columns[0]
     table = Table()
-    table.add_column("run", overflow="fold")  # a path to copy: wrapped, never cut short
-    for name in ("task", "best", "steps", "wall", "when", "done"):
-        table.add_column(name, no_wrap=True)
+    table.add_column(key, no_wrap=True, min_width=max((cell_len(r[key]) for r in rows), default=0))
+    for name in columns[1:]:
+        table.add_column(name)  # wraps, or ends in "…", when the screen is narrow
     for r in rows:
-        best = f"{r['best_metric']}={r['best_value']:.4g}" if r["best_metric"] else ""
-        table.add_row(
-            escape(r["run"]), r["task"] or "?", best, "" if r["steps"] is None else str(r["steps"]),
-            _duration(r["wall_s"]), r["modified"].replace("T", " ")[:16], "yes" if r["finished"] else "no",
-        )
-    out.print(table)
+        table.add_row(*(escape(r[name]) for name in columns))
+    return table
 
 
 def _duration(seconds: float | None) -> str:
@@ -546,10 +581,9 @@ def configs(json_: JsonOption = False) -> None:
     if json_:
         print_json(rows)
         return
-    table = Table("recipe", "task", "run name", "model", "data")
-    for r in rows:
-        table.add_row(*(str(v) if v is not None else "" for v in r.values()))
-    out.print(table)
+    columns = ["recipe", "task", "run name", "model", "data"]  # recipe: what `dl train NAME` takes
+    cells = [dict(zip(columns, ("" if v is None else str(v) for v in r.values()))) for r in rows]
+    print_table(_names_table(columns, cells))
 
 
 @config_app.command("show")
