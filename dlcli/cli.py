@@ -311,15 +311,33 @@ def predict(
             out.print(f"  {row['prob']:7.2%}  {row['label']}", markup=False)
 
 
+# The --run of the commands that need one: its help, and what the error says when it is missing.
+RUN_HELP = {
+    "tag": "a tagger's run folder (task: tag)",
+    "generate": "a language-model run folder (task: lm)",
+    "translate": "a translation run folder (task: translate)",
+}
+
+
+def _needs_run(run: Path | None, command: str) -> Path:
+    """--run is checked here, not by click, so that a missing one reads as every other usage error
+    (one `error:` line, exit code 2), as with the commands that take --run or another source; and
+    first thing, before the command's imports load torch."""
+    if run is None:
+        raise DlError(f"dl {command} needs --run RUN: {RUN_HELP[command]}.")
+    return run
+
+
 @app.command("tag")
 @guarded
 def tag_cmd(
     sentence: Annotated[str, typer.Argument(help="a sentence; words and punctuation are split apart")],
-    run: Annotated[Path, typer.Option("--run", help="a tagger's run folder (task: tag)")],
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["tag"])] = None,
     device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Part-of-speech tags for a sentence, from a trained tagger."""
+    run = _needs_run(run, "tag")
     from dlcli.runtime import pick_device
     from dlcli.tasks import sequence
 
@@ -333,7 +351,7 @@ def tag_cmd(
 @app.command()
 @guarded
 def generate(
-    run: Annotated[Path, typer.Option("--run", help="a language-model run folder (task: lm)")],
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["generate"])] = None,
     prompt: Annotated[str, typer.Option("--prompt", help="text to continue")] = "",
     length: Annotated[int, typer.Option("--length", min=1, help="tokens to sample: characters, or words for a word-level run")] = 200,
     temperature: Annotated[float, typer.Option("--temperature", help="> 0: below 1 sharper, above 1 more random")] = 1.0,
@@ -343,6 +361,7 @@ def generate(
     json_: JsonOption = False,
 ) -> None:
     """Sample text from a language model; the text starts with the prompt."""
+    run = _needs_run(run, "generate")
     from dlcli.tasks import lm
 
     text = lm.generate(run, prompt, length, temperature, top_k, seed, device)
@@ -356,13 +375,14 @@ def generate(
 @guarded
 def translate_cmd(
     sentence: Annotated[str, typer.Argument(help="the source sentence, or - to translate each line of stdin")],
-    run: Annotated[Path, typer.Option("--run", help="a translation run folder (task: translate)")],
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["translate"])] = None,
     beam: Annotated[int | None, typer.Option("--beam", min=1, help="beam width (1: greedy; default: the recipe's decode.beam)")] = None,
     attention: Annotated[Path | None, typer.Option("--attention", help="draw the cross-attention of the (first) sentence into this image")] = None,
     device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Translate a sentence (or stdin's lines) with a trained encoder-decoder transformer."""
+    run = _needs_run(run, "translate")
     from dlcli.tasks import translate
 
     sentences = [line.rstrip("\r\n") for line in sys.stdin] if sentence == "-" else [sentence]
