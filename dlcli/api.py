@@ -23,15 +23,12 @@ import torch
 from torch import nn
 
 from dlcli import checkpoint, runner, vectors
-from dlcli.config import RunConfig, apply_overrides, find_recipe, read_yaml, render_yaml, set_key, validate
+from dlcli.config import Overrides, RunConfig, render_yaml, resolve_recipe, validate
 from dlcli.console import Logger
 from dlcli.data.images import eval_transform
 from dlcli.errors import DlError
 from dlcli.runtime import create_runtime, pick_device
 from dlcli.tasks import classify, get_task, lm, sequence, translate, word2vec
-
-# {"train.epochs": 1} (values as they are) or ["train.epochs=1"] (values parsed as YAML, as --set)
-Overrides = dict[str, Any] | Sequence[str] | None
 
 
 # --------------------------------------------------------------------------- training
@@ -44,14 +41,8 @@ def load_config(config: str | Path, overrides: Overrides = None) -> tuple[Any, R
         config: a recipe file, or a bundled recipe's name ("resnet").
         overrides: recipe keys to change: {"optim.lr": 0.05} or ["optim.lr=0.05"] (as --set).
     """
-    raw = read_yaml(find_recipe(str(config)))
-    if isinstance(overrides, dict):
-        for key, value in overrides.items():
-            set_key(raw, key, value)
-    else:
-        raw = apply_overrides(raw, [overrides] if isinstance(overrides, str) else list(overrides or []))
-    task = get_task(raw.get("task"))
-    return task, validate(raw, task.Config)
+    cfg = resolve_recipe(config, overrides)
+    return get_task(cfg.task), cfg
 
 
 def train(

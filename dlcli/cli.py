@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 
 from dlcli import __version__
-from dlcli.config import list_recipes, read_yaml, render_yaml, validate
-from dlcli.console import Logger, fmt_metrics, log, out, per_class_table, print_json
-from dlcli.errors import DlError, RunFailed
-from dlcli.runner import Interrupted
-from dlcli.tasks import get_task
+from dlcli.config import list_recipes, read_yaml, render_yaml, resolve_recipe, validate
+from dlcli.console import Logger, fmt_metrics, full_width, log, out, per_class_table, print_json, print_table
+from dlcli.errors import DlError, Interrupted, RunFailed
 
 app = typer.Typer(
     help="Train and run the landmark models of deep learning from YAML recipes.",
@@ -155,6 +154,7 @@ def eval_(
     """Evaluate a run's best checkpoint."""
     from dlcli import checkpoint, runner
     from dlcli.runtime import create_runtime
+    from dlcli.tasks import get_task
 
     ckpt = checkpoint.load(runner.best_checkpoint(run))
     if confusion is not None and ckpt["task"] != "classify":
@@ -165,7 +165,7 @@ def eval_(
     used_split, job, model = runner.restore_for_eval(task, run, split, runtime)
     metrics = runner.evaluate(model, job.eval_data[used_split], job, runtime)
     drawn = _draw_confusion(run, used_split, job, model, runtime, confusion) if confusion is not None else None
-    notes = task.eval_notes() if hasattr(task, "eval_notes") else {}  # e.g. sacreBLEU's signature
+    notes = task.eval_notes(cfg) if hasattr(task, "eval_notes") else {}  # e.g. sacreBLEU's signature
     if json_:
         report = {"run": str(run), "split": used_split, "metrics": metrics, **notes}
         if drawn:
@@ -214,17 +214,51 @@ def runs_cmd(
     if not rows:
         log.print(f"no run folders under {escape(str(folder))}")
         return
+    print_table(_runs_table(rows, out.width if out.is_terminal else None))
+
+
+RUNS_COLUMNS = ("run", "task", "best", "steps", "wall", "when", "done")
+RUNS_COLUMNS_DROPPED = ("when", "wall", "done", "steps")  # in this order, on a screen too narrow for all
+
+
+def _runs_table(rows: list[dict], width: int | None) -> Table:
+    """dl runs' table. Given a screen width, columns are left out (RUNS_COLUMNS_DROPPED, in turn) until
+    it fits, so that the run folder stays whole and the columns left stay readable."""
+    cells = [_run_cells(r) for r in rows]
+    columns = list(RUNS_COLUMNS)
+    table = _names_table(columns, cells)
+    for name in RUNS_COLUMNS_DROPPED:
+        if width is None or full_width(table) <= width:
+            break
+        columns.remove(name)
+        table = _names_table(columns, cells)
+    return table
+
+
+def _run_cells(r: dict) -> dict[str, str]:
+    return {
+        "run": r["run"],
+        "task": r["task"] or "?",
+        "best": f"{r['best_metric']}={r['best_value']:.4g}" if r["best_metric"] else "",
+        "steps": "" if r["steps"] is None else str(r["steps"]),
+        "wall": _duration(r["wall_s"]),
+        "when": r["modified"].replace("T", " ")[:16],
+        "done": "yes" if r["finished"] else "no",
+    }
+
+
+def _names_table(columns: list[str], rows: list[dict[str, str]]) -> Table:
+    """A table whose first column holds names a user types or copies (a run folder, a recipe): one
+    line each, never cut short however narrow the screen. rich narrows the columns that may wrap
+    first; only past them would it cut a no_wrap column, and min_width forbids that."""
+    key = columns[0]
     table = Table()
-    table.add_column("run", overflow="fold")  # a path to copy: wrapped, never cut short
-    for name in ("task", "best", "steps", "wall", "when", "done"):
-        table.add_column(name, no_wrap=True)
+    table.add_column(key, no_wrap=True, min_width=max((cell_len(r[key]) for r in rows), default=0))
+    for name in columns[1:]:
+        table.add_column(name)  # wraps, or ends in "…", when the screen is narrow
     for r in rows:
-        best = f"{r['best_metric']}={r['best_value']:.4g}" if r["best_metric"] else ""
-        table.add_row(
-            escape(r["run"]), r["task"] or "?", best, "" if r["steps"] is None else str(r["steps"]),
-            _duration(r["wall_s"]), r["modified"].replace("T", " ")[:16], "yes" if r["finished"] else "no",
-        )
-    out.print(table)
+        table.add_row(*(escape(r[name]) for name in columns))
+    return table
 
 
 def _duration(seconds: float | None) -> str:
@@ -277,15 +311,33 @@ def predict(
             out.print(f"  {row['prob']:7.2%}  {row['label']}", markup=False)
 
 
+# The --run of the commands that need one: its help, and what the error says when it is missing.
+RUN_HELP = {
+    "tag": "a tagger's run folder (task: tag)",
+    "generate": "a language-model run folder (task: lm)",
+    "translate": "a translation run folder (task: translate)",
+}
+
+
+def _needs_run(run: Path | None, command: str) -> Path:
+    """--run is checked here, not by click, so that a missing one reads as every other usage error
+    (one `error:` line, exit code 2), as with the commands that take --run or another source; and
+    first thing, before the command's imports load torch."""
+    if run is None:
+        raise DlError(f"dl {command} needs --run RUN: {RUN_HELP[command]}.")
+    return run
+
+
 @app.command("tag")
 @guarded
 def tag_cmd(
     sentence: Annotated[str, typer.Argument(help="a sentence; words and punctuation are split apart")],
-    run: Annotated[Path, typer.Option("--run", help="a tagger's run folder (task: tag)")],
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["tag"])] = None,
     device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Part-of-speech tags for a sentence, from a trained tagger."""
+    run = _needs_run(run, "tag")
     from dlcli.runtime import pick_device
     from dlcli.tasks import sequence
 
@@ -299,7 +351,7 @@ def tag_cmd(
 @app.command()
 @guarded
 def generate(
-    run: Annotated[Path, typer.Option("--run", help="a language-model run folder (task: lm)")],
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["generate"])] = None,
     prompt: Annotated[str, typer.Option("--prompt", help="text to continue")] = "",
     length: Annotated[int, typer.Option("--length", min=1, help="tokens to sample: characters, or words for a word-level run")] = 200,
     temperature: Annotated[float, typer.Option("--temperature", help="> 0: below 1 sharper, above 1 more random")] = 1.0,
@@ -309,6 +361,7 @@ def generate(
     json_: JsonOption = False,
 ) -> None:
     """Sample text from a language model; the text starts with the prompt."""
+    run = _needs_run(run, "generate")
     from dlcli.tasks import lm
 
     text = lm.generate(run, prompt, length, temperature, top_k, seed, device)
@@ -322,13 +375,14 @@ def generate(
 @guarded
 def translate_cmd(
     sentence: Annotated[str, typer.Argument(help="the source sentence, or - to translate each line of stdin")],
-    run: Annotated[Path, typer.Option("--run", help="a translation run folder (task: translate)")],
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["translate"])] = None,
     beam: Annotated[int | None, typer.Option("--beam", min=1, help="beam width (1: greedy; default: the recipe's decode.beam)")] = None,
     attention: Annotated[Path | None, typer.Option("--attention", help="draw the cross-attention of the (first) sentence into this image")] = None,
     device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Translate a sentence (or stdin's lines) with a trained encoder-decoder transformer."""
+    run = _needs_run(run, "translate")
     from dlcli.tasks import translate
 
     sentences = [line.rstrip("\r\n") for line in sys.stdin] if sentence == "-" else [sentence]
@@ -547,10 +601,9 @@ def configs(json_: JsonOption = False) -> None:
     if json_:
         print_json(rows)
         return
-    table = Table("recipe", "task", "run name", "model", "data")
-    for r in rows:
-        table.add_row(*(str(v) if v is not None else "" for v in r.values()))
-    out.print(table)
+    columns = ["recipe", "task", "run name", "model", "data"]  # recipe: what `dl train NAME` takes
+    cells = [dict(zip(columns, ("" if v is None else str(v) for v in r.values()))) for r in rows]
+    print_table(_names_table(columns, cells))
 
 
 @config_app.command("show")
@@ -560,9 +613,7 @@ def config_show(
     set_: SetOption = [],
 ) -> None:
     """A recipe fully resolved: every key, its value and what it means."""
-    from dlcli import api
-
-    _, cfg = api.load_config(config, set_)
+    cfg = resolve_recipe(config, set_)
     out.print(render_yaml(cfg), markup=False, highlight=False)
 
 

@@ -5,14 +5,16 @@ The typed config is the schema. Every key has a default and a one-line descripti
 defaults, then the recipe file, then each `--set a.b=value` in the order given.
 
 This module knows the sections every task shares (`train`, `optim`, `schedule`) and the
-top-level keys (`task`, `name`, `seed`). Each task module subclasses `RunConfig` to give
-its own `model` and `data` sections; the CLI picks the class from the recipe's `task:`.
+top-level keys (`task`, `name`, `seed`). Each task subclasses `RunConfig` to give its own
+`model` and `data` sections, in a torch-free dlcli/tasks/<module>_config.py; `resolve_recipe`
+picks the class from the recipe's `task:`.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib.resources
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +32,10 @@ MAX_GENERATED = 1_000_000
 # The deepest stack a recipe may ask for (ResNet-1001 is about the deepest network published):
 # building 10^9 layers runs for hours before memory runs out.
 MAX_LAYERS = 1000
+# The smallest side the shapes generator (dlcli/data/synthetic.py) draws at: the margin (radius up to
+# 0.45 x side, plus half a pixel at 4x supersampling) must leave room for its centre, 0.9 x 4s + 4 <= 4s,
+# so s >= 10. Here, so that a recipe is checked against it without importing the generator (torch).
+SHAPES_MIN_SIZE = 10
 
 
 class Section(BaseModel):
@@ -243,6 +249,29 @@ def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
             raise DlError(f"--set {key}: '{section}' is a value, not a section.")
         node = child
     node[parts[-1]] = value
+
+
+# {"train.epochs": 1} (values as they are) or ["train.epochs=1"] (values parsed as YAML, as --set)
+Overrides = dict[str, Any] | Sequence[str] | None
+
+
+def resolve_recipe(config: str | Path, overrides: Overrides = None) -> RunConfig:
+    """A recipe resolved as `dl train` resolves it, validated against its task's schema. Torch-free
+    (`dl config show`); api.load_config gives the task with it.
+
+    Args:
+        config: a recipe file, or a bundled recipe's name ("resnet").
+        overrides: recipe keys to change: {"optim.lr": 0.05} or ["optim.lr=0.05"] (as --set).
+    """
+    from dlcli.tasks import get_config  # on use: the schemas it names import this module
+
+    raw = read_yaml(find_recipe(str(config)))
+    if isinstance(overrides, dict):
+        for key, value in overrides.items():
+            set_key(raw, key, value)
+    else:
+        raw = apply_overrides(raw, [overrides] if isinstance(overrides, str) else list(overrides or []))
+    return validate(raw, get_config(raw.get("task")))
 
 
 def validate(raw: dict[str, Any], schema: type[RunConfig]) -> RunConfig:

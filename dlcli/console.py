@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 from tqdm import tqdm
 
@@ -140,6 +141,21 @@ def print_json(data: Any) -> None:
     """The one JSON document a --json command prints on stdout."""
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
     sys.stdout.flush()
+
+
+def print_table(table: Table) -> None:
+    """A table on stdout. At a terminal it fits the screen; piped or redirected, it is printed at its
+    full width instead, so that no cell is cut or wrapped to fit a screen it is not shown on
+    (`dl runs | grep`, `dl configs > recipes.txt`)."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    Console(file=out.file, width=full_width(table), highlight=False, soft_wrap=True).print(table)
+
+
+def full_width(table: Table) -> int:
+    """The width a table takes when no column has to wrap."""
+    return Measurement.get(out, out.options.update_width(100_000), table).maximum
 
 
 def fmt_metrics(metrics: dict[str, float]) -> str:

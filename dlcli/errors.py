@@ -1,5 +1,7 @@
-"""The exceptions whose message is the whole story: DlError (bad input, exit code 2) and
-RunFailed (training stopped on a failure the user can act on, exit code 1). No traceback for either."""
+"""The exceptions the CLI turns into exit codes: DlError (bad input, exit code 2), RunFailed
+(training stopped on a failure the user can act on, exit code 1), Interrupted (Ctrl-C, exit code 130).
+No traceback for any. Torch-free, so that the CLI can catch them without importing the runner.
+"""
 
 
 class DlError(Exception):
@@ -14,6 +16,10 @@ class RunFailed(Exception):
     """Training stopped on a failure while running: a non-finite loss, a checkpoint that could not be
     written, out of memory. The message says what failed, where, which checkpoint is kept and what
     to change; the CLI turns it into exit code 1 (a traceback only with --debug)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training; the checkpoint is written, the CLI exits 130."""
 
 
 def missing_package(package: str, extra: str, needed_for: str) -> DlError:

@@ -34,7 +34,7 @@ from torch import nn
 from dlcli import checkpoint
 from dlcli.config import RunConfig, render_yaml, to_dict, validate
 from dlcli.console import Logger, MetricsFile, TensorBoardScalars, fmt_metrics
-from dlcli.errors import DlError, RunFailed
+from dlcli.errors import DlError, Interrupted, RunFailed  # Interrupted: also runner.Interrupted, as before
 from dlcli.optim import build_optimizer, build_scheduler
 from dlcli.runtime import Runtime
 
@@ -72,10 +72,6 @@ class Job:
     # Called on the main process after each finished epoch's checkpoint, with the epoch count
     # (translation keeps the last epochs' weights for averaging).
     on_epoch_end: Callable[[nn.Module, int, Path], None] | None = None
-
-
-class Interrupted(Exception):
-    """Ctrl-C during training; the checkpoint is written, the CLI exits 130."""
 
 
 class NonFiniteLoss(RunFailed):

@@ -12,12 +12,14 @@ several threads each waiting on busy cores a tiny model's step can be 100x slowe
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 from typer.testing import CliRunner, Result
 
 torch.set_num_threads(1)
@@ -52,6 +54,17 @@ def set_umask() -> Iterator[Callable[[int], None]]:
     os.umask(old)
     yield os.umask
     os.umask(old)
+
+
+@pytest.fixture
+def terminal_80(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """stdout as an 80-column terminal (the CliRunner's stdout is not a terminal): what the commands
+    print through dlcli.console.out lands in the returned buffer, without colours."""
+    screen = io.StringIO()
+    console = Console(file=screen, width=80, force_terminal=True, color_system=None)
+    monkeypatch.setattr("dlcli.console.out", console)
+    monkeypatch.setattr("dlcli.cli.out", console)  # cli.py holds its own name for it
+    return screen
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 Image folders with files that are not images, truncated or decompression bombs; text corpora with
 bytes that are not UTF-8, empty or whitespace-only; broken CoNLL-U; pickles that would run code
 in place of checkpoints and weights; YAML tags that would construct objects. TRUST.md lists them.
+And a command that needs --run, run without it.
 """
 
 from __future__ import annotations
@@ -305,3 +306,18 @@ def test_yaml_tags_that_construct_objects_are_refused(cli, tmp_path, tag):
     assert_exit_2(cli("config", "show", "resnet", "--set", f"name={value}"), "--set name", "refused")
     assert_exit_2(cli("train", "resnet", "--out", tmp_path / "run", "--set", f"data.root={value}"), "--set data.root", "refused")
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- a missing --run
+
+
+@pytest.mark.parametrize("command", [
+    ["tag", "The dog barks ."], ["generate"], ["translate", "three"],
+    # these take --run or another source, and say so
+    ["predict", "cat.png"], ["analogy", "king", "man", "woman"], ["similar", "king"],
+])
+def test_a_missing_run_is_one_error_line(cli, command):
+    result = cli(*command)
+    err = assert_exit_2(result, "--run")
+    assert err.startswith("error:") and err.count("\n") == 1, err  # one line: no usage box
+    assert "Usage:" not in result.output and result.stdout == ""

@@ -130,3 +130,23 @@ def test_configs_and_config_show_commands():
     bad = CliRunner().invoke(app, ["config", "show", "vgg16", "--set", "optim.lrr=1"])
     assert bad.exit_code == 2 and "optim.lr" in bad.stderr
     assert CliRunner().invoke(app, ["--version"]).stdout.startswith("dl ")
+
+
+def first_column(table: str) -> list[str]:
+    """The first cell of each row of a table as rich prints it."""
+    return [line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│")]
+
+
+def test_configs_keeps_recipe_names_whole_when_piped(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # the CliRunner's stdout is not a terminal: as `dl configs | grep`
+    listed = cli("configs")
+    assert listed.exit_code == 0, listed.output
+    assert first_column(listed.stdout) == [path.stem for path in list_recipes()]
+    assert "char-lstm-shakespeare" in listed.stdout  # the other columns are not cut either
+
+
+def test_configs_keeps_recipe_names_whole_at_80_columns(cli, terminal_80):
+    assert cli("configs").exit_code == 0
+    screen = terminal_80.getvalue()
+    assert first_column(screen) == [path.stem for path in list_recipes()]
+    assert max(len(line) for line in screen.splitlines()) <= 80

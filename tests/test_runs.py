@@ -84,6 +84,41 @@ def test_runs_table_shows_every_run(cli: Callable[..., Result], runs_folder: Pat
         assert needle in result.stdout, result.stdout
 
 
+LONG_RUN = "runs/resnet18-shapes-some-long-experiment-name"
+
+
+def write_finished_run(folder: Path) -> None:
+    """The files `dl runs` reads of a finished run: its config.yaml and summary.json (no checkpoint)."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("task: classify\n")
+    summary = {"task": "classify", "steps": 1200, "wall_s": 3725.0, "metrics": {"val": {"top1": 0.5}}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def first_column(table: str) -> list[str]:
+    """The first cell of each row of a table as rich prints it."""
+    return [line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│")]
+
+
+def test_runs_keeps_a_long_run_name_whole_when_piped(cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch) -> None:
+    write_finished_run(Path(LONG_RUN))
+    monkeypatch.setenv("COLUMNS", "80")  # the CliRunner's stdout is not a terminal: as `dl runs | grep`
+    result = cli("runs")
+    assert result.exit_code == 0, result.output
+    assert first_column(result.stdout) == [LONG_RUN]
+    for needle in ("classify", "1200", "1 h 02 min", "yes"):  # and every other column, at full width
+        assert needle in result.stdout, result.stdout
+
+
+def test_runs_keeps_a_long_run_name_whole_at_80_columns(cli: Callable[..., Result], terminal_80) -> None:
+    write_finished_run(Path(LONG_RUN))
+    assert cli("runs").exit_code == 0
+    screen = terminal_80.getvalue()
+    assert first_column(screen) == [LONG_RUN]
+    assert "classify" in screen  # the columns that do not fit are left out, the ones left stay readable
+    assert max(len(line) for line in screen.splitlines()) <= 80
+
+
 def test_runs_of_a_missing_folder_is_exit_2(cli: Callable[..., Result], tmp_path: Path) -> None:
     _usage_error(cli("runs", tmp_path / "nowhere"), "nowhere")
 

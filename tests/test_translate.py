@@ -236,7 +236,7 @@ def test_folder_dataset_trains(tmp_path):
     cfg = config("data.dataset=folder", f"data.root={tmp_path / 'pairs'}", "data.vocab_size=80", "train.epochs=1")
     summary = runner.train(translate, cfg, tmp_path / "run", CPU, Logger(quiet=True))
     assert {"bleu", "chrf"} <= summary["metrics"]["val"].keys() and "test" not in summary["metrics"]
-    assert translate.eval_notes()["bleu_signature"].startswith("nrefs:1|case:lc|")
+    assert translate.eval_notes(cfg)["bleu_signature"].startswith("nrefs:1|case:lc|")
 
 
 def test_empty_corpus_and_line_mismatch_exit_2(tmp_path, cli, repo_configs):

@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from dlcli.config import SHAPES_MIN_SIZE
+
 SHAPE_CLASSES: tuple[str, ...] = (
     "circle",
     "ring",
@@ -53,9 +55,7 @@ SHAPE_CLASSES: tuple[str, ...] = (
 # Fixed forever: changing a code would silently change every generated image.
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 
-# The smallest side that fits a shape: the margin (radius up to 0.45 x side, plus half a pixel at 4x
-# supersampling) must leave room for its centre, 0.9 x 4s + 4 <= 4s, so s >= 10.
-MIN_IMAGE_SIZE = 10
+MIN_IMAGE_SIZE = SHAPES_MIN_SIZE  # the smallest side that fits a shape (why: dlcli/config.py)
 
 # Shape circumradius as a fraction of the image side: large enough to be
 # recognisable at 32 px, small enough that position still varies.

@@ -23,21 +23,23 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dlcli import checkpoint
-from dlcli.config import MAX_GENERATED, MAX_LAYERS, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig, validate
+from dlcli.config import validate
 from dlcli.data.loaders import epoch_order, mix_seed
 from dlcli.errors import DlError
 from dlcli.models.rnn import make_rnn
 from dlcli.runner import Job, best_checkpoint
 from dlcli.runtime import Runtime
+
+# The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
+from dlcli.tasks.sequence_config import SeqConfig, SeqData, SeqModel, TagConfig, TagData, TagModel, TagTrain  # noqa: F401
 
 PAD, UNK = "<pad>", "<unk>"  # index 0 and 1 of every token vocabulary
 IGNORE = -100  # cross_entropy's ignore_index: the label of padding positions
@@ -106,55 +108,6 @@ def _run_packed(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
     out, state = rnn(packed)
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
     return out, state
-
-
-# --------------------------------------------------------------------------- tagging: config
-
-
-class TagModel(Section):
-    arch: Literal["lstm", "gru", "rnn"] = Field("lstm", description="the sentence encoder's cell")
-    impl: Literal["torch", "scratch"] = Field("torch", description="torch's fused layers (cuDNN on GPU) or the cells written from the equations")
-    embedding_dim: int = Field(100, ge=1, description="word embedding size (must equal the vectors' size with pretrained_vectors)")
-    char_encoder: Literal["cnn", "lstm", "none"] = Field("cnn", description="character-level word encoder: spelling for unseen words")
-    char_dim: int = Field(32, ge=1, description="character embedding size")
-    char_hidden: int = Field(64, ge=1, description="char CNN filters (or char BiLSTM size per direction)")
-    hidden_size: int = Field(256, ge=1, description="sentence RNN size per direction")
-    num_layers: int = Field(2, ge=1, le=MAX_LAYERS, description="stacked sentence RNN layers")
-    bidirectional: bool = Field(True, description="read sentences both ways")
-    dropout: float = Field(0.33, ge=0, lt=1, description="dropout on the RNN's inputs, between layers and on its outputs")
-    word_dropout: float = Field(0.25, ge=0, le=1, description="train: a word seen once is replaced by <unk> with this probability")
-    pretrained_vectors: str | None = Field(None, description="word2vec text/binary vectors to initialise the embeddings (e.g. runs/word2vec/vectors.txt)")
-    pretrained_limit: int = Field(200000, ge=0, description="the most frequent pretrained words added to the vocabulary")
-
-
-class TagData(Section):
-    dataset: Literal["generated", "conllu"] = Field("generated", description="generated (built-in grammar) or conllu (data.train/val/test files)")
-    train: str | None = Field(None, description="conllu: training file (.conllu or .conllu.gz)")
-    val: str | None = Field(None, description="conllu: validation file (default: val_fraction of train)")
-    test: str | None = Field(None, description="conllu: test file")
-    column: Literal["upos", "xpos"] = Field("upos", description="conllu: which tag column to learn")
-    train_sentences: int = Field(3000, ge=10, le=MAX_GENERATED, description="generated: training sentences")
-    val_sentences: int = Field(500, ge=10, le=MAX_GENERATED, description="generated: validation sentences")
-    test_sentences: int = Field(1000, ge=10, le=MAX_GENERATED, description="generated: test sentences")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out as val when there is no val file")
-    min_count: int = Field(1, ge=1, description="words seen fewer times in train are <unk> for the word embedding")
-    max_word_length: int = Field(24, ge=1, description="characters of a word the char encoder reads")
-    batch_size: int = Field(32, ge=1, description="sentences per batch per process")
-
-
-class TagTrain(TrainConfig):
-    epochs: int = Field(10, ge=1, description="passes over the training sentences")
-    clip_grad_norm: float | None = Field(5.0, gt=0, description="clip the global gradient norm to this value")
-    log_every: int = Field(50, ge=1, description="optimizer steps between progress/metrics.jsonl log lines")
-
-
-class TagConfig(RunConfig):
-    task: Literal["tag"] = Field("tag", description="a label per token (part-of-speech tagging)")
-    model: TagModel = Field(default_factory=TagModel, description="the tagger")
-    data: TagData = Field(default_factory=TagData, description="tagged sentences")
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(name="adamw", lr=2e-3, weight_decay=0.01), description="the optimizer")
-    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="cosine", warmup_epochs=0.2), description="the learning-rate schedule")
-    train: TagTrain = Field(default_factory=TagTrain, description="the training loop")
 
 
 # --------------------------------------------------------------------------- tagging: data
@@ -444,42 +397,6 @@ class Tagging:
 
 
 # --------------------------------------------------------------------------- sequence classification
-
-
-class SeqModel(Section):
-    arch: Literal["lstm", "gru", "rnn"] = Field("gru", description="the recurrent cell")
-    impl: Literal["torch", "scratch"] = Field("torch", description="torch's fused layers or the cells written from the equations")
-    embedding_dim: int = Field(32, ge=1, description="token embedding size")
-    hidden_size: int = Field(64, ge=1, description="RNN size per direction")
-    num_layers: int = Field(1, ge=1, le=MAX_LAYERS, description="stacked RNN layers")
-    bidirectional: bool = Field(False, description="read the sequence both ways")
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout between layers and before the classifier")
-
-
-class SeqData(Section):
-    dataset: Literal["brackets", "tsv"] = Field("brackets", description="brackets (built-in: balanced or not) or tsv (text<TAB>label files)")
-    train: str | None = Field(None, description="tsv: training file")
-    val: str | None = Field(None, description="tsv: validation file (default: val_fraction of train)")
-    test: str | None = Field(None, description="tsv: test file")
-    level: Literal["char", "word"] = Field("char", description="tsv: read characters or whitespace-separated words")
-    train_size: int = Field(10000, ge=10, le=MAX_GENERATED, description="brackets: training sequences")
-    val_size: int = Field(1000, ge=10, le=MAX_GENERATED, description="brackets: validation sequences")
-    test_size: int = Field(2000, ge=10, le=MAX_GENERATED, description="brackets: test sequences")
-    # Each sequence is drawn character by character in Python and the RNN steps through it.
-    min_len: int = Field(8, ge=2, le=1000, description="brackets: shortest sequence")
-    max_len: int = Field(40, ge=2, le=1000, description="brackets: longest sequence (at most 1000 characters)")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out as val when there is no val file")
-    min_count: int = Field(1, ge=1, description="tokens seen fewer times in train are <unk>")
-    batch_size: int = Field(64, ge=1, description="sequences per batch per process")
-
-
-class SeqConfig(RunConfig):
-    task: Literal["seqclass"] = Field("seqclass", description="a label per sequence")
-    model: SeqModel = Field(default_factory=SeqModel, description="the classifier")
-    data: SeqData = Field(default_factory=SeqData, description="labelled sequences")
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(name="adamw", lr=3e-3, weight_decay=0.01), description="the optimizer")
-    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="cosine"), description="the learning-rate schedule")
-    train: TagTrain = Field(default_factory=TagTrain, description="the training loop")
 
 
 def load_labelled(data: SeqData, seed: int) -> dict[str, list[tuple[list[str], str]]]:
