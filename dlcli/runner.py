@@ -56,8 +56,9 @@ class Job:
     model: nn.Module
     train_data: Loader
     eval_data: dict[str, Loader]  # "val" (chooses best.pt) and, when there is one, "test"
-    train_step: Callable[[nn.Module, Batch], Metrics]  # -> {"loss": mean loss, ...}
     eval_step: Callable[[nn.Module, Batch], Metrics]  # -> metric sums and "count" (+ "total.*" kept as sums)
+    # One way to train, exactly: train_step (the runner does backward + optimizer) or update_step below.
+    train_step: Callable[[nn.Module, Batch], Metrics] | None = None  # -> {"loss": mean loss, ...}
     best_metric: str = "loss"
     best_mode: str = "min"  # or "max"
     items_per_batch: Callable[[Batch], int] = lambda batch: len(batch[0])
@@ -72,6 +73,11 @@ class Job:
     # Called on the main process after each finished epoch's checkpoint, with the epoch count
     # (translation keeps the last epochs' weights for averaging).
     on_epoch_end: Callable[[nn.Module, int, Path], None] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.train_step is None) == (self.update_step is None):
+            given = "both" if self.train_step is not None else "neither"
+            raise TypeError(f"A Job trains one way: give train_step or update_step, not {given}.")
 
 
 class NonFiniteLoss(RunFailed):

@@ -684,7 +684,6 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         model=grid,
         train_data=PairBatches(len(pairs)),
         eval_data={"val": PairBatches(len(pairs))},
-        train_step=_no_autograd_step,
         eval_step=eval_step,
         best_metric="total",
         best_mode="min",
@@ -693,10 +692,6 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         export=export,
         extra={"contents": [n for n, _ in contents], "styles": [n for n, _ in styles]},
     )
-
-
-def _no_autograd_step(net: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
-    raise AssertionError("the style task optimises each image in Job.update_step")
 
 
 def grid_pictures(data: StyleData, seed: int) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:

@@ -271,7 +271,6 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         model=model,
         train_data=CorpusBatches(corpus, batch_words),
         eval_data={"val": Questions(questions)},
-        train_step=_no_autograd_step,
         eval_step=eval_step,
         best_metric="analogy_accuracy",
         best_mode="max",
@@ -280,10 +279,6 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         export=export,
         extra={"impl": impl, "vocab_size": len(vocab), "corpus_words": corpus.n_words, "pairs_per_update": pairs},
     )
-
-
-def _no_autograd_step(net: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-    raise AssertionError("word2vec trains through Job.update_step")
 
 
 def _questions(data: Word2VecData) -> list[str]:
