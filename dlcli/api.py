@@ -28,7 +28,7 @@ from dlcli.console import Logger
 from dlcli.data.images import eval_transform
 from dlcli.errors import DlError
 from dlcli.runtime import create_runtime, pick_device
-from dlcli.tasks import classify, get_task, lm, sequence, translate, word2vec
+from dlcli.tasks import classify, get_task, lm, seqclass, tag, translate, word2vec
 
 
 # --------------------------------------------------------------------------- training
@@ -168,7 +168,7 @@ class Run:
     def tag(self, sentence: str) -> list[dict[str, str]]:
         """[{"token": T, "tag": G}, ...] for a sentence, as `dl tag SENTENCE --run RUN`."""
         self._expect("tag", "tag")
-        return sequence.tag_sentence(self.model, self.assets["vocab"], self.config, sentence)
+        return tag.tag_sentence(self.model, self.assets["vocab"], self.config, sentence)
 
     def analogy(self, a: str, b: str, c: str, top: int = 5, method: str = "add") -> list[tuple[str, float]]:
         """(word, score) nearest to a - b + c, best first, as `dl analogy A B C --run RUN` (word2vec runs)."""
@@ -241,12 +241,12 @@ def _load_translate(path: Path, device: torch.device) -> Loaded:
 
 
 def _load_tag(path: Path, device: torch.device) -> Loaded:
-    model, vocab, cfg = sequence.load_tagger(path, device)
+    model, vocab, cfg = tag.load_tagger(path, device)
     return cfg, model, None, {"vocab": vocab}
 
 
 def _load_seqclass(path: Path, device: torch.device) -> Loaded:
-    model, labels, cfg = sequence.load_seqclass(path, device)
+    model, labels, cfg = seqclass.load_seqclass(path, device)
     return cfg, model, labels, {}
 
 

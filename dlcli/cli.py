@@ -165,7 +165,7 @@ def eval_(
     used_split, job, model = runner.restore_for_eval(task, run, split, runtime)
     metrics = runner.evaluate(model, job.eval_data[used_split], job, runtime)
     drawn = _draw_confusion(run, used_split, job, model, runtime, confusion) if confusion is not None else None
-    notes = task.eval_notes(cfg) if hasattr(task, "eval_notes") else {}  # e.g. sacreBLEU's signature
+    notes = task.eval_notes(cfg)  # e.g. sacreBLEU's signature
     if json_:
         report = {"run": str(run), "split": used_split, "metrics": metrics, **notes}
         if drawn:
@@ -339,9 +339,9 @@ def tag_cmd(
     """Part-of-speech tags for a sentence, from a trained tagger."""
     run = _needs_run(run, "tag")
     from dlcli.runtime import pick_device
-    from dlcli.tasks import sequence
+    from dlcli.tasks import tag
 
-    tagged = sequence.tag(run, sentence, str(pick_device(device or "cpu")))
+    tagged = tag.tag(run, sentence, str(pick_device(device or "cpu")))
     if json_:
         print_json(tagged)
         return

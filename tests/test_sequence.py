@@ -69,12 +69,12 @@ def test_tagger_reads_conllu_with_pretrained_vectors(cli, tmp_path):
 def test_pretrained_vectors_initialise_the_embeddings(tmp_path):
     from dlcli.config import validate
     from dlcli.runtime import create_runtime
-    from dlcli.tasks.sequence import TagConfig, build_tagger
+    from dlcli.tasks import tag
 
     (tmp_path / "vectors.txt").write_text("2 4\nthe 1 2 3 4\nbook 4 3 2 1\n")
     cfg = validate({"task": "tag", "model": {"embedding_dim": 4, "pretrained_vectors": str(tmp_path / "vectors.txt")},
-                    "data": {"train_sentences": 50, "val_sentences": 10, "test_sentences": 10}}, TagConfig)
-    job = build_tagger(cfg, create_runtime(cfg.train, "cpu"))
+                    "data": {"train_sentences": 50, "val_sentences": 10, "test_sentences": 10}}, tag.Config)
+    job = tag.build(cfg, create_runtime(cfg.train, "cpu"))
     words = job.extra["words"]
     assert job.model.words.weight[words.index("book")].tolist() == [4, 3, 2, 1]
 

@@ -1,9 +1,10 @@
 """Tasks by the name a recipe gives in `task:`. One explicit table, no registration magic.
 
-Each task module has the same small surface:
-    Config                        the recipe schema (a config.RunConfig subclass)
+Each task is a module with the same small surface, declared in dlcli/tasks/contract.py (Task):
+    NAME, Config                  its name here, the recipe schema (a config.RunConfig subclass)
     build(cfg, runtime, load_weights=True) -> runner.Job
     shape_signature(config_dict)  recipe values a resumed run must keep
+    eval_notes(cfg)               what `dl eval` prints beside the metrics ({} for most)
 
 A task module imports torch, which takes a second or more; its Config is defined in a torch-free
 `<module>_config.py` beside it. Both tables name modules as strings, imported on first use, so that
@@ -13,20 +14,20 @@ A task module imports torch, which takes a second or more; its Config is defined
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from dlcli.errors import DlError
 
 if TYPE_CHECKING:
     from dlcli.config import RunConfig
+    from dlcli.tasks.contract import Task
 
-# task -> "module" or "module:attribute": what has the surface above
+# task -> the module that has the surface above (dlcli.tasks.contract.Task)
 TASKS: dict[str, str] = {
     "classify": "dlcli.tasks.classify",
     "word2vec": "dlcli.tasks.word2vec",
-    "tag": "dlcli.tasks.sequence:Tagging",
-    "seqclass": "dlcli.tasks.sequence:SequenceClassification",
+    "tag": "dlcli.tasks.tag",
+    "seqclass": "dlcli.tasks.seqclass",
     "lm": "dlcli.tasks.lm",
     "translate": "dlcli.tasks.translate",
     "style": "dlcli.tasks.style",
@@ -44,7 +45,7 @@ CONFIGS: dict[str, str] = {
 }
 
 
-def get_task(name: object) -> ModuleType | type:
+def get_task(name: object) -> Task:
     """The task a recipe's `task:` names (imports torch)."""
     return _load(TASKS[_known(name)])
 

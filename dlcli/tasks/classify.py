@@ -35,6 +35,8 @@ from dlcli.runtime import Runtime, pick_device
 # The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
 from dlcli.tasks.classify_config import ClassifyModel, ClassifyTrain, Config, ImageDataConfig  # noqa: F401
 
+NAME = "classify"
+
 # Inception v3's auxiliary head pools a 17x17 map with a 5x5/3 window, then a 5x5 conv:
 # below 299 px the map is too small (the paper's input size is exactly the minimum).
 INCEPTION_AUX_MIN_SIZE = 299
@@ -368,6 +370,11 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         best_mode="max",
         extra={"classes": data.classes},
     )
+
+
+def eval_notes(cfg: Config) -> dict[str, str]:
+    """Nothing to print beside the metrics."""
+    return {}
 
 
 # --------------------------------------------------------------------------- prediction

@@ -50,6 +50,8 @@ from dlcli.runtime import Runtime, pick_device
 # The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
 from dlcli.tasks.lm_config import Config, LMData, LMModel, LMTrain  # noqa: F401
 
+NAME = "lm"
+
 EOL, UNK = "<eol>", "<unk>"  # word level: the end of a line, and a validation word unseen in training
 SAMPLE_LENGTH = {"char": 400, "word": 80}  # samples.txt: tokens after training
 
@@ -366,6 +368,11 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         export=export,
         extra={"vocab": vocab.to_dict(), "train_tokens": train_ids.numel(), "val_tokens": val_ids.numel()},
     )
+
+
+def eval_notes(cfg: Config) -> dict[str, str]:
+    """Nothing to print beside the metrics."""
+    return {}
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -1,4 +1,4 @@
-"""The recipe schemas of the `tag` and `seqclass` tasks (dlcli/tasks/sequence.py). Torch-free: see
+"""The recipe schemas of the `tag` and `seqclass` tasks (dlcli/tasks/tag.py, dlcli/tasks/seqclass.py). Torch-free: see
 dlcli/tasks/__init__.py."""
 
 from __future__ import annotations

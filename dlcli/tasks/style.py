@@ -44,6 +44,8 @@ from dlcli.runtime import Runtime
 # The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
 from dlcli.tasks.style_config import CONTENT_LAYERS, STYLE_LAYERS, Config, StyleData, StyleModel, StyleOptions, StyleTrain  # noqa: F401
 
+NAME = "style"
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -692,6 +694,11 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         export=export,
         extra={"contents": [n for n, _ in contents], "styles": [n for n, _ in styles]},
     )
+
+
+def eval_notes(cfg: Config) -> dict[str, str]:
+    """Nothing to print beside the metrics."""
+    return {}
 
 
 def grid_pictures(data: StyleData, seed: int) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:

@@ -48,6 +48,8 @@ from dlcli.runtime import Runtime, pick_device
 # The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
 from dlcli.tasks.translate_config import SPECIALS, Config, DecodeConfig, TranslateData, TranslateModel, TranslateTrain  # noqa: F401
 
+NAME = "translate"
+
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
 

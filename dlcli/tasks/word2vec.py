@@ -45,6 +45,9 @@ from dlcli.runtime import Runtime
 # The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
 from dlcli.tasks.word2vec_config import Config, Word2VecData, Word2VecModel, Word2VecTrain  # noqa: F401
 
+NAME = "word2vec"
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -279,6 +282,11 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         export=export,
         extra={"impl": impl, "vocab_size": len(vocab), "corpus_words": corpus.n_words, "pairs_per_update": pairs},
     )
+
+
+def eval_notes(cfg: Config) -> dict[str, str]:
+    """Nothing to print beside the metrics."""
+    return {}
 
 
 def _questions(data: Word2VecData) -> list[str]:
