@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlcli import checkpoint, runner, vectors
-from dlcli.config import Overrides, RunConfig, render_yaml, resolve_recipe, validate
+from dlcli import loading, runner, vectors
+from dlcli.config import Overrides, RunConfig, render_yaml, resolve_recipe
 from dlcli.console import Logger
 from dlcli.data.images import eval_transform
 from dlcli.errors import DlError
-from dlcli.runtime import create_runtime, pick_device
-from dlcli.tasks import classify, get_task, lm, seqclass, tag, translate, word2vec
+from dlcli.runtime import create_runtime
+from dlcli.tasks import classify, get_task, lm, translate
+from dlcli.tasks import tag as tagging  # not `tag`: Run.tag is a method
 
 
 # --------------------------------------------------------------------------- training
@@ -168,7 +169,7 @@ class Run:
     def tag(self, sentence: str) -> list[dict[str, str]]:
         """[{"token": T, "tag": G}, ...] for a sentence, as `dl tag SENTENCE --run RUN`."""
         self._expect("tag", "tag")
-        return tag.tag_sentence(self.model, self.assets["vocab"], self.config, sentence)
+        return tagging.tag_sentence(self.model, self.assets["vocab"], self.config, sentence)
 
     def analogy(self, a: str, b: str, c: str, top: int = 5, method: str = "add") -> list[tuple[str, float]]:
         """(word, score) nearest to a - b + c, best first, as `dl analogy A B C --run RUN` (word2vec runs)."""
@@ -203,63 +204,14 @@ def load_run(path: str | Path, device: str | torch.device | None = None) -> Run:
         DlError: the folder holds no checkpoint, or an unreadable one.
     """
     path = Path(path)
-    device = device if isinstance(device, torch.device) else pick_device(device or "auto")
-    best = runner.best_checkpoint(path)
-    # The task, without reading the weights twice; when peeking fails, load() says why (or reads it).
-    header = checkpoint.peek(best) or checkpoint.load(best)
-    task = header["task"]
-    if task in _LOADERS:
-        cfg, model, class_names, assets = _LOADERS[task](path, device)
-    else:  # style: its outputs are the run's images/, there is no model to load
-        cfg, model, class_names, assets = validate(header["config"], get_task(task).Config), None, None, {}
+    loaded = loading.load_run(path, device)
+    assets = dict(loaded.assets)
+    class_names = assets.pop("classes", None)  # a field of its own on Run
     summary = _read_summary(path)
-    return Run(path, task, cfg, model, device, summary, summary.get("metrics") if summary else None, class_names, assets)
+    metrics = summary.get("metrics") if summary else None
+    return Run(path, loaded.task.NAME, loaded.config, loaded.model, loaded.device, summary, metrics, class_names, assets)
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:
     file = path / "summary.json"
     return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
-
-
-# Per task: run folder, device -> (config, model, class names, assets), through the task's own loader.
-Loaded = tuple[RunConfig, nn.Module, list[str] | None, dict[str, Any]]
-
-
-def _load_classify(path: Path, device: torch.device) -> Loaded:
-    model, classes, cfg = classify.load_run(path, device)
-    return cfg, model, classes, {}
-
-
-def _load_lm(path: Path, device: torch.device) -> Loaded:
-    model, vocab, cfg = lm.load_run(path, device)
-    return cfg, model, None, {"vocab": vocab}
-
-
-def _load_translate(path: Path, device: torch.device) -> Loaded:
-    model, tokenizer, cfg = translate.load_run(path, device)
-    return cfg, model, None, {"tokenizer": tokenizer}
-
-
-def _load_tag(path: Path, device: torch.device) -> Loaded:
-    model, vocab, cfg = tag.load_tagger(path, device)
-    return cfg, model, None, {"vocab": vocab}
-
-
-def _load_seqclass(path: Path, device: torch.device) -> Loaded:
-    model, labels, cfg = seqclass.load_seqclass(path, device)
-    return cfg, model, labels, {}
-
-
-def _load_word2vec(path: Path, device: torch.device) -> Loaded:
-    model, cfg = word2vec.load_run(path, device)
-    return cfg, model, None, {}
-
-
-_LOADERS: dict[str, Callable[[Path, torch.device], Loaded]] = {
-    "classify": _load_classify,
-    "lm": _load_lm,
-    "translate": _load_translate,
-    "tag": _load_tag,
-    "seqclass": _load_seqclass,
-    "word2vec": _load_word2vec,
-}

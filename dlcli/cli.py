@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dlcli import __version__
-from dlcli.config import list_recipes, read_yaml, render_yaml, resolve_recipe, validate
+from dlcli.config import list_recipes, read_yaml, render_yaml, resolve_recipe
 from dlcli.console import Logger, fmt_metrics, full_width, log, out, per_class_table, print_json, print_table
 from dlcli.errors import DlError, Interrupted, RunFailed
 
@@ -152,20 +152,17 @@ def eval_(
     json_: JsonOption = False,
 ) -> None:
     """Evaluate a run's best checkpoint."""
-    from dlcli import checkpoint, runner
+    from dlcli import loading, runner
     from dlcli.runtime import create_runtime
-    from dlcli.tasks import get_task
 
-    ckpt = checkpoint.load(runner.best_checkpoint(run))
-    if confusion is not None and ckpt["task"] != "classify":
-        raise DlError(f"--confusion draws an image classifier's confusion matrix, but {run} is a run of task '{ckpt['task']}'.")
-    task = get_task(ckpt["task"])
-    cfg = validate(ckpt["config"], task.Config)
-    runtime = create_runtime(cfg.train, device)
-    used_split, job, model = runner.restore_for_eval(task, run, split, runtime)
+    opened = loading.open_run(run)  # the checkpoint is read here, once
+    if confusion is not None and opened.task.NAME != "classify":
+        raise DlError(f"--confusion draws an image classifier's confusion matrix, but {run} is a run of task '{opened.task.NAME}'.")
+    runtime = create_runtime(opened.config.train, device)
+    used_split, job, model = runner.restore_for_eval(opened, split, runtime)
     metrics = runner.evaluate(model, job.eval_data[used_split], job, runtime)
     drawn = _draw_confusion(run, used_split, job, model, runtime, confusion) if confusion is not None else None
-    notes = task.eval_notes(cfg)  # e.g. sacreBLEU's signature
+    notes = opened.task.eval_notes(opened.config)  # e.g. sacreBLEU's signature
     if json_:
         report = {"run": str(run), "split": used_split, "metrics": metrics, **notes}
         if drawn:
@@ -338,10 +335,9 @@ def tag_cmd(
 ) -> None:
     """Part-of-speech tags for a sentence, from a trained tagger."""
     run = _needs_run(run, "tag")
-    from dlcli.runtime import pick_device
     from dlcli.tasks import tag
 
-    tagged = tag.tag(run, sentence, str(pick_device(device or "cpu")))
+    tagged = tag.tag(run, sentence, device or "cpu")  # dl tag runs on the CPU unless --device says otherwise
     if json_:
         print_json(tagged)
         return

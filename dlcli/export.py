@@ -4,7 +4,7 @@
     dl export runs/resnet18-shapes --format torchscript   # -> runs/resnet18-shapes/export/model.pt
     dl export runs/char-lstm --format safetensors -o lm.safetensors
 
-Every format reads the checkpoint `dl eval` and `dl predict` use (runner.best_checkpoint).
+Every format reads the checkpoint `dl eval` and `dl predict` use, through dlcli.loading.
 
 An exported classifier computes what `dl predict` runs inside the network, no more:
 
@@ -33,11 +33,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlcli import checkpoint
-from dlcli.config import validate
+from dlcli import loading
 from dlcli.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 from dlcli.errors import DlError, missing_package
-from dlcli.runner import best_checkpoint
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 DEFAULT_FILE = {"onnx": "model.onnx", "torchscript": "model.pt", "safetensors": "model.safetensors"}
@@ -64,20 +62,20 @@ def export_run(run_dir: Path, fmt: str, output: Path | None = None) -> dict[str,
     if fmt not in FORMATS:
         raise DlError(f"Unknown export format '{fmt}'. Choose one of: {', '.join(FORMATS)}.")
     run_dir = Path(run_dir)
-    ckpt = checkpoint.load(best_checkpoint(run_dir))
-    if fmt != "safetensors" and ckpt["task"] != "classify":
+    run = loading.open_run(run_dir)
+    if fmt != "safetensors" and run.task.NAME != "classify":
         raise DlError(
-            f"{run_dir} is a '{ckpt['task']}' run; --format {fmt} exports image classifiers (task classify) only. "
+            f"{run_dir} is a '{run.task.NAME}' run; --format {fmt} exports image classifiers (task classify) only. "
             "Export its weights with --format safetensors."
         )
     require_packages(fmt)
     path = Path(output) if output is not None else run_dir / "export" / DEFAULT_FILE[fmt]
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "safetensors":
-        card = {"task": ckpt["task"], "step": ckpt["position"]["step"]}
-        save_safetensors(ckpt["model"], path, card)
+        card = {"task": run.task.NAME, "step": run.step}
+        save_safetensors(run.state, path, card)
     else:
-        model, card = classifier_from_checkpoint(ckpt)
+        model, card = classifier_card(loading.restore(run, "cpu"))
         example = example_input(card)
         if fmt == "onnx":
             card["opset"] = ONNX_OPSET
@@ -101,22 +99,19 @@ def require_packages(fmt: str) -> None:
 # --------------------------------------------------------------------------- classifiers
 
 
-def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """The classifier of a `classify` checkpoint, in eval mode on the CPU, and its description."""
-    from dlcli.tasks import classify  # the one task this module knows
-
-    cfg = validate(ckpt["config"], classify.Config)
-    classes = list(ckpt["extra"]["classes"])
+def classifier_card(run: loading.LoadedRun) -> tuple[nn.Module, dict[str, Any]]:
+    """A loaded `classify` run's classifier (as loaded: eval mode) and its description."""
+    cfg = run.config
+    classes = list(run.assets["classes"])
     num_classes = cfg.model.num_classes or len(classes)
-    # The same model `dl predict --run` builds: for pretrained GoogLeNet/Inception v3 it
+    # The same model `dl predict --run` loads: for pretrained GoogLeNet/Inception v3 it
     # includes torchvision's transform_input, which then runs inside the exported graph too.
-    model = classify.build_model(cfg.model, num_classes, cfg.data.image_size, load_weights=False)
-    model.load_state_dict(ckpt["model"])
+    model = run.model
     size = cfg.data.image_size
     card = {
         "task": "classify",
         "arch": cfg.model.arch,
-        "step": ckpt["position"]["step"],
+        "step": run.step,
         "input": {
             "name": INPUT_NAME, "shape": ["N", 3, size, size], "dtype": "float32",
             "pixels": "RGB in [0, 1], then (x - mean) / std per channel", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),

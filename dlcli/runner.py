@@ -26,17 +26,20 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from dlcli import checkpoint
-from dlcli.config import RunConfig, render_yaml, to_dict, validate
+from dlcli.config import RunConfig, render_yaml, to_dict
 from dlcli.console import Logger, MetricsFile, TensorBoardScalars, fmt_metrics
 from dlcli.errors import DlError, Interrupted, RunFailed  # Interrupted: also runner.Interrupted, as before
 from dlcli.optim import build_optimizer, build_scheduler
 from dlcli.runtime import Runtime
+
+if TYPE_CHECKING:
+    from dlcli.loading import RunCheckpoint  # dlcli.loading imports this module
 
 Batch = Any
 Metrics = dict[str, torch.Tensor]
@@ -216,24 +219,23 @@ def best_checkpoint(run_dir: Path) -> Path:
     )
 
 
-def evaluate_run(task: Any, run_dir: Path, split: str | None, runtime: Runtime) -> tuple[str, dict[str, float]]:
-    """Evaluate a run's best checkpoint on a split (default: test when the data has one, else val)."""
-    split, job, model = restore_for_eval(task, run_dir, split, runtime)
+def evaluate_run(run: RunCheckpoint, split: str | None, runtime: Runtime) -> tuple[str, dict[str, float]]:
+    """Evaluate a run's checkpoint (dlcli.loading.open_run) on a split (default: test when the data has one, else val)."""
+    split, job, model = restore_for_eval(run, split, runtime)
     return split, evaluate(model, job.eval_data[split], job, runtime)
 
 
-def restore_for_eval(task: Any, run_dir: Path, split: str | None, runtime: Runtime) -> tuple[str, Job, nn.Module]:
-    """A run's best checkpoint rebuilt for evaluation: the split's name (default: test when the data
-    has one, else val), the task's Job (its loaders and steps) and the model with the weights loaded.
-    What evaluate_run scores; other passes over the split (dl eval --confusion) start here too."""
-    ckpt = checkpoint.load(best_checkpoint(run_dir))
-    cfg = validate(ckpt["config"], task.Config)
-    job = task.build(cfg, runtime, load_weights=False)
+def restore_for_eval(run: RunCheckpoint, split: str | None, runtime: Runtime) -> tuple[str, Job, nn.Module]:
+    """A run's checkpoint (dlcli.loading.open_run, read once) rebuilt for evaluation: the split's name
+    (default: test when the data has one, else val), the task's Job (its loaders and steps) and the
+    model with the weights loaded. What evaluate_run scores; other passes over the split (dl eval
+    --confusion) start here too."""
+    job = run.task.build(run.config, runtime, load_weights=False)
     split = split or ("test" if "test" in job.eval_data else "val")
     if split not in job.eval_data:
-        raise DlError(f"{run_dir}'s data has no '{split}' split; it has: {', '.join(job.eval_data)}.")
+        raise DlError(f"{run.run_dir}'s data has no '{split}' split; it has: {', '.join(job.eval_data)}.")
     model = job.model.to(runtime.device)
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(run.state)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return split, job, model

@@ -10,13 +10,13 @@ import pytest
 from dlcli.tasks import TASKS, get_config, get_task
 from dlcli.tasks.contract import Task
 
-ATTRIBUTES = sorted(Task.__annotations__)  # NAME, Config
+ATTRIBUTES = sorted(Task.__annotations__)  # NAME, Config, RUN_KIND
 METHODS = sorted(name for name, member in vars(Task).items() if inspect.isfunction(member) and not name.startswith("_"))
 
 
 def test_the_contract_names_what_the_callers_use() -> None:
-    assert ATTRIBUTES == ["Config", "NAME"]
-    assert {"build", "shape_signature", "eval_notes"} <= set(METHODS)
+    assert ATTRIBUTES == ["Config", "NAME", "RUN_KIND"]
+    assert {"build", "shape_signature", "restore_model", "eval_notes"} <= set(METHODS)
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -25,6 +25,7 @@ def test_a_task_is_a_module_with_its_name_and_schema(name: str) -> None:
     assert isinstance(task, ModuleType)
     assert task.NAME == name
     assert task.Config is get_config(name)
+    assert isinstance(task.RUN_KIND, str) and task.RUN_KIND
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))

@@ -23,19 +23,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcli import checkpoint
-from dlcli.config import validate
+from dlcli import checkpoint, loading
 from dlcli.data.download import load_torchvision_state_dict, torchvision_weights
 from dlcli.data.images import eval_transform, load_dataset, load_image, make_loader
 from dlcli.data.loaders import normalize
 from dlcli.errors import DlError
-from dlcli.runner import Job, best_checkpoint
-from dlcli.runtime import Runtime, pick_device
+from dlcli.runner import Job
+from dlcli.runtime import Runtime
 
 # The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
 from dlcli.tasks.classify_config import ClassifyModel, ClassifyTrain, Config, ImageDataConfig  # noqa: F401
 
 NAME = "classify"
+RUN_KIND = "an image classifier"  # in the error for a run of another task
 
 # Inception v3's auxiliary head pools a 17x17 map with a 5x5/3 window, then a 5x5 conv:
 # below 299 px the map is too small (the paper's input size is exactly the minimum).
@@ -372,6 +372,12 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     )
 
 
+def restore_model(cfg: Config, extra: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """The classifier of a checkpoint (no pretrained files read) and its class names."""
+    classes = extra["classes"]
+    return build_model(cfg.model, cfg.model.num_classes or len(classes), cfg.data.image_size, load_weights=False), {"classes": classes}
+
+
 def eval_notes(cfg: Config) -> dict[str, str]:
     """Nothing to print beside the metrics."""
     return {}
@@ -385,8 +391,8 @@ def predict(
 ) -> list[dict[str, Any]]:
     """`dl predict`: top-k classes for each image, from a run folder or torchvision's weights."""
     if run_dir is not None:
-        model, classes, cfg = load_run(run_dir, device)
-        transform = eval_transform(cfg.data.image_size)
+        run = loading.load_run(run_dir, device, task=NAME)
+        model, classes, transform = run.model, run.assets["classes"], eval_transform(run.config.data.image_size)
     else:
         model, classes, transform = _from_weights(arch, weights)
         model = model.to(device).eval()
@@ -412,19 +418,6 @@ def predict_images(
         {"image": str(path), "top": [{"label": classes[i], "prob": p} for p, i in zip(v.tolist(), idx.tolist(), strict=True)]}
         for path, v, idx in zip(images, values, indices, strict=True)
     ]
-
-
-def load_run(run_dir: Path, device: str | torch.device | None = None) -> tuple[nn.Module, list[str], Config]:
-    """A classification run's best checkpoint: the model (eval mode, on `device`), its class names, its config."""
-    ckpt = checkpoint.load(best_checkpoint(run_dir))
-    if ckpt.get("task") != "classify":
-        raise DlError(f"{run_dir} is a '{ckpt.get('task')}' run, not an image classifier (task classify).")
-    cfg = validate(ckpt["config"], Config)
-    classes = ckpt["extra"]["classes"]
-    model = build_model(cfg.model, cfg.model.num_classes or len(classes), cfg.data.image_size, load_weights=False)
-    model.load_state_dict(ckpt["model"])
-    device = device if isinstance(device, torch.device) else pick_device(device or "auto")
-    return model.to(device).eval(), classes, cfg
 
 
 def _from_weights(arch: str | None, weights: str | None):

@@ -38,19 +38,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcli import checkpoint
-from dlcli.config import validate
+from dlcli import loading
 from dlcli.data.textfile import read_text
 from dlcli.errors import DlError
 from dlcli.models.rnn import make_rnn
 from dlcli.models.transformer import TransformerLM
-from dlcli.runner import Job, best_checkpoint
-from dlcli.runtime import Runtime, pick_device
+from dlcli.runner import Job
+from dlcli.runtime import Runtime
 
 # The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
 from dlcli.tasks.lm_config import Config, LMData, LMModel, LMTrain  # noqa: F401
 
 NAME = "lm"
+RUN_KIND = "a language model"  # in the error for a run of another task
 
 EOL, UNK = "<eol>", "<unk>"  # word level: the end of a line, and a validation word unseen in training
 SAMPLE_LENGTH = {"char": 400, "word": 80}  # samples.txt: tokens after training
@@ -370,6 +370,12 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     )
 
 
+def restore_model(cfg: Config, extra: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """The language model of a checkpoint and its vocabulary."""
+    vocab = Vocab.from_dict(extra["vocab"])
+    return build_model(cfg.model, len(vocab), cfg.data.bptt), {"vocab": vocab}
+
+
 def eval_notes(cfg: Config) -> dict[str, str]:
     """Nothing to print beside the metrics."""
     return {}
@@ -420,22 +426,8 @@ def sample(model: nn.Module, vocab: Vocab, prompt: str, length: int, temperature
     return prompt + vocab.detokenize(out, after=prompt)
 
 
-def load_run(run_dir: Path, device: str | torch.device | None = None) -> tuple[nn.Module, Vocab, Config]:
-    """A language-model run's best checkpoint: the model (eval mode, on `device`), its vocabulary, its config."""
-    path = best_checkpoint(Path(run_dir))
-    ckpt = checkpoint.load(path)
-    if ckpt.get("task") != "lm":
-        raise DlError(f"{run_dir} is a '{ckpt.get('task')}' run, not a language model (task lm).")
-    cfg = validate(ckpt["config"], Config)
-    vocab = Vocab.from_dict(ckpt["extra"]["vocab"])
-    model = build_model(cfg.model, len(vocab), cfg.data.bptt)
-    model.load_state_dict(ckpt["model"])
-    device = device if isinstance(device, torch.device) else pick_device(device or "auto")
-    return model.to(device).eval(), vocab, cfg
-
-
 def generate(run_dir: Path, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0,
              seed: int = 0, device: str | torch.device | None = None) -> str:
     """`dl generate`: the run's best checkpoint continues `prompt` by `length` tokens; returns prompt + continuation."""
-    model, vocab, _ = load_run(run_dir, device)
-    return sample(model, vocab, prompt, length, temperature, top_k, seed)
+    run = loading.load_run(run_dir, device, task=NAME)
+    return sample(run.model, run.assets["vocab"], prompt, length, temperature, top_k, seed)

@@ -9,17 +9,14 @@ The classifier reads characters (or words) with an RNN and classifies its final 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcli import checkpoint
-from dlcli.config import validate
 from dlcli.errors import DlError
-from dlcli.runner import Job, best_checkpoint
+from dlcli.runner import Job
 from dlcli.runtime import Runtime
 from dlcli.tasks.sequence import Batches, counted_vocab, encoder, hold_out, index, run_packed
 
@@ -27,6 +24,7 @@ from dlcli.tasks.sequence import Batches, counted_vocab, encoder, hold_out, inde
 from dlcli.tasks.sequence_config import SeqConfig, SeqData, SeqModel  # noqa: F401
 
 NAME = "seqclass"
+RUN_KIND = "a sequence classifier"  # in the error for a run of another task
 Config = SeqConfig
 
 
@@ -131,16 +129,10 @@ def build(cfg: SeqConfig, runtime: Runtime, load_weights: bool = True) -> Job:
     )
 
 
-def load_seqclass(run_dir: Path, device: str | torch.device = "cpu") -> tuple[SequenceClassifier, list[str], SeqConfig]:
-    """A sequence classifier run's best checkpoint: the model (eval mode, on `device`), its labels, its config."""
-    ckpt = checkpoint.load(best_checkpoint(run_dir))
-    if ckpt["task"] != "seqclass":
-        raise DlError(f"{run_dir} is a '{ckpt['task']}' run, not a sequence classifier (task seqclass).")
-    cfg = validate(ckpt["config"], SeqConfig)
-    tokens, labels = ckpt["extra"]["tokens"], ckpt["extra"]["labels"]
-    model = SequenceClassifier(cfg.model, len(tokens), len(labels))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), labels, cfg
+def restore_model(cfg: SeqConfig, extra: dict[str, Any]) -> tuple[SequenceClassifier, dict[str, Any]]:
+    """The classifier of a checkpoint and its labels (the classes, in output order)."""
+    tokens, labels = extra["tokens"], extra["labels"]
+    return SequenceClassifier(cfg.model, len(tokens), len(labels)), {"classes": labels}
 
 
 

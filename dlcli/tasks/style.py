@@ -45,6 +45,7 @@ from dlcli.runtime import Runtime
 from dlcli.tasks.style_config import CONTENT_LAYERS, STYLE_LAYERS, Config, StyleData, StyleModel, StyleOptions, StyleTrain  # noqa: F401
 
 NAME = "style"
+RUN_KIND = "a style-transfer grid"  # in the error for a run of another task
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -694,6 +695,11 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         export=export,
         extra={"contents": [n for n, _ in contents], "styles": [n for n, _ in styles]},
     )
+
+
+def restore_model(cfg: Config, extra: dict[str, Any]) -> tuple[None, dict[str, Any]]:
+    """No model to use: a grid's outputs are the run's images/ (its checkpoint holds them only to resume)."""
+    return None, {}
 
 
 def eval_notes(cfg: Config) -> dict[str, str]:

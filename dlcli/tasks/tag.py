@@ -23,10 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcli import checkpoint
-from dlcli.config import validate
+from dlcli import loading
 from dlcli.errors import DlError
-from dlcli.runner import Job, best_checkpoint
+from dlcli.runner import Job
 from dlcli.runtime import Runtime
 from dlcli.tasks.sequence import PAD, UNK, Batches, counted_vocab, encoder, hold_out, index, run_packed
 
@@ -34,6 +33,7 @@ from dlcli.tasks.sequence import PAD, UNK, Batches, counted_vocab, encoder, hold
 from dlcli.tasks.sequence_config import TagConfig, TagData, TagModel, TagTrain  # noqa: F401
 
 NAME = "tag"
+RUN_KIND = "a tagger"  # in the error for a run of another task
 Config = TagConfig
 IGNORE = -100  # cross_entropy's ignore_index: the label of padding positions
 
@@ -280,6 +280,12 @@ def _init_embeddings(embedding: nn.Embedding, words: list[str], pretrained) -> N
             embedding.weight[list(rows)] = torch.from_numpy(pretrained.vectors[list(source)]).float()
 
 
+def restore_model(cfg: TagConfig, extra: dict[str, Any]) -> tuple[Tagger, dict[str, Any]]:
+    """The tagger of a checkpoint and its vocabularies (words, characters, tags)."""
+    vocab = TagVocab.from_extra(extra)
+    return Tagger(cfg.model, len(vocab.words), len(vocab.chars), len(vocab.tags)), {"vocab": vocab}
+
+
 def eval_notes(cfg: TagConfig) -> dict[str, str]:
     """Nothing to print beside the metrics."""
     return {}
@@ -290,22 +296,10 @@ def eval_notes(cfg: TagConfig) -> dict[str, str]:
 _TOKEN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
 
 
-def tag(run_dir: Path, sentence: str, device: str = "cpu") -> list[dict[str, str]]:
+def tag(run_dir: Path, sentence: str, device: str | torch.device = "cpu") -> list[dict[str, str]]:
     """Tag one sentence with a trained run: [{"token": T, "tag": G}, ...]. Words and punctuation are split apart."""
-    model, vocab, cfg = load_tagger(run_dir, device)
-    return tag_sentence(model, vocab, cfg, sentence)
-
-
-def load_tagger(run_dir: Path, device: str | torch.device = "cpu") -> tuple[Tagger, TagVocab, TagConfig]:
-    """A tagger run's best checkpoint: the model (eval mode, on `device`), its vocabularies, its config."""
-    ckpt = checkpoint.load(best_checkpoint(run_dir))
-    if ckpt["task"] != "tag":
-        raise DlError(f"{run_dir} is a '{ckpt['task']}' run; `dl tag` needs a tagger (task: tag).")
-    cfg = validate(ckpt["config"], TagConfig)
-    vocab = TagVocab.from_extra(ckpt["extra"])
-    model = Tagger(cfg.model, len(vocab.words), len(vocab.chars), len(vocab.tags))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), vocab, cfg
+    run = loading.load_run(run_dir, device, task=NAME)
+    return tag_sentence(run.model, run.assets["vocab"], run.config, sentence)
 
 
 def tag_sentence(model: Tagger, vocab: TagVocab, cfg: TagConfig, sentence: str) -> list[dict[str, str]]:

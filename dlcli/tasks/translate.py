@@ -35,20 +35,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcli import checkpoint
-from dlcli.config import validate
+from dlcli import checkpoint, loading
 from dlcli.data import parallel
 from dlcli.data.loaders import mix_seed
 from dlcli.errors import DlError
 from dlcli.models.decoding import beam_search, max_length
 from dlcli.models.transformer import Seq2SeqTransformer
-from dlcli.runner import Job, best_checkpoint
-from dlcli.runtime import Runtime, pick_device
+from dlcli.runner import Job
+from dlcli.runtime import Runtime
 
 # The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
 from dlcli.tasks.translate_config import SPECIALS, Config, DecodeConfig, TranslateData, TranslateModel, TranslateTrain  # noqa: F401
 
 NAME = "translate"
+RUN_KIND = "a translation run"  # in the error for a run of another task
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
@@ -398,18 +398,10 @@ def translate_batch(model: Seq2SeqTransformer, tokenizer, src: torch.Tensor, dec
     return [decode_ids(tokenizer, row) for row in ids]
 
 
-def load_run(run_dir: Path, device: str | torch.device | None = None) -> tuple[Seq2SeqTransformer, Any, Config]:
-    """A translation run's best checkpoint: the model (eval mode, on `device`), its tokenizer, its config."""
-    path = best_checkpoint(Path(run_dir))
-    ckpt = checkpoint.load(path)
-    if ckpt.get("task") != "translate":
-        raise DlError(f"{run_dir} is a '{ckpt.get('task')}' run, not a translation run (task translate).")
-    cfg = validate(ckpt["config"], Config)
-    tokenizer = tokenizer_from_str(ckpt["extra"]["tokenizer"])
-    model = build_model(cfg.model, tokenizer.get_vocab_size())
-    model.load_state_dict(ckpt["model"])
-    device = device if isinstance(device, torch.device) else pick_device(device or "auto")
-    return model.to(device).eval(), tokenizer, cfg
+def restore_model(cfg: Config, extra: dict[str, Any]) -> tuple[Seq2SeqTransformer, dict[str, Any]]:
+    """The transformer of a checkpoint and its tokenizer."""
+    tokenizer = tokenizer_from_str(extra["tokenizer"])
+    return build_model(cfg.model, tokenizer.get_vocab_size()), {"tokenizer": tokenizer}
 
 
 def translate(run_dir: Path, sentences: list[str], beam: int | None = None, device: str | torch.device | None = None,
@@ -419,8 +411,8 @@ def translate(run_dir: Path, sentences: list[str], beam: int | None = None, devi
     beam: the beam width (default: the recipe's decode.beam; 1 is greedy). Characters the
     vocabulary never saw read as <unk>; an empty sentence translates too.
     """
-    model, tokenizer, cfg = load_run(run_dir, device)
-    return translate_sentences(model, tokenizer, cfg.decode, sentences, beam, batch_size)
+    run = loading.load_run(run_dir, device, task=NAME)
+    return translate_sentences(run.model, run.assets["tokenizer"], run.config.decode, sentences, beam, batch_size)
 
 
 def translate_sentences(model: Seq2SeqTransformer, tokenizer, decode: DecodeConfig, sentences: list[str],
@@ -448,8 +440,8 @@ def cross_attention(run_dir: Path, source: str, translation: str, device: str | 
     """The last decoder layer's attention over the source, averaged over heads, while the model
     reads `translation`: source subwords, target subwords and weights (T, S), row t the step that
     predicts target subword t."""
-    model, tokenizer, _ = load_run(run_dir, device)
-    device = next(model.parameters()).device
+    run = loading.load_run(run_dir, device, task=NAME)
+    model, tokenizer, device = run.model, run.assets["tokenizer"], run.device
     src_ids = encode(tokenizer, [source])[0] + [EOS]
     tgt_ids = encode(tokenizer, [translation])[0] + [EOS]
     memory, src_pad = model.encode(torch.tensor([src_ids], device=device))

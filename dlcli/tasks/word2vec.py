@@ -29,23 +29,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from dlcli import checkpoint
-from dlcli.config import validate
 from dlcli.data.corpus import EncodedCorpus, Vocabulary, cached_encode, encode
 from dlcli.data.loaders import mix_seed
 from dlcli.data.textfile import read_text
 from dlcli.errors import DlError
 from dlcli.models import word2vec_hogwild as hogwild
 from dlcli.models.word2vec import SkipGram, batched_update
-from dlcli.runner import Job, best_checkpoint
+from dlcli.runner import Job
 from dlcli.runtime import Runtime
 
 # The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
 from dlcli.tasks.word2vec_config import Config, Word2VecData, Word2VecModel, Word2VecTrain  # noqa: F401
 
 NAME = "word2vec"
+RUN_KIND = "word vectors"  # in the error for a run of another task
 
 
 # --------------------------------------------------------------------------- data
@@ -302,18 +300,10 @@ def _questions(data: Word2VecData) -> list[str]:
     return []
 
 
-def load_run(run_dir: Path, device: str | torch.device = "cpu") -> tuple[SkipGram, Config]:
-    """A word2vec run's best checkpoint: the skip-gram model (eval mode, on `device`) and its config.
-
-    Queries (dl analogy, dl similar) read the exported vectors instead: dlcli.vectors.vectors_for_run.
-    """
-    ckpt = checkpoint.load(best_checkpoint(run_dir))
-    if ckpt["task"] != "word2vec":
-        raise DlError(f"{run_dir} is a '{ckpt['task']}' run, not word vectors (task word2vec).")
-    cfg = validate(ckpt["config"], Config)
-    model = SkipGram(ckpt["extra"]["vocab_size"], cfg.model.vector_size)
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), cfg
+def restore_model(cfg: Config, extra: dict[str, Any]) -> tuple[SkipGram, dict[str, Any]]:
+    """The skip-gram model of a checkpoint. Queries (dl analogy, dl similar) read the exported
+    vectors instead: dlcli.vectors.vectors_for_run."""
+    return SkipGram(extra["vocab_size"], cfg.model.vector_size), {}
 
 
 def word_vectors(model: SkipGram, vocab: Vocabulary):

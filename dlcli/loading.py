@@ -1,0 +1,110 @@
+"""The one way back from a run folder to its model, as Lightning's `load_from_checkpoint` is.
+
+    run = load_run("runs/char-lstm")                       # LoadedRun: the model in eval mode, on auto's device
+    run.model, run.assets["vocab"], run.config, run.step
+
+open_run reads the checkpoint once (its seal checked by checkpoint.load) and validates its config
+against the task's schema; load_run then rebuilds the model through the task's restore_model and
+loads the weights. `dl eval` stops at open_run: it rebuilds the whole Job (model and data) itself
+(runner.restore_for_eval). Every command that reads a run's weights and the Python API come here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlcli import checkpoint
+from dlcli.config import RunConfig, validate
+from dlcli.errors import DlError
+from dlcli.runner import best_checkpoint
+from dlcli.runtime import pick_device
+from dlcli.tasks import get_task
+from dlcli.tasks.contract import Task
+
+
+@dataclass
+class RunCheckpoint:
+    """A run's checkpoint, read once, and its config validated against its task's schema."""
+
+    run_dir: Path
+    path: Path  # the checkpoint file: averaged.pt, best.pt or last.pt (runner.best_checkpoint), or the one named
+    task: Task
+    config: RunConfig
+    payload: dict[str, Any] = field(repr=False)  # what checkpoint.load gives: "model" (the state_dict), "extra", "position"...
+
+    @property
+    def state(self) -> dict[str, torch.Tensor]:
+        """The model's state_dict, on the CPU."""
+        return self.payload["model"]
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """What the task saved beside the weights (class names, vocabulary, tokenizer...)."""
+        return self.payload["extra"]
+
+    @property
+    def step(self) -> int:
+        """The optimizer steps trained when the checkpoint was written."""
+        return self.payload["position"]["step"]
+
+
+@dataclass
+class LoadedRun:
+    """A run's model back from its checkpoint, ready for inference."""
+
+    run_dir: Path
+    path: Path  # the checkpoint file read
+    step: int  # optimizer steps trained when it was written
+    task: Task
+    config: RunConfig
+    extra: dict[str, Any] = field(repr=False)  # the checkpoint's extra, as saved
+    model: nn.Module | None = field(repr=False)  # eval mode, on `device`; None for style runs (their outputs are images)
+    assets: dict[str, Any] = field(repr=False)  # what inference needs besides (task.restore_model): vocab, tokenizer, classes
+    device: torch.device
+
+
+def open_run(run_dir: str | Path, checkpoint_name: str | None = None, task: str | None = None) -> RunCheckpoint:
+    """Read a run folder's best checkpoint (or checkpoints/<checkpoint_name>) and validate its config.
+
+    Args:
+        task: the task the caller needs ("lm" for dl generate); a run of another task is a DlError.
+
+    Raises:
+        DlError: no checkpoint, a damaged one, a run of another task than `task`, or a config its schema refuses.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoints" / checkpoint_name if checkpoint_name else best_checkpoint(run_dir)
+    payload = checkpoint.load(path)
+    found = payload.get("task")
+    if task is not None and found != task:
+        wanted = get_task(task)
+        raise DlError(f"{run_dir} is a '{found}' run, not {wanted.RUN_KIND} (task {task}).")
+    run_task = get_task(found)
+    return RunCheckpoint(run_dir, path, run_task, validate(payload["config"], run_task.Config), payload)
+
+
+def load_run(
+    run_dir: str | Path, device: str | torch.device | None = None, checkpoint_name: str | None = None, task: str | None = None
+) -> LoadedRun:
+    """A run folder's model back from its best checkpoint (or checkpoints/<checkpoint_name>), in eval mode.
+
+    Args:
+        device: auto (default), cpu, cuda, cuda:N or mps; a command that means another default passes it.
+        task: the task the caller needs; a run of another task is a DlError (see open_run).
+    """
+    return restore(open_run(run_dir, checkpoint_name, task), device)
+
+
+def restore(run: RunCheckpoint, device: str | torch.device | None = None) -> LoadedRun:
+    """The model of a checkpoint already read: rebuilt by its task, the weights loaded, in eval mode on `device`."""
+    device = device if isinstance(device, torch.device) else pick_device(device or "auto")
+    model, assets = run.task.restore_model(run.config, run.extra)
+    if model is not None:
+        model.load_state_dict(run.state)
+        model = model.to(device).eval()
+    return LoadedRun(run.run_dir, run.path, run.step, run.task, run.config, run.extra, model, assets, device)
