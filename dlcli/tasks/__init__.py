@@ -1,9 +1,10 @@
 """Tasks by the name a recipe gives in `task:`. One explicit table, no registration magic.
 
 Each task is a module with the same small surface, declared in dlcli/tasks/contract.py (Task):
-    NAME, Config                  its name here, the recipe schema (a config.RunConfig subclass)
+    NAME, Config, RUN_KIND        its name here, the recipe schema (a config.RunConfig subclass), "a tagger"
     build(cfg, runtime, load_weights=True) -> runner.Job
     shape_signature(config_dict)  recipe values a resumed run must keep
+    restore_model(cfg, extra)     the model a checkpoint's weights fit, and what inference needs (dlcli.loading)
     eval_notes(cfg)               what `dl eval` prints beside the metrics ({} for most)
 
 A task module imports torch, which takes a second or more; its Config is defined in a torch-free
