@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from dlcli.errors import DlError
+from dlcli.files import temp_path
 
 FORMAT = "dlcli-checkpoint"
 VERSION = 2  # 2: sealed with a sha256; 1: unsealed (still read)
@@ -57,7 +58,7 @@ def save_atomic(obj: Any, path: Path, previous: Path | None = None) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     try:
         with open(tmp, "w+b") as f:
             _torch_save(obj, f)
@@ -117,7 +118,7 @@ def _seal(f) -> None:
 
 def _keep_as(path: Path, previous: Path) -> None:
     """`previous` becomes the file `path` holds now, atomically (a link, else a copy, then a rename)."""
-    tmp = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
+    tmp = temp_path(previous)
     try:
         try:
             os.link(path, tmp)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import json
 import math
-import os
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +34,7 @@ from dlcli import checkpoint
 from dlcli.config import RunConfig, render_yaml, to_dict, validate
 from dlcli.console import Logger, MetricsFile, TensorBoardScalars, fmt_metrics
 from dlcli.errors import DlError, Interrupted, RunFailed  # Interrupted: also runner.Interrupted, as before
+from dlcli.files import write_text_atomic
 from dlcli.optim import build_optimizer, build_scheduler
 from dlcli.runtime import Runtime
 
@@ -173,7 +173,7 @@ def train(
     if runtime.is_main and job.export is not None:
         job.export(model, run_dir)
     if runtime.is_main:
-        _write_json(run_dir / "summary.json", summary)
+        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -759,15 +759,5 @@ def _write_run_files(run_dir: Path, cfg: RunConfig, runtime: Runtime, steps_per_
         f"# derived: device {runtime.device}, precision {runtime.precision}, processes {runtime.world_size}, "
         f"global batch {global_batch(cfg, runtime)}, {batches} batches and {steps_per_epoch} optimizer steps per epoch\n"
     )
-    _replace_text(run_dir / "config.yaml", derived + render_yaml(cfg, comments=False))
+    write_text_atomic(run_dir / "config.yaml", derived + render_yaml(cfg, comments=False))
 
-
-def _write_json(path: Path, data: Any) -> None:
-    _replace_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def _replace_text(path: Path, text: str) -> None:
-    """Write through a temp file and a rename: a process killed meanwhile leaves the old file whole."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
