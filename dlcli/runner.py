@@ -234,12 +234,12 @@ def restore_for_eval(task: Any, run_dir: Path, split: str | None, runtime: Runti
 
 
 def global_batch(cfg: RunConfig, runtime: Runtime) -> int | str:
-    per_process = getattr(cfg.data, "batch_size", None)
-    if per_process is None:  # word2vec batches by words, translation by padded tokens
-        if hasattr(cfg.data, "max_tokens"):
-            return f"{cfg.data.max_tokens * runtime.world_size * cfg.train.grad_accum} tokens"
-        return f"{cfg.data.batch_words} words"
-    return per_process * runtime.world_size * cfg.train.grad_accum
+    """What one optimizer step consumes over all processes, from the data section's BATCH:
+    a count of examples (images, sentences, ...), or a budget with its unit ("8192 tokens")."""
+    batch = cfg.data.BATCH
+    per_process = getattr(cfg.data, batch.key) if batch.key else 1
+    total = per_process * runtime.world_size * cfg.train.grad_accum
+    return f"{total} {batch.unit}" if batch.budget else total
 
 
 # --------------------------------------------------------------------------- the loop
@@ -740,17 +740,15 @@ def _build_out_of_memory_message(cfg: RunConfig, runtime: Runtime, error: BaseEx
 
 
 def _smaller_batch_hint(cfg: RunConfig) -> str:
-    """What to try after running out of memory: half the batch (images, streams, tokens or words)."""
-    data, accum = cfg.data, cfg.train.grad_accum
-    for key in ("batch_size", "max_tokens", "batch_words"):
-        if key not in type(data).model_fields:  # style's batch_size is a fixed property, not a key
-            continue
-        value = getattr(data, key)
-        if value <= 1:
-            return f"data.{key} is already 1: use a smaller model or smaller inputs."
-        keep = f", with --set train.grad_accum={2 * accum} to keep the global batch" if key != "batch_words" else ""
-        return f"Try a smaller batch: --set data.{key}={value // 2} (half of {value}){keep}."
-    return "Use a smaller model or smaller inputs."
+    """What to try after running out of memory: half the batch the data section declares (its BATCH)."""
+    batch, accum = cfg.data.BATCH, cfg.train.grad_accum
+    if batch.key is None:  # fixed at one (style's one pair per step)
+        return "Use a smaller model or smaller inputs."
+    value = getattr(cfg.data, batch.key)
+    if value <= 1:
+        return f"data.{batch.key} is already 1: use a smaller model or smaller inputs."
+    keep = f", with --set train.grad_accum={2 * accum} to keep the global batch" if batch.accumulates else ""
+    return f"Try a smaller batch: --set data.{batch.key}={value // 2} (half of {value}){keep}."
 
 
 def _write_run_files(run_dir: Path, cfg: RunConfig, runtime: Runtime, steps_per_epoch: int, batches: int) -> None:
