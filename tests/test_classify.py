@@ -28,18 +28,17 @@ from dlcli.errors import DlError
 from dlcli.runtime import create_runtime
 from dlcli.tasks import classify
 
+from conftest import TINY_SHAPES
+
 # Results that depend on the CPU's kernels: CI runs this file again under AVX2 dispatch (make test-avx2).
 pytestmark = pytest.mark.numerics
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-# Tiny shapes data: 5 train batches of 4, and small val/test splits. Batches of 4, not 2: at 32 px
-# most nets end in 1x1 maps, where a batch of 2 gives their BatchNorms 2 values per channel (refused).
-SMALL = [
-    "--set", "data.batch_size=4", "--set", "data.train_size=20",
-    "--set", "data.val_size=10", "--set", "data.test_size=10",
-]
+# Tiny shapes data (TINY_SHAPES): 5 train batches of 4, and small val/test splits. Batches of 4, not 2:
+# at 32 px most nets end in 1x1 maps, where a batch of 2 gives their BatchNorms 2 values per channel (refused).
+SMALL = TINY_SHAPES
 
 # recipe -> the image size it is tested at: max(32, torchvision's min_size for the arch).
 RECIPES = {
