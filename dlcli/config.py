@@ -7,7 +7,8 @@ defaults, then the recipe file, then each `--set a.b=value` in the order given.
 This module knows the sections every task shares (`train`, `optim`, `schedule`) and the
 top-level keys (`task`, `name`, `seed`). Each task subclasses `RunConfig` to give its own
 `model` and `data` sections, in a torch-free dlcli/tasks/<module>_config.py; `resolve_recipe`
-picks the class from the recipe's `task:`.
+picks the class from the recipe's `task:`. A `data` section is a DataSection: its BATCH says which
+key sets the batch and what it counts, for the runner's global batch and out-of-memory hint.
 """
 
 from __future__ import annotations

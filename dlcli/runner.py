@@ -758,4 +758,3 @@ def _write_run_files(run_dir: Path, cfg: RunConfig, runtime: Runtime, steps_per_
         f"global batch {global_batch(cfg, runtime)}, {batches} batches and {steps_per_epoch} optimizer steps per epoch\n"
     )
     write_text_atomic(run_dir / "config.yaml", derived + render_yaml(cfg, comments=False))
-
