@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from dlcli.errors import DlError
+from dlcli.files import temp_path
 
 FORMAT = "dlcli-checkpoint"
 VERSION = 2  # 2: sealed with a sha256; 1: unsealed (still read)
@@ -57,7 +58,7 @@ def save_atomic(obj: Any, path: Path, previous: Path | None = None) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     try:
         with open(tmp, "w+b") as f:
             _torch_save(obj, f)
@@ -117,7 +118,7 @@ def _seal(f) -> None:
 
 def _keep_as(path: Path, previous: Path) -> None:
     """`previous` becomes the file `path` holds now, atomically (a link, else a copy, then a rename)."""
-    tmp = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
+    tmp = temp_path(previous)
     try:
         try:
             os.link(path, tmp)
@@ -255,6 +256,33 @@ def load_weights(path: Path) -> dict[str, Any]:
         why = "its contents do not match the sha256 it was written with" if seal == "mismatch" else "it has no sha256 seal"
         raise DlError(f"{path} is corrupt: {why}. Delete it (the other kept epochs are still averaged).")
     return _unpickle(path, "cpu", str(path))
+
+
+def read_state_dict(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """The tensors of a weights file a user names (`what`: the setting, e.g. "model.weights"): a plain
+    state_dict (torchvision's .pth) or the model of a dl checkpoint, whose sha256 seal is checked.
+
+    Returns the state_dict and, for a dl checkpoint, the checkpoint itself (its task and config);
+    None for a plain state_dict. Anything else is a DlError naming `what` and the file.
+    """
+    path = Path(path)
+    if _read_seal(path, f"{what}: ") == "mismatch":
+        raise DlError(f"{what}: {path} is corrupt: its contents do not match the sha256 it was written with.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for torn or foreign files
+        raise DlError(f"{what}: {path} cannot be read as a PyTorch file ({type(e).__name__}).") from None
+    ckpt = None
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        ckpt, state = state, state["model"]
+    if not is_state_dict(state):
+        raise DlError(f"{what}: {path} is not a state_dict (a dict of tensors) or a dl checkpoint.")
+    return state, ckpt
+
+
+def is_state_dict(obj: Any) -> bool:
+    """A dict of parameter names to tensors, as Module.state_dict() returns."""
+    return isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
 def _read_seal(path: Path, what: str = "") -> str:

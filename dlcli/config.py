@@ -7,7 +7,8 @@ defaults, then the recipe file, then each `--set a.b=value` in the order given.
 This module knows the sections every task shares (`train`, `optim`, `schedule`) and the
 top-level keys (`task`, `name`, `seed`). Each task subclasses `RunConfig` to give its own
 `model` and `data` sections, in a torch-free dlcli/tasks/<module>_config.py; `resolve_recipe`
-picks the class from the recipe's `task:`.
+picks the class from the recipe's `task:`. A `data` section is a DataSection: its BATCH says which
+key sets the batch and what it counts, for the runner's global batch and out-of-memory hint.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -54,6 +56,30 @@ class Section(BaseModel):
             if not INT64_MIN <= number <= INT64_MAX:
                 raise ValueError("integers must fit 64 bits: -2^63 to 2^63 - 1")
         return value
+
+
+@dataclass(frozen=True)
+class BatchSize:
+    """What one optimizer step of one process consumes, as a task's data section declares it (its
+    BATCH): the runner prints the global batch and suggests a smaller one from it, knowing no task.
+
+    key          the data key that sets it; None when it is fixed at one (style: one content x style pair)
+    unit         what it counts: images, sentences, streams, pairs, tokens or words
+    budget       a budget of tokens or words, not a count of examples: the global batch names its unit
+                 ("8192 tokens"), where a count of examples is a bare number
+    accumulates  whether train.grad_accum multiplies it (word2vec updates the vectors itself: it refuses grad_accum)
+    """
+
+    key: str | None
+    unit: str
+    budget: bool = False
+    accumulates: bool = True
+
+
+class DataSection(Section):
+    """A task's `data:` section. Each declares its BATCH, so that no code guesses the batch key by name."""
+
+    BATCH: ClassVar[BatchSize]
 
 
 def _ints_in(value: Any) -> list[int]:
@@ -148,7 +174,7 @@ class RunConfig(Section):
     # numpy's seed sequences refuse negative seeds and torch.manual_seed overflows past 64 bits
     seed: int = Field(0, ge=0, lt=2**32, description="seeds the data, the model init and the data order (0 to 2^32 - 1)")
     model: Section
-    data: Section
+    data: DataSection
     optim: OptimConfig = Field(default_factory=OptimConfig, description="the optimizer")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="the learning-rate schedule")
     train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import json
 import math
-import os
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +34,7 @@ from dlcli import checkpoint
 from dlcli.config import RunConfig, render_yaml, to_dict
 from dlcli.console import Logger, MetricsFile, TensorBoardScalars, fmt_metrics
 from dlcli.errors import DlError, Interrupted, RunFailed  # Interrupted: also runner.Interrupted, as before
+from dlcli.files import write_text_atomic
 from dlcli.optim import build_optimizer, build_scheduler
 from dlcli.runtime import Runtime
 
@@ -182,7 +182,7 @@ def train(
     if runtime.is_main and job.export is not None:
         job.export(model, run_dir)
     if runtime.is_main:
-        _write_json(run_dir / "summary.json", summary)
+        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -242,12 +242,12 @@ def restore_for_eval(run: RunCheckpoint, split: str | None, runtime: Runtime) ->
 
 
 def global_batch(cfg: RunConfig, runtime: Runtime) -> int | str:
-    per_process = getattr(cfg.data, "batch_size", None)
-    if per_process is None:  # word2vec batches by words, translation by padded tokens
-        if hasattr(cfg.data, "max_tokens"):
-            return f"{cfg.data.max_tokens * runtime.world_size * cfg.train.grad_accum} tokens"
-        return f"{cfg.data.batch_words} words"
-    return per_process * runtime.world_size * cfg.train.grad_accum
+    """What one optimizer step consumes over all processes, from the data section's BATCH:
+    a count of examples (images, sentences, ...), or a budget with its unit ("8192 tokens")."""
+    batch = cfg.data.BATCH
+    per_process = getattr(cfg.data, batch.key) if batch.key else 1
+    total = per_process * runtime.world_size * cfg.train.grad_accum
+    return f"{total} {batch.unit}" if batch.budget else total
 
 
 # --------------------------------------------------------------------------- the loop
@@ -748,17 +748,15 @@ def _build_out_of_memory_message(cfg: RunConfig, runtime: Runtime, error: BaseEx
 
 
 def _smaller_batch_hint(cfg: RunConfig) -> str:
-    """What to try after running out of memory: half the batch (images, streams, tokens or words)."""
-    data, accum = cfg.data, cfg.train.grad_accum
-    for key in ("batch_size", "max_tokens", "batch_words"):
-        if key not in type(data).model_fields:  # style's batch_size is a fixed property, not a key
-            continue
-        value = getattr(data, key)
-        if value <= 1:
-            return f"data.{key} is already 1: use a smaller model or smaller inputs."
-        keep = f", with --set train.grad_accum={2 * accum} to keep the global batch" if key != "batch_words" else ""
-        return f"Try a smaller batch: --set data.{key}={value // 2} (half of {value}){keep}."
-    return "Use a smaller model or smaller inputs."
+    """What to try after running out of memory: half the batch the data section declares (its BATCH)."""
+    batch, accum = cfg.data.BATCH, cfg.train.grad_accum
+    if batch.key is None:  # fixed at one (style's one pair per step)
+        return "Use a smaller model or smaller inputs."
+    value = getattr(cfg.data, batch.key)
+    if value <= 1:
+        return f"data.{batch.key} is already 1: use a smaller model or smaller inputs."
+    keep = f", with --set train.grad_accum={2 * accum} to keep the global batch" if batch.accumulates else ""
+    return f"Try a smaller batch: --set data.{batch.key}={value // 2} (half of {value}){keep}."
 
 
 def _write_run_files(run_dir: Path, cfg: RunConfig, runtime: Runtime, steps_per_epoch: int, batches: int) -> None:
@@ -767,15 +765,4 @@ def _write_run_files(run_dir: Path, cfg: RunConfig, runtime: Runtime, steps_per_
         f"# derived: device {runtime.device}, precision {runtime.precision}, processes {runtime.world_size}, "
         f"global batch {global_batch(cfg, runtime)}, {batches} batches and {steps_per_epoch} optimizer steps per epoch\n"
     )
-    _replace_text(run_dir / "config.yaml", derived + render_yaml(cfg, comments=False))
-
-
-def _write_json(path: Path, data: Any) -> None:
-    _replace_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def _replace_text(path: Path, text: str) -> None:
-    """Write through a temp file and a rename: a process killed meanwhile leaves the old file whole."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(run_dir / "config.yaml", derived + render_yaml(cfg, comments=False))

@@ -23,6 +23,7 @@ from typing import IO, Literal
 import numpy as np
 
 from dlcli.errors import DlError
+from dlcli.files import temp_path
 
 Method = Literal["add", "mul"]
 METHODS = ("add", "mul")
@@ -94,7 +95,7 @@ def save_word2vec_format(wv: WordVectors, path: Path, binary: bool = False) -> N
             raise DlError(f"Cannot save the word {word!r} in word2vec format: words are separated by spaces.")
     path.parent.mkdir(parents=True, exist_ok=True)
     # open(), not mkstemp: the file gets the umask's mode (0644 under umask 022), not mkstemp's 0600.
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     try:
         with open(tmp, "wb") as raw:
             f = gzip.GzipFile(fileobj=raw, mode="wb", filename=path.stem) if path.suffix == ".gz" else raw

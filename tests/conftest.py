@@ -37,14 +37,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def cli() -> Callable[..., Result]:
     """cli("train", "resnet", "--json") -> the Result (exit_code, stdout, stderr, output)."""
-    from dlcli.cli import app
-
-    runner = CliRunner()
-
-    def invoke(*args: object) -> Result:
-        return runner.invoke(app, [str(a) for a in args])
-
-    return invoke
+    return dl
 
 
 @pytest.fixture
@@ -71,3 +64,35 @@ def terminal_80(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
 def repo_configs() -> Path:
     """The repository's configs/ folder (the source of the bundled recipes)."""
     return Path(__file__).resolve().parents[1] / "configs"
+
+
+# --------------------------------------------------------------------------- helpers the test files share
+# Imported as `from conftest import ...` (pytest puts tests/ on sys.path for its conftest.py).
+
+
+def dl(*args: object) -> Result:
+    """dl("train", "resnet", "--json") -> the Result, as the `cli` fixture gives it."""
+    from dlcli.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def sets(*items: str) -> list[str]:
+    """sets("a.b=1", "c=2") -> ["--set", "a.b=1", "--set", "c=2"]."""
+    return [x for item in items for x in ("--set", item)]
+
+
+# Tiny shapes data for the classify recipes: 5 train batches of 4, and small val/test splits.
+TINY_SHAPES = sets("data.batch_size=4", "data.train_size=20", "data.val_size=10", "data.test_size=10")
+
+
+def assert_same_training_state(a: dict, b: dict) -> None:
+    """Two checkpoints' position, weights, optimizer moments and schedule equal bit for bit."""
+    assert a["position"] == b["position"]
+    assert a["model"].keys() == b["model"].keys()
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    for key, state in a["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["optimizer"]["state"][key][name])), (key, name)
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]

@@ -22,9 +22,7 @@ from typer.testing import Result
 
 from dlcli.data.download import hub_weights_path, torchvision_weights
 
-
-def sets(*items: str) -> list[str]:
-    return [x for item in items for x in ("--set", item)]
+from conftest import sets
 
 
 def assert_exit_2(result: Result, *needles: str) -> str:

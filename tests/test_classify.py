@@ -22,9 +22,13 @@ from typer.testing import CliRunner, Result
 
 from dlcli.config import validate
 from dlcli.data.download import hub_weights_path, torchvision_weights
+from dlcli.data.imagecheck import read_image
 from dlcli.data.synthetic import make_shapes
+from dlcli.errors import DlError
 from dlcli.runtime import create_runtime
 from dlcli.tasks import classify
+
+from conftest import TINY_SHAPES
 
 # Results that depend on the CPU's kernels: CI runs this file again under AVX2 dispatch (make test-avx2).
 pytestmark = pytest.mark.numerics
@@ -32,12 +36,9 @@ pytestmark = pytest.mark.numerics
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-# Tiny shapes data: 5 train batches of 4, and small val/test splits. Batches of 4, not 2: at 32 px
-# most nets end in 1x1 maps, where a batch of 2 gives their BatchNorms 2 values per channel (refused).
-SMALL = [
-    "--set", "data.batch_size=4", "--set", "data.train_size=20",
-    "--set", "data.val_size=10", "--set", "data.test_size=10",
-]
+# Tiny shapes data (TINY_SHAPES): 5 train batches of 4, and small val/test splits. Batches of 4, not 2:
+# at 32 px most nets end in 1x1 maps, where a batch of 2 gives their BatchNorms 2 values per channel (refused).
+SMALL = TINY_SHAPES
 
 # recipe -> the image size it is tested at: max(32, torchvision's min_size for the arch).
 RECIPES = {
@@ -296,6 +297,16 @@ def test_fine_tune_from_a_previous_runs_checkpoint(cli: Callable[..., Result], r
     assert not torch.equal(after["fc.weight"], before["fc.weight"])  # the head trained
 
 
+def test_weights_from_a_damaged_checkpoint_are_refused(tmp_path: Path, trained_run: Path) -> None:
+    """model.weights reads a dl checkpoint only when its sha256 seal still matches (a flipped bit is refused)."""
+    damaged = tmp_path / "best.pt"
+    data = bytearray((trained_run / "checkpoints" / "best.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(DlError, match="model.weights: .*best.pt is corrupt"):
+        classify.load_weights_file(torchvision.models.resnet18(num_classes=10), damaged)
+
+
 # --------------------------------------------------------------------------- predict
 
 
@@ -324,6 +335,21 @@ def test_predict_matches_a_hand_written_pipeline(cli: Callable[..., Result], tmp
     assert top[0]["label"] == ckpt["extra"]["classes"][int(i)]
     assert abs(top[0]["prob"] - float(p)) < 1e-5
     assert 0.0 < top[0]["prob"] < 1.0  # a run with sane BN statistics: not a saturated softmax
+
+
+def test_predict_sees_a_photo_upright_by_its_exif_orientation(cli: Callable[..., Result], tmp_path: Path, trained_run: Path) -> None:
+    """A JPEG stored sideways with EXIF orientation 6 (as phones save portraits) is predicted as the
+    upright picture: the same answer as a lossless PNG of those pixels turned upright by hand."""
+    upright = Image.open(_write_png(tmp_path / "shape.png", 48)).crop((0, 0, 48, 32))  # not square: the crop differs when turned
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.jpg", exif=exif)
+    by_hand = Image.open(tmp_path / "sideways.jpg").convert("RGB").transpose(Image.Transpose.ROTATE_270)
+    by_hand.save(tmp_path / "by_hand.png")
+    answers = [_summary(cli("predict", tmp_path / name, "--run", trained_run, "--top", "3", "--json"))[0]["top"]
+               for name in ("sideways.jpg", "by_hand.png")]
+    assert answers[0] == answers[1]
+    assert read_image(tmp_path / "sideways.jpg").size == (48, 32)
 
 
 def test_predict_with_imagenet_weights(cli: Callable[..., Result], tmp_path: Path) -> None:

@@ -150,3 +150,15 @@ def test_configs_keeps_recipe_names_whole_at_80_columns(cli, terminal_80):
     screen = terminal_80.getvalue()
     assert first_column(screen) == [path.stem for path in list_recipes()]
     assert max(len(line) for line in screen.splitlines()) <= 80
+
+
+def test_every_data_section_declares_the_batch_the_runner_reads():
+    """runner.global_batch and the out-of-memory hint read data.BATCH: its key must be a recipe key."""
+    from dlcli.config import DataSection
+    from dlcli.tasks import TASKS, get_config
+
+    for task in TASKS:
+        data = get_config(task).model_fields["data"].annotation
+        assert issubclass(data, DataSection), task
+        assert data.BATCH.key is None or data.BATCH.key in data.model_fields, task
+        assert data.BATCH.unit in {"images", "sentences", "sequences", "streams", "pairs", "tokens", "words"}, task

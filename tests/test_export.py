@@ -24,6 +24,8 @@ from dlcli.data.loaders import normalize
 from dlcli.data.synthetic import make_shapes
 from dlcli.tasks import classify
 
+from conftest import TINY_SHAPES
+
 # Results that depend on the CPU's kernels: CI runs this file again under AVX2 dispatch (make test-avx2).
 pytestmark = pytest.mark.numerics
 
@@ -31,10 +33,7 @@ IMAGE_SIZE = 32
 BATCH_SIZES = (1, 3)  # the export traces batch 2: both differ from it
 ARCH_RECIPES = {"resnet18": "resnet", "mobilenet_v2": "mobilenet"}
 ONE_STEP = ["--set", "train.max_steps=1", "-q", "--json"]
-TINY_CLASSIFY = [
-    "--set", f"data.image_size={IMAGE_SIZE}", "--set", "data.batch_size=4", "--set", "data.train_size=20",
-    "--set", "data.val_size=10", "--set", "data.test_size=10",
-]
+TINY_CLASSIFY = ["--set", f"data.image_size={IMAGE_SIZE}", *TINY_SHAPES]
 # embedding_dim == hidden_size, so model.tie_weights can share the matrix (Press & Wolf 2017)
 TINY_TIED_LM = [
     "--set", "model.embedding_dim=16", "--set", "model.hidden_size=16", "--set", "model.num_layers=1",

@@ -37,6 +37,8 @@ from dlcli.errors import DlError
 from dlcli.runs import read_metrics
 from dlcli.tasks import lm
 
+from conftest import assert_same_training_state
+
 # A tiny character transformer on the built-in corpus: 20 sentences in batches of 4 windows of 16
 # characters -> 15 steps per epoch, 58 KB checkpoints, about 1 s for 60 steps with a checkpoint at
 # every step. A transformer, not the char LSTM: the LSTM's carried state is not in the checkpoint, so
@@ -71,18 +73,6 @@ def step_of(path: Path) -> int:
 
 def temp_files(folder: Path) -> list[str]:
     return sorted(glob.glob(str(folder / ".*.tmp-*")))
-
-
-def assert_same_training_state(a: dict, b: dict) -> None:
-    """Position, weights, optimizer moments and schedule equal bit for bit."""
-    assert a["position"] == b["position"]
-    assert a["model"].keys() == b["model"].keys()
-    for key, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][key]), key
-    for key, state in a["optimizer"]["state"].items():
-        for name, value in state.items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["optimizer"]["state"][key][name])), (key, name)
-    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
 
 
 def inject(monkeypatch, at_calls: set[int], fault) -> None:

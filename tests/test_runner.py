@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from dlcli import checkpoint
-from dlcli.cli import app
 from dlcli.config import ScheduleConfig
 from dlcli.optim import build_scheduler
+
+from conftest import assert_same_training_state, dl
 
 # Results that depend on the CPU's kernels: CI runs this file again under AVX2 dispatch (make test-avx2).
 pytestmark = pytest.mark.numerics
@@ -28,23 +28,8 @@ TINY = [
 ]
 
 
-def dl(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result
-
-
 def final_state(run: Path) -> dict:
     return torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-
-
-def assert_same_training_state(a: dict, b: dict):
-    assert a["position"] == b["position"]
-    for key, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][key]), key
-    for key, state in a["optimizer"]["state"].items():
-        for name, value in state.items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["optimizer"]["state"][key][name])), (key, name)
-    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
 
 
 @pytest.mark.parametrize("stop_at, grad_accum", [(7, 1), (10, 1), (4, 2)])

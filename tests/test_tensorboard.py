@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
+from conftest import TINY_SHAPES, sets
+
 # A tiny classify run: 20 images of 16 px, batch 4; a train record at each of 3 steps, then val and test.
-TINY = [
-    "--set", "data.image_size=16", "--set", "data.batch_size=4", "--set", "data.train_size=20",
-    "--set", "data.val_size=10", "--set", "data.test_size=10", "--set", "train.max_steps=3",
-    "--set", "train.log_every=1", "-q", "--json",
-]
+TINY = [*sets("data.image_size=16", "train.max_steps=3", "train.log_every=1"), *TINY_SHAPES, "-q", "--json"]
 BOOKKEEPING = ("step", "epoch", "split", "elapsed_s")  # in metrics.jsonl, but not scalars
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from dlcli.data.text import corpus_files, sentences_from_files
 from dlcli.errors import DlError
+from dlcli.files import write_json_atomic
 
 MAX_SENTENCE = 10000
 _FLUSH_TOKENS = 1 << 22  # ids kept in memory before they are appended to the cache file
@@ -117,9 +118,7 @@ def cached_encode(path: Path, cache_root: Path, token_pattern: str) -> EncodedCo
     np.save(folder / "bounds.npy", corpus.bounds)
     np.save(folder / "counts.npy", corpus.counts)
     meta = {"files": [str(f) for f in files], "words": corpus.words}
-    tmp = folder / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta), encoding="utf-8")
-    os.replace(tmp, folder / "meta.json")  # written last: its presence means the cache is whole
+    write_json_atomic(folder / "meta.json", meta)  # written last: its presence means the cache is whole
     return corpus
 
 

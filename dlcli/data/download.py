@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import torch
 
+from dlcli.checkpoint import is_state_dict
 from dlcli.errors import DlError
 
 _OFFLINE_ENV = "DL_OFFLINE"
@@ -263,9 +264,7 @@ def _load_state_dict(path: Path, *, what: str) -> dict[str, torch.Tensor]:
             f"{what}: cannot read {path} as a PyTorch weights file ({type(e).__name__}: {e}). "
             f"Delete it so that it is downloaded again, or replace it with the right file."
         ) from e
-    if not isinstance(obj, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    ):
+    if not is_state_dict(obj):
         raise DlError(
             f"{what}: {path} is not a state_dict (a dict of parameter names to tensors) but "
             f"a {type(obj).__name__}. Delete it or replace it with torchvision's weights file."

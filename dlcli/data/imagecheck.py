@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from dlcli.console import warn
@@ -71,13 +71,18 @@ def _reason(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e)[:200]}"
 
 
-def load_image(path: Path) -> Image.Image:
-    """An RGB PIL image, or an UnreadableImage (a DlError) naming the file."""
+def read_image(path: Path) -> Image.Image:
+    """An RGB PIL image, upright by its EXIF orientation, or an UnreadableImage (a DlError) naming the file.
+
+    The one reader of image files (training data, `dl predict`, `dl stylize`): a phone photo stored
+    sideways with an orientation tag is seen upright, as image viewers show it, wherever it is read.
+    """
     path = Path(path)
     try:
         with Image.open(path) as image:
             check_pixels(image, path)
-            return image.convert("RGB")  # decodes every pixel: truncation shows here
+            upright = ImageOps.exif_transpose(image)  # decodes every pixel: truncation shows here
+            return upright.convert("RGB")
     except DlError:
         raise
     except Exception as e:  # the file is the only input, so whatever Pillow raises means it is bad
@@ -96,7 +101,7 @@ def check_image(path: Path) -> str | None:
             image.verify()
     except UnreadableImage as e:
         return e.reason
-    except Exception as e:  # as in load_image: any failure is the file's
+    except Exception as e:  # as in read_image: any failure is the file's
         return _reason(e)
     return None
 
@@ -154,7 +159,7 @@ class ReadableImages(Dataset):
         for offset in range(n):
             path, label = self.samples[(index + offset) % n]
             try:
-                return load_image(Path(path)), label
+                return read_image(Path(path)), label
             except UnreadableImage as e:
                 if self.on_bad_file == "stop":
                     raise BadImageFile(

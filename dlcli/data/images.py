@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from dlcli.data.download import offline
-from dlcli.data.imagecheck import ReadableImages, UnreadableImage, handle_bad_files, load_image, scan
+from dlcli.data.imagecheck import ReadableImages, UnreadableImage, handle_bad_files, read_image, scan
 from dlcli.data.loaders import StreamingImages, TensorImages
 from dlcli.data.synthetic import SHAPE_CLASSES, make_shapes
 from dlcli.errors import DlError
@@ -212,7 +212,7 @@ def _decode(samples: list[tuple[str, int]], image_size: int, on_bad_file: str, f
 
     def one(path: str) -> torch.Tensor | str:
         try:
-            return pil_to_uint8(sized_for_eval(load_image(Path(path)), image_size))
+            return pil_to_uint8(sized_for_eval(read_image(Path(path)), image_size))
         except UnreadableImage as e:
             return e.reason
 

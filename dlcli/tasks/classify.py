@@ -25,7 +25,7 @@ from torch import nn
 
 from dlcli import checkpoint, loading
 from dlcli.data.download import load_torchvision_state_dict, torchvision_weights
-from dlcli.data.images import eval_transform, load_dataset, load_image, make_loader
+from dlcli.data.images import eval_transform, load_dataset, make_loader, read_image
 from dlcli.data.loaders import normalize
 from dlcli.errors import DlError
 from dlcli.runner import Job
@@ -291,14 +291,7 @@ def load_weights_file(model: nn.Module, path: Path, strict: bool = False) -> lis
     """
     if not path.is_file():
         raise DlError(f"model.weights: {path} does not exist. Give a state_dict (.pth) or a dl checkpoint (best.pt).")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise DlError(f"model.weights: {path} cannot be read as a PyTorch file ({type(e).__name__}).") from None
-    if isinstance(state, dict) and state.get("format") == checkpoint.FORMAT:
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DlError(f"model.weights: {path} is not a state_dict (a dict of tensors) or a dl checkpoint.")
+    state, _ = checkpoint.read_state_dict(path, "model.weights")
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(k for k in own if k not in fitting)
@@ -408,7 +401,7 @@ def predict_images(
         transform: PIL image -> (3, S, S) in [0, 1], as in evaluation; the ImageNet normalization follows.
     """
     device = next(model.parameters()).device
-    pixels = torch.stack([transform(load_image(path)) for path in images]).to(device)  # [0, 1]
+    pixels = torch.stack([transform(read_image(path)) for path in images]).to(device)  # [0, 1]
     batch = normalize(pixels, torch.contiguous_format)  # the ImageNet mean/std, as in training
     with torch.no_grad():
         probs = model(batch).float().softmax(dim=1).cpu()

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from dlcli.config import MAX_GENERATED, SHAPES_MIN_SIZE, RunConfig, Section, TrainConfig
+from dlcli.config import MAX_GENERATED, SHAPES_MIN_SIZE, BatchSize, DataSection, RunConfig, Section, TrainConfig
 
 
 class ClassifyModel(Section):
@@ -27,7 +27,9 @@ class ClassifyModel(Section):
     )
 
 
-class ImageDataConfig(Section):
+class ImageDataConfig(DataSection):
+    BATCH = BatchSize("batch_size", "images")
+
     dataset: Literal["shapes", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder"] = Field(
         "shapes", description="shapes (generated), cifar10/100, mnist, fashion_mnist, imagefolder (root/train, root/val|test)"
     )

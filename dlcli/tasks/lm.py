@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,6 +40,7 @@ from torch import nn
 from dlcli import loading
 from dlcli.data.textfile import read_text
 from dlcli.errors import DlError
+from dlcli.files import write_text_atomic
 from dlcli.models.rnn import make_rnn
 from dlcli.models.transformer import TransformerLM
 from dlcli.runner import Job
@@ -351,9 +351,9 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         return m
 
     def export(net: nn.Module, run_dir: Path) -> None:
-        _write_text(run_dir / "vocab.json", json.dumps(vocab.to_dict(), ensure_ascii=False) + "\n")
+        write_text_atomic(run_dir / "vocab.json", json.dumps(vocab.to_dict(), ensure_ascii=False) + "\n")
         text = sample(net, vocab, "", SAMPLE_LENGTH[d.level], temperature=0.8, top_k=0, seed=cfg.seed)
-        _write_text(run_dir / "samples.txt", text + "\n")
+        write_text_atomic(run_dir / "samples.txt", text + "\n")
 
     return Job(
         model=model,
@@ -379,12 +379,6 @@ def restore_model(cfg: Config, extra: dict[str, Any]) -> tuple[nn.Module, dict[s
 def eval_notes(cfg: Config) -> dict[str, str]:
     """Nothing to print beside the metrics."""
     return {}
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- generation

@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from dlcli.config import MAX_GENERATED, MAX_LAYERS, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
+from dlcli.config import (
+    MAX_GENERATED, MAX_LAYERS, BatchSize, DataSection, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig,
+)
 
 
 class LMModel(Section):
@@ -29,7 +31,9 @@ class LMModel(Section):
     positions: Literal["learned", "sinusoidal"] = Field("learned", description="transformer: position embeddings")
 
 
-class LMData(Section):
+class LMData(DataSection):
+    BATCH = BatchSize("batch_size", "streams")
+
     dataset: Literal["builtin", "text"] = Field("builtin", description="builtin (generated sentences, offline) or text (data.path)")
     path: str | None = Field(None, description="text: a UTF-8 text file, e.g. tiny-shakespeare's input.txt")
     level: Literal["char", "word"] = Field("char", description="tokens: characters, or whitespace-separated words")

@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from dlcli.config import MAX_GENERATED, MAX_LAYERS, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
+from dlcli.config import (
+    MAX_GENERATED, MAX_LAYERS, BatchSize, DataSection, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig,
+)
 
 
 class TagModel(Section):
@@ -26,7 +28,9 @@ class TagModel(Section):
     pretrained_limit: int = Field(200000, ge=0, description="the most frequent pretrained words added to the vocabulary")
 
 
-class TagData(Section):
+class TagData(DataSection):
+    BATCH = BatchSize("batch_size", "sentences")
+
     dataset: Literal["generated", "conllu"] = Field("generated", description="generated (built-in grammar) or conllu (data.train/val/test files)")
     train: str | None = Field(None, description="conllu: training file (.conllu or .conllu.gz)")
     val: str | None = Field(None, description="conllu: validation file (default: val_fraction of train)")
@@ -66,7 +70,9 @@ class SeqModel(Section):
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout between layers and before the classifier")
 
 
-class SeqData(Section):
+class SeqData(DataSection):
+    BATCH = BatchSize("batch_size", "sequences")
+
     dataset: Literal["brackets", "tsv"] = Field("brackets", description="brackets (built-in: balanced or not) or tsv (text<TAB>label files)")
     train: str | None = Field(None, description="tsv: training file")
     val: str | None = Field(None, description="tsv: validation file (default: val_fraction of train)")

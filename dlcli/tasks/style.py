@@ -55,19 +55,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 def read_image(path: Path) -> Any:
     """An RGB PIL image, turned upright by its EXIF orientation; a DlError for anything else."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    from dlcli.data.imagecheck import check_pixels
+    from dlcli.data import imagecheck
 
     path = Path(path)
     if not path.is_file():
         raise DlError(f"{path}: no such image file. Give the path of a JPEG/PNG/... image.")
-    try:
-        with Image.open(path) as image:
-            check_pixels(image, path)  # a decompression bomb between 1x and 2x Pillow's limit: refused too
-            return ImageOps.exif_transpose(image).convert("RGB")  # loads it all: truncation shows here
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise DlError(f"{path} is not a readable image ({type(e).__name__}: {e}). Give a complete JPEG/PNG/... file.") from None
+    return imagecheck.read_image(path)
 
 
 def image_size_for(image: Any, long_side: int) -> tuple[int, int]:
@@ -179,17 +172,11 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
             f"features: {path} does not exist. Give imagenet, random, a torchvision VGG state_dict (.pth) "
             "or a dl checkpoint of a vgg run (runs/NAME/checkpoints/best.pt)."
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise DlError(f"features: {path} cannot be read as a PyTorch file ({type(e).__name__}).") from None
-    if isinstance(state, dict) and state.get("format") == checkpoint.FORMAT:
-        arch = (state.get("config") or {}).get("model", {}).get("arch", "")
+    state, ckpt = checkpoint.read_state_dict(path, "features")
+    if ckpt is not None:
+        arch = (ckpt.get("config") or {}).get("model", {}).get("arch", "")
         if not str(arch).startswith("vgg"):
-            raise DlError(f"features: {path} is a checkpoint of a {arch or state.get('task')} run; style transfer needs a VGG.")
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DlError(f"features: {path} is not a state_dict (a dict of tensors) or a dl checkpoint.")
+            raise DlError(f"features: {path} is a checkpoint of a {arch or ckpt.get('task')} run; style transfer needs a VGG.")
     return state
 
 

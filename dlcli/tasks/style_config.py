@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from dlcli.config import OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
+from dlcli.config import BatchSize, DataSection, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
 from dlcli.errors import DlError
 
 # The paper's layers (section 3): content on conv4_2, style on conv1_1 ... conv5_1 with w_l = 1/5.
@@ -70,18 +70,15 @@ class StyleOptions(Section):
         return self.lr if self.lr is not None else (1.0 if self.optimizer == "lbfgs" else 0.02)
 
 
-class StyleData(Section):
+class StyleData(DataSection):
+    BATCH = BatchSize(None, "pairs", accumulates=False)  # one content x style pair per step
+
     dataset: Literal["files", "generated"] = Field(
         "files", description="files: data.contents and data.styles; generated: built-in pictures from the seed (offline tests)"
     )
     contents: list[str] = Field(default_factory=list, description="content images: files, folders or glob patterns")
     styles: list[str] = Field(default_factory=list, description="style images: files, folders or glob patterns")
     generated: int = Field(2, ge=1, le=4, description="generated: how many content and how many style pictures")
-
-    @property
-    def batch_size(self) -> int:
-        """The runner's batch: one content x style pair per step."""
-        return 1
 
 
 class StyleTrain(TrainConfig):

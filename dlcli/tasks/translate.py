@@ -26,7 +26,6 @@ BLEU is 0 whatever the model says; best.pt is chosen by exact match there, by BL
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -39,6 +38,7 @@ from dlcli import checkpoint, loading
 from dlcli.data import parallel
 from dlcli.data.loaders import mix_seed
 from dlcli.errors import DlError
+from dlcli.files import write_text_atomic
 from dlcli.models.decoding import beam_search, max_length
 from dlcli.models.transformer import Seq2SeqTransformer
 from dlcli.runner import Job
@@ -332,9 +332,7 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         return m
 
     def export(net: nn.Module, run_dir: Path) -> None:
-        tmp = run_dir / "tokenizer.json.tmp"
-        tmp.write_text(tokenizer.to_str(), encoding="utf-8")
-        os.replace(tmp, run_dir / "tokenizer.json")
+        write_text_atomic(run_dir / "tokenizer.json", tokenizer.to_str())
         if cfg.train.average_last:
             write_averaged_checkpoint(run_dir / "checkpoints")
 

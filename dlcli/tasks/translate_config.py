@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from dlcli.config import MAX_GENERATED, MAX_LAYERS, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
+from dlcli.config import (
+    MAX_GENERATED, MAX_LAYERS, BatchSize, DataSection, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig,
+)
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 
@@ -22,7 +24,9 @@ class TranslateModel(Section):
     activation: Literal["relu", "gelu"] = Field("relu", description="feed-forward activation (the paper: relu)")
 
 
-class TranslateData(Section):
+class TranslateData(DataSection):
+    BATCH = BatchSize("max_tokens", "tokens", budget=True)
+
     dataset: Literal["numbers", "multi30k", "folder", "tsv"] = Field(
         "numbers",
         description="numbers (built-in English -> German number words), multi30k (downloads into data.root), "

@@ -19,8 +19,6 @@ of 1e-4 to word vectors of norm ~1 would vanish in bf16/fp16.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from dlcli.data.corpus import EncodedCorpus, Vocabulary, cached_encode, encode
 from dlcli.data.loaders import mix_seed
 from dlcli.data.textfile import read_text
 from dlcli.errors import DlError
+from dlcli.files import write_json_atomic
 from dlcli.models import word2vec_hogwild as hogwild
 from dlcli.models.word2vec import SkipGram, batched_update
 from dlcli.runner import Job
@@ -318,6 +317,4 @@ def export_vectors(wv, run_dir: Path) -> None:
 
     save_word2vec_format(wv, run_dir / "vectors.txt", binary=False)
     save_word2vec_format(wv, run_dir / "vectors.bin", binary=True)
-    tmp = run_dir / "vocab.json.tmp"
-    tmp.write_text(json.dumps({"words": wv.words, "counts": wv.counts}), encoding="utf-8")
-    os.replace(tmp, run_dir / "vocab.json")
+    write_json_atomic(run_dir / "vocab.json", {"words": wv.words, "counts": wv.counts})

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from dlcli.config import MAX_GENERATED, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
+from dlcli.config import MAX_GENERATED, BatchSize, DataSection, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
 
 
 class Word2VecModel(Section):
@@ -21,7 +21,9 @@ class Word2VecModel(Section):
     )
 
 
-class Word2VecData(Section):
+class Word2VecData(DataSection):
+    BATCH = BatchSize("batch_words", "words", budget=True, accumulates=False)
+
     dataset: Literal["planted", "text8", "text"] = Field(
         "planted", description="planted (built-in corpus with planted relations), text8 (downloads), text (data.path)"
     )

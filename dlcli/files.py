@@ -1,0 +1,37 @@
+"""Files written whole or not at all: through a temp file in the same folder and a rename.
+
+os.replace is atomic within one file system, so a process killed mid-write leaves the old file
+(or none), never a torn one. Temp files are named `.NAME.tmp-PID`, the pattern
+checkpoint.remove_stale_temps deletes when that process is gone. They are made with open(),
+not mkstemp, so the final file gets the umask's mode (0644 under umask 022), not mkstemp's 0600.
+Torch-free: the startup path may write with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def temp_path(path: Path) -> Path:
+    """Where a writer of `path` puts its bytes before the rename: `.NAME.tmp-PID` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` through a temp file and a rename; the temp goes on failure."""
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any, **dumps_options: Any) -> None:
+    """json.dumps(data, **dumps_options) as write_text_atomic writes text."""
+    write_text_atomic(path, json.dumps(data, **dumps_options))
