@@ -77,7 +77,11 @@ def test_a_task_added_through_the_contract_trains_resumes_evaluates_lists_and_lo
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["task"] == "toyreg" and summary["steps"] == TOTAL_STEPS
-    train_losses = [r["loss"] for r in map(json.loads, (straight / "metrics.jsonl").read_text().splitlines()) if r["split"] == "train"]
+    train_losses = [
+        r["loss"]
+        for r in map(json.loads, (straight / "metrics.jsonl").read_text().splitlines())
+        if r["split"] == "train"
+    ]
     assert len(train_losses) == TOTAL_STEPS
     assert train_losses[-1] < train_losses[0] / 20
     assert {"config.yaml", "metrics.jsonl", "summary.json"} <= {p.name for p in straight.iterdir()}

@@ -9,11 +9,22 @@ from typing import Literal
 
 from pydantic import Field
 
-from dlcli.config import MAX_GENERATED, BatchSize, DataSection, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
+from dlcli.config import (
+    MAX_GENERATED,
+    BatchSize,
+    DataSection,
+    OptimConfig,
+    RunConfig,
+    ScheduleConfig,
+    Section,
+    TrainConfig,
+)
 
 
 class ToyModel(Section):
-    features: int = Field(4, ge=1, le=1000, description="inputs per row: the length of the true w, and of the model's weight")
+    features: int = Field(
+        4, ge=1, le=1000, description="inputs per row: the length of the true w, and of the model's weight"
+    )
 
 
 class ToyData(DataSection):
@@ -30,6 +41,12 @@ class ToyConfig(RunConfig):
     task: Literal["toyreg"] = Field("toyreg", description="linear regression on generated rows (a test's toy task)")
     model: ToyModel = Field(default_factory=ToyModel, description="the linear model")
     data: ToyData = Field(default_factory=ToyData, description="rows of y = X w + noise")
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(name="sgd", lr=0.1, momentum=0.0), description="the optimizer")
-    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="constant"), description="the learning-rate schedule")
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=3, log_every=1), description="the training loop")
+    optim: OptimConfig = Field(
+        default_factory=lambda: OptimConfig(name="sgd", lr=0.1, momentum=0.0), description="the optimizer"
+    )
+    schedule: ScheduleConfig = Field(
+        default_factory=lambda: ScheduleConfig(name="constant"), description="the learning-rate schedule"
+    )
+    train: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(epochs=3, log_every=1), description="the training loop"
+    )
