@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch's CPU/CUDA wheels as pinned in this project's tested range; pip picks them from its index or cache.
 TORCH := torch>=2.4 torchvision>=0.19
 
-.PHONY: demo test test-avx2 install clean
+.PHONY: demo test test-avx2 lint install clean
 
 $(BIN)/dl: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# ruff: the lint rules and the layout of pyproject.toml's [tool.ruff]; `ruff format .` fixes the layout.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The numerics-sensitive tests again with the kernels an AVX2-only CPU gets (no AVX-512, no AMX):
 # PyTorch's and oneDNN's dispatch then picks other code paths, which round differently.

@@ -17,7 +17,6 @@ micro-batches and restores the RNGs, so its remaining steps equal the uninterrup
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import signal
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from dlcli import checkpoint
+from dlcli import checkpoint, failures
 from dlcli.config import RunConfig, render_yaml, to_dict
 from dlcli.console import Logger, MetricsFile, TensorBoardScalars, fmt_metrics
 from dlcli.errors import DlError, Interrupted, RunFailed  # Interrupted: also runner.Interrupted, as before
@@ -83,10 +82,6 @@ class Job:
             raise TypeError(f"A Job trains one way: give train_step or update_step, not {given}.")
 
 
-class NonFiniteLoss(RunFailed):
-    """The loss became NaN/Inf; the last good checkpoint is kept, the CLI exits 1."""
-
-
 @dataclass
 class Position:
     epoch: int = 0  # the epoch in progress
@@ -127,9 +122,9 @@ def train(
         job = task.build(cfg, runtime, load_weights=resume is None)
         model = job.model.to(runtime.device)
     except (RuntimeError, MemoryError) as e:
-        if not _is_out_of_memory(e):
+        if not failures.is_out_of_memory(e):
             raise
-        raise RunFailed(_build_out_of_memory_message(cfg, runtime, e)) from e
+        raise failures.out_of_memory_while_building(cfg, runtime.device, e) from e
     if cfg.train.on_nonfinite == "skip" and job.update_step is not None:
         raise DlError(
             f"train.on_nonfinite=skip cannot drop a {cfg.task} step: its update_step changes the weights while it "
@@ -175,9 +170,9 @@ def train(
     try:
         loop.run()
     except (RuntimeError, MemoryError) as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
-        if not _is_out_of_memory(e):
+        if not failures.is_out_of_memory(e):
             raise
-        raise RunFailed(loop.out_of_memory_message(e)) from e
+        raise loop.out_of_memory(e) from e
     summary = loop.summary()
     if runtime.is_main and job.export is not None:
         job.export(model, run_dir)
@@ -398,13 +393,7 @@ class _Loop:
         state.skipped_steps += 1
         state.skips_in_a_row += 1
         if state.skips_in_a_row >= limit:
-            first = pos.step + 2 - state.skips_in_a_row
-            raise NonFiniteLoss(
-                f"The last {state.skips_in_a_row} optimizer steps (steps {first} to {pos.step + 1}, epoch {pos.epoch + 1}) "
-                f"were all skipped: {reason} (train.max_skips_in_a_row = {limit}). Skipping more will not recover. "
-                f"{self._kept_checkpoint()} Lower optim.lr, set train.clip_grad_norm, use train.precision=fp32, "
-                "or check the data of these steps."
-            )
+            raise failures.too_many_skips(state.skips_in_a_row, pos.step + 1, pos.epoch + 1, reason, limit, self._kept_checkpoint())
         self.logger.warn(
             f"step {pos.step + 1} (epoch {pos.epoch + 1}): {reason}; its update is skipped "
             f"({state.skipped_steps} skipped so far)"
@@ -468,11 +457,7 @@ class _Loop:
         first_bad = int(self.rt.max_across_ranks(window.first_nonfinite_step))
         if first_bad < 0:
             return
-        pos = self.state.position
-        raise NonFiniteLoss(
-            f"The training loss became NaN/Inf at optimizer step {first_bad} (epoch {pos.epoch + 1}). "
-            f"{self._kept_checkpoint()} {_NONFINITE_FIXES}"
-        )
+        raise failures.nonfinite_loss(first_bad, self.state.position.epoch + 1, self._kept_checkpoint())
 
     def _check_eval_finite(self, split: str, metrics: dict[str, float]) -> None:
         """A NaN/Inf loss in evaluation is a failed run too (the weights are finite but the model's
@@ -482,11 +467,7 @@ class _Loop:
         if not bad:
             return
         pos = self.state.position
-        values = ", ".join(f"{name} {value}" for name, value in bad.items())
-        raise NonFiniteLoss(
-            f"The {split} {values} after optimizer step {pos.step} (epoch {max(pos.epoch, 1)}): the model diverged "
-            f"although its weights are finite, so no checkpoint is chosen by it. {self._kept_checkpoint()} {_NONFINITE_FIXES}"
-        )
+        raise failures.nonfinite_evaluation(split, bad, pos.step, max(pos.epoch, 1), self._kept_checkpoint())
 
     def _validate(self, record: bool = True) -> None:
         self._check_losses_finite()
@@ -571,7 +552,7 @@ class _Loop:
         try:
             checkpoint.save_atomic(payload, path, previous=checkpoint.previous_of(path) if keep else None)
         except OSError as e:
-            raise RunFailed(self._write_failed_message(path, e)) from e
+            raise failures.checkpoint_write_failed(path, self.state.position.step, e, self._kept_checkpoint()) from e
         self._wrote_last = self._wrote_last or name == "last.pt"
 
     def _check_weights_finite(self, name: str) -> None:
@@ -583,46 +564,15 @@ class _Loop:
             return
         bad = next(k for k, t in tensors.items() if not torch.isfinite(t).all())
         pos = self.state.position
-        raise NonFiniteLoss(
-            f"The weights became NaN/Inf by optimizer step {pos.step} (epoch {pos.epoch + 1}; first: {bad}), so "
-            f"{name} is not written. {self._kept_checkpoint()} {_NONFINITE_FIXES}"
-        )
+        raise failures.nonfinite_weights(bad, name, pos.step, pos.epoch + 1, self._kept_checkpoint())
 
     def _kept_checkpoint(self) -> str:
-        """A sentence on the checkpoint a failed run leaves to continue from: last.pt when its
-        seal checks (read in full, once, on this failure path), else last.prev.pt when that does."""
-        last = self.run_dir / "checkpoints" / "last.pt"
-        for path in (last, checkpoint.previous_of(last)):
-            if path.is_file() and checkpoint.is_intact(path):
-                header = checkpoint.peek(path)
-                if header is None:
-                    continue
-                step = header["position"]["step"]
-                if path == last:
-                    return f"The last good checkpoint, {path} (step {step}), is kept."
-                return f"The last good checkpoint is {path} (step {step}): continue from it with --resume-from {path}."
-        return "No intact checkpoint has been written yet (start again with --overwrite)."
+        return failures.kept_checkpoint(self.run_dir)
 
-    def _write_failed_message(self, path: Path, error: OSError) -> str:
-        code = errno.errorcode.get(error.errno, "") if error.errno else ""
-        reason = f"{error.strerror} ({code})" if error.strerror else str(error)
-        if error.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)):
-            fix = f"Free disk space (or raise the file size limit) where {path.parent} is"
-        elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            fix = f"Make {path.parent} writable"
-        else:
-            fix = "Fix the cause"
-        return (
-            f"Could not write the checkpoint {path} at step {self.state.position.step}: {reason}. "
-            f"{self._kept_checkpoint()} {fix}, then continue with --resume."
-        )
-
-    def out_of_memory_message(self, error: BaseException) -> str:
+    def out_of_memory(self, error: BaseException) -> RunFailed:
+        """The failure to raise for running out of memory while training."""
         pos = self.state.position
-        return (
-            f"Out of memory on {self.rt.device} after optimizer step {pos.step} (epoch {pos.epoch + 1}): {_first_line(error)}. "
-            f"{_smaller_batch_hint(self.cfg)} {self._kept_checkpoint()}"
-        )
+        return failures.out_of_memory_while_training(self.cfg, self.rt.device, pos.step, pos.epoch + 1, error, self._kept_checkpoint())
 
     def _on_sigint(self, signum, frame) -> None:
         if self._interrupted:  # a second Ctrl-C: stop now, without a checkpoint
@@ -684,12 +634,6 @@ class _Window:
 
 # --------------------------------------------------------------------------- helpers
 
-_NONFINITE_FIXES = (
-    "Lower optim.lr, set train.clip_grad_norm, use train.precision=fp32, "
-    "or set train.on_nonfinite=skip to drop the updates of such steps."
-)
-
-
 def _wrap_for_forward(model: nn.Module, cfg: RunConfig, runtime: Runtime) -> nn.Module:
     """What runs the forward pass: the model, under DDP and/or torch.compile when asked."""
     forward = model
@@ -721,42 +665,6 @@ def _load_resume(task: Any, cfg: RunConfig, path: Path) -> dict[str, Any]:
             "original values, or start a new run with --out DIR (or --overwrite)."
         )
     return ckpt
-
-
-def _is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(error)
-    # The CPU allocator's, a CUDA call's and the MPS backend's wordings (plain RuntimeErrors), and
-    # C++'s own (std::vector and friends inside torch ops, under an address-space limit).
-    return any(
-        s in text
-        for s in ("DefaultCPUAllocator: can't allocate memory", "out of memory", "MPS backend out of memory", "std::bad_alloc")
-    )
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-
-
-def _build_out_of_memory_message(cfg: RunConfig, runtime: Runtime, error: BaseException) -> str:
-    return (
-        f"Out of memory on {runtime.device} while building the {cfg.task} model and its data, before training: "
-        f"{_first_line(error)}. The recipe asks for more than this machine has: use a smaller model (the model.* sizes) "
-        "or less data (the data.* sizes), or a device with more memory."
-    )
-
-
-def _smaller_batch_hint(cfg: RunConfig) -> str:
-    """What to try after running out of memory: half the batch the data section declares (its BATCH)."""
-    batch, accum = cfg.data.BATCH, cfg.train.grad_accum
-    if batch.key is None:  # fixed at one (style's one pair per step)
-        return "Use a smaller model or smaller inputs."
-    value = getattr(cfg.data, batch.key)
-    if value <= 1:
-        return f"data.{batch.key} is already 1: use a smaller model or smaller inputs."
-    keep = f", with --set train.grad_accum={2 * accum} to keep the global batch" if batch.accumulates else ""
-    return f"Try a smaller batch: --set data.{batch.key}={value // 2} (half of {value}){keep}."
 
 
 def _write_run_files(run_dir: Path, cfg: RunConfig, runtime: Runtime, steps_per_epoch: int, batches: int) -> None:

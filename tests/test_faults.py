@@ -29,7 +29,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dlcli import checkpoint, runner
+from dlcli import checkpoint, failures, runner
 from dlcli.api import load_config
 from dlcli.cli import app
 from dlcli.console import MetricsFile
@@ -731,7 +731,7 @@ def test_out_of_memory_exits_1_naming_the_batch_size_to_try(tmp_path, monkeypatc
 def test_the_out_of_memory_hint_halves_token_and_word_batches(recipe, key):
     _, cfg = load_config(recipe)
     value = getattr(cfg.data, key)
-    assert f"--set data.{key}={value // 2} (half of {value})" in runner._smaller_batch_hint(cfg)
+    assert f"--set data.{key}={value // 2} (half of {value})" in failures.smaller_batch_hint(cfg)
 
 
 # --------------------------------------------------------------------------- leftovers of a killed writer
