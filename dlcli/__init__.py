@@ -1,6 +1,6 @@
 """dlcli: the landmark models of deep learning, trained and run from YAML recipes (`dl`).
 
-    from dlcli import load_run, train      # the Python API: dlcli/api.py
+from dlcli import load_run, train      # the Python API: dlcli/api.py
 """
 
 __version__ = "0.1.0"

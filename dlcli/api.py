@@ -31,7 +31,6 @@ from dlcli.runtime import create_runtime
 from dlcli.tasks import classify, get_task, lm, translate
 from dlcli.tasks import tag as tagging  # not `tag`: Run.tag is a method
 
-
 # --------------------------------------------------------------------------- training
 
 
@@ -80,7 +79,9 @@ def train(
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
     runtime = create_runtime(cfg.train, device)
     try:
-        resume_path = _prepare_run_dir(run_dir, resume, Path(resume_from) if resume_from else None, overwrite, runtime.is_main)
+        resume_path = _prepare_run_dir(
+            run_dir, resume, Path(resume_from) if resume_from else None, overwrite, runtime.is_main
+        )
         logger = Logger(quiet=quiet, enabled=runtime.is_main)
         logger.info(render_yaml(cfg, comments=False).rstrip(), markup=False)
         return runner.train(task, cfg, run_dir, runtime, logger, resume_path)
@@ -88,7 +89,9 @@ def train(
         runtime.close()
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, resume_from: Path | None, overwrite: bool, is_main: bool) -> Path | None:
+def _prepare_run_dir(
+    run_dir: Path, resume: bool, resume_from: Path | None, overwrite: bool, is_main: bool
+) -> Path | None:
     """Never overwrite a run silently: resume, resume_from or overwrite must say what to do."""
     if sum([resume, resume_from is not None, overwrite]) > 1:
         raise DlError("Give only one of --resume, --resume-from and --overwrite.")
@@ -151,12 +154,16 @@ class Run:
         transform = eval_transform(self.config.data.image_size)
         return classify.predict_images(self.model, self.class_names, transform, paths, top)
 
-    def generate(self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0, seed: int = 0) -> str:
+    def generate(
+        self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0, seed: int = 0
+    ) -> str:
         """Sampled text that starts with `prompt`, as `dl generate --run RUN` (lm runs)."""
         self._expect("lm", "generate")
         return lm.sample(self.model, self.assets["vocab"], prompt, length, temperature, top_k, seed)
 
-    def translate(self, sentences: str | Sequence[str], beam: int | None = None) -> dict[str, str] | list[dict[str, str]]:
+    def translate(
+        self, sentences: str | Sequence[str], beam: int | None = None
+    ) -> dict[str, str] | list[dict[str, str]]:
         """{"source": S, "translation": T} for a sentence, a list of those for a list, as `dl translate`
         (beam: the beam width, default the recipe's decode.beam)."""
         self._expect("translate", "translate")
@@ -209,7 +216,9 @@ def load_run(path: str | Path, device: str | torch.device | None = None) -> Run:
     class_names = assets.pop("classes", None)  # a field of its own on Run
     summary = _read_summary(path)
     metrics = summary.get("metrics") if summary else None
-    return Run(path, loaded.task.NAME, loaded.config, loaded.model, loaded.device, summary, metrics, class_names, assets)
+    return Run(
+        path, loaded.task.NAME, loaded.config, loaded.model, loaded.device, summary, metrics, class_names, assets
+    )
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:

@@ -186,7 +186,7 @@ def _sha256(f, end: int) -> str:
 
 
 def seal_status(path: Path) -> str:
-    """"ok" (sealed, the sha256 matches), "mismatch" (sealed, it does not) or "unsealed"."""
+    """ "ok" (sealed, the sha256 matches), "mismatch" (sealed, it does not) or "unsealed"."""
     with open(path, "rb") as f:
         size = f.seek(0, os.SEEK_END)
         if size < 22 + _SEAL_LEN:
@@ -230,7 +230,12 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
             f"Checkpoint {path} is corrupt: its contents do not match the sha256 it was written with "
             f"(a flipped bit on disk, or a damaged copy).{_fallback_hint(path)}"
         )
-    ckpt = _unpickle(path, map_location, f"Checkpoint {path}", f"It is truncated, corrupt or not a dl checkpoint.{_fallback_hint(path)}")
+    ckpt = _unpickle(
+        path,
+        map_location,
+        f"Checkpoint {path}",
+        f"It is truncated, corrupt or not a dl checkpoint.{_fallback_hint(path)}",
+    )
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise DlError(f"{path} is not a dl checkpoint (no '{FORMAT}' format tag).")
     version = ckpt.get("version")
@@ -253,7 +258,11 @@ def load_weights(path: Path) -> dict[str, Any]:
     path = Path(path)
     seal = _read_seal(path)
     if seal != "ok":
-        why = "its contents do not match the sha256 it was written with" if seal == "mismatch" else "it has no sha256 seal"
+        why = (
+            "its contents do not match the sha256 it was written with"
+            if seal == "mismatch"
+            else "it has no sha256 seal"
+        )
         raise DlError(f"{path} is corrupt: {why}. Delete it (the other kept epochs are still averaged).")
     return _unpickle(path, "cpu", str(path))
 
@@ -298,7 +307,9 @@ def _unpickle(path: Path, map_location: str | torch.device, name: str, advice: s
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for torn or foreign files
-        raise DlError(f"{name} cannot be read ({type(e).__name__}: {_first_sentence(e)}).{' ' + advice if advice else ''}") from None
+        raise DlError(
+            f"{name} cannot be read ({type(e).__name__}: {_first_sentence(e)}).{' ' + advice if advice else ''}"
+        ) from None
 
 
 def _first_sentence(error: Exception) -> str:
@@ -310,9 +321,7 @@ def _fallback_hint(path: Path) -> str:
     """What to continue from instead: the kept previous checkpoint when it is intact."""
     previous = previous_of(path)
     if path.name.endswith(".prev.pt") or not previous.is_file() or not is_intact(previous):
-        return (
-            " Resume from another checkpoint (--resume-from PATH, e.g. best.pt) or start again with --overwrite."
-        )
+        return " Resume from another checkpoint (--resume-from PATH, e.g. best.pt) or start again with --overwrite."
     return (
         f" The previous checkpoint is kept and intact: continue from it with --resume-from {previous} "
         "(the steps since it are trained again)."

@@ -36,7 +36,9 @@ _debug = os.environ.get("DL_DEBUG", "") not in ("", "0")
 
 SetOption = Annotated[list[str], typer.Option("--set", help="override a recipe key: --set optim.lr=0.05 (repeatable)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
-DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")]
+DeviceOption = Annotated[
+    str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")
+]
 
 
 def _fail(message: str, code: int) -> None:
@@ -84,7 +86,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
 ) -> None:
     global _debug
     _debug = _debug or debug
@@ -103,7 +107,9 @@ def train(
     resume_from: Annotated[Path | None, typer.Option("--resume-from", help="continue from this checkpoint")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing run folder")] = False,
     device: DeviceOption = None,
-    nproc: Annotated[int | None, typer.Option("--nproc", help="processes on this machine: re-launches under torchrun")] = None,
+    nproc: Annotated[
+        int | None, typer.Option("--nproc", help="processes on this machine: re-launches under torchrun")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or logs")] = False,
     json_: JsonOption = False,
 ) -> None:
@@ -135,7 +141,16 @@ def _launch_torchrun(nproc: int) -> int:
             skip = True
         elif not arg.startswith("--nproc="):
             args.append(arg)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "dlcli", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "dlcli",
+        *args,
+    ]
     return subprocess.call(command)
 
 
@@ -147,7 +162,10 @@ def _launch_torchrun(nproc: int) -> int:
 def eval_(
     run: Annotated[Path, typer.Argument(help="a run folder")],
     split: Annotated[str | None, typer.Option("--split", help="test (default when present), val")] = None,
-    confusion: Annotated[Path | None, typer.Option("--confusion", help="classify runs: draw the split's confusion matrix into this image")] = None,
+    confusion: Annotated[
+        Path | None,
+        typer.Option("--confusion", help="classify runs: draw the split's confusion matrix into this image"),
+    ] = None,
     device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -157,7 +175,9 @@ def eval_(
 
     opened = loading.open_run(run)  # the checkpoint is read here, once
     if confusion is not None and opened.task.NAME != "classify":
-        raise DlError(f"--confusion draws an image classifier's confusion matrix, but {run} is a run of task '{opened.task.NAME}'.")
+        raise DlError(
+            f"--confusion draws an image classifier's confusion matrix, but {run} is a run of task '{opened.task.NAME}'."
+        )
     runtime = create_runtime(opened.config.train, device)
     used_split, job, model = runner.restore_for_eval(opened, split, runtime)
     metrics = runner.evaluate(model, job.eval_data[used_split], job, runtime)
@@ -198,7 +218,9 @@ def _draw_confusion(run: Path, split: str, job, model, runtime, image: Path) -> 
 @app.command("runs")
 @guarded
 def runs_cmd(
-    folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="where to look for run folders (searched recursively)")] = Path("runs"),
+    folder: Annotated[
+        Path, typer.Argument(metavar="FOLDER", help="where to look for run folders (searched recursively)")
+    ] = Path("runs"),
     json_: JsonOption = False,
 ) -> None:
     """The runs under a folder: task, best metric, steps, wall time and when each last wrote."""
@@ -271,8 +293,12 @@ def _duration(seconds: float | None) -> str:
 @guarded
 def plot(
     runs_: Annotated[list[Path], typer.Argument(metavar="RUN", help="run folders")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="image to write, format from the extension")] = Path("curves.png"),
-    metric: Annotated[str | None, typer.Option("--metric", help="the val metric to draw (default: the one that picks best.pt)")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="image to write, format from the extension")] = Path(
+        "curves.png"
+    ),
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="the val metric to draw (default: the one that picks best.pt)")
+    ] = None,
 ) -> None:
     """Training loss and a validation metric against step, one line per run."""
     from dlcli import plots
@@ -349,8 +375,12 @@ def tag_cmd(
 def generate(
     run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["generate"])] = None,
     prompt: Annotated[str, typer.Option("--prompt", help="text to continue")] = "",
-    length: Annotated[int, typer.Option("--length", min=1, help="tokens to sample: characters, or words for a word-level run")] = 200,
-    temperature: Annotated[float, typer.Option("--temperature", help="> 0: below 1 sharper, above 1 more random")] = 1.0,
+    length: Annotated[
+        int, typer.Option("--length", min=1, help="tokens to sample: characters, or words for a word-level run")
+    ] = 200,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="> 0: below 1 sharper, above 1 more random")
+    ] = 1.0,
     top_k: Annotated[int, typer.Option("--top-k", min=0, help="sample among the k most likely tokens (0: all)")] = 0,
     seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
     device: DeviceOption = None,
@@ -372,8 +402,13 @@ def generate(
 def translate_cmd(
     sentence: Annotated[str, typer.Argument(help="the source sentence, or - to translate each line of stdin")],
     run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["translate"])] = None,
-    beam: Annotated[int | None, typer.Option("--beam", min=1, help="beam width (1: greedy; default: the recipe's decode.beam)")] = None,
-    attention: Annotated[Path | None, typer.Option("--attention", help="draw the cross-attention of the (first) sentence into this image")] = None,
+    beam: Annotated[
+        int | None, typer.Option("--beam", min=1, help="beam width (1: greedy; default: the recipe's decode.beam)")
+    ] = None,
+    attention: Annotated[
+        Path | None,
+        typer.Option("--attention", help="draw the cross-attention of the (first) sentence into this image"),
+    ] = None,
     device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -409,8 +444,12 @@ def models(json_: JsonOption = False) -> None:
     table = Table("arch", "params (M)", "GFLOPs", "ImageNet acc@1", "min size", "aux heads")
     for r in rows:
         table.add_row(
-            r["arch"], f"{r['params'] / 1e6:.1f}", f"{r['gflops']:.2f}", f"{r['imagenet_top1']:.3f}",
-            str(r["min_size"]), "yes" if r["aux_logits"] else "",
+            r["arch"],
+            f"{r['params'] / 1e6:.1f}",
+            f"{r['gflops']:.2f}",
+            f"{r['imagenet_top1']:.3f}",
+            str(r["min_size"]),
+            "yes" if r["aux_logits"] else "",
         )
     out.print(table)
 
@@ -423,7 +462,10 @@ def export_cmd(
         Literal["onnx", "torchscript", "safetensors"],
         typer.Option("--format", "-f", help="onnx or torchscript (classifiers), safetensors (the weights of any run)"),
     ],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default RUN/export/model.onnx, .pt or .safetensors)")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="file to write (default RUN/export/model.onnx, .pt or .safetensors)"),
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
     """Export a run's best checkpoint: ONNX or TorchScript (classifiers), safetensors (any run's weights).
@@ -468,11 +510,18 @@ def _render_env(report: dict) -> None:
     out.print(versions)
     devices = Table("device", "name", "memory (GiB)", "notes", title="devices")
     for gpu in report["devices"]["cuda"]:
-        devices.add_row(f"cuda:{gpu['index']}", escape(gpu["name"]), f"{gpu['memory_gib']:.1f}", f"compute capability {gpu['capability']}")
+        devices.add_row(
+            f"cuda:{gpu['index']}",
+            escape(gpu["name"]),
+            f"{gpu['memory_gib']:.1f}",
+            f"compute capability {gpu['capability']}",
+        )
     if report["devices"]["mps"]:
         devices.add_row("mps", "Apple GPU", "", "")
     cpu, cuda = report["cpu"], report["devices"]
-    devices.add_row("cpu", escape(cpu["machine"]), "", f"{cpu['count']} logical CPUs, {cpu['usable']} usable by this process")
+    devices.add_row(
+        "cpu", escape(cpu["machine"]), "", f"{cpu['count']} logical CPUs, {cpu['usable']} usable by this process"
+    )
     out.print(devices)
     out.print(
         f"{report['platform']}; torch threads {cpu['torch_threads']} (inter-op {cpu['torch_interop_threads']}); "
@@ -504,21 +553,35 @@ def skipgrams(
 
 # --------------------------------------------------------------------------- word vectors
 
-RunVectorsOption = Annotated[Path | None, typer.Option("--run", help="a word2vec run folder (its vectors.bin or vectors.txt)")]
-VectorsFileOption = Annotated[Path | None, typer.Option("--vectors", help="a word2vec-format file, text or binary, maybe .gz")]
+RunVectorsOption = Annotated[
+    Path | None, typer.Option("--run", help="a word2vec run folder (its vectors.bin or vectors.txt)")
+]
+VectorsFileOption = Annotated[
+    Path | None, typer.Option("--vectors", help="a word2vec-format file, text or binary, maybe .gz")
+]
 
 
 @app.command()
 @guarded
 def analogy(
-    words: Annotated[list[str] | None, typer.Argument(metavar="A B C", help="the words nearest to A - B + C (king man woman)")] = None,
+    words: Annotated[
+        list[str] | None, typer.Argument(metavar="A B C", help="the words nearest to A - B + C (king man woman)")
+    ] = None,
     run: RunVectorsOption = None,
     vectors: VectorsFileOption = None,
     top: Annotated[int, typer.Option("--top", min=1, help="answers to show")] = 5,
-    method: Annotated[Literal["add", "mul"], typer.Option("--method", help="add: 3CosAdd; mul: 3CosMul (Levy & Goldberg)")] = "add",
-    plot: Annotated[Path | None, typer.Option("--plot", help="draw A, B, C and the answer in 2-D PCA to this PNG")] = None,
-    eval_: Annotated[Path | None, typer.Option("--eval", help="accuracy on a questions-words file instead (no A B C)")] = None,
-    restrict: Annotated[int, typer.Option("--restrict", min=1, help="with --eval: search and ask only the N most frequent words")] = 30_000,
+    method: Annotated[
+        Literal["add", "mul"], typer.Option("--method", help="add: 3CosAdd; mul: 3CosMul (Levy & Goldberg)")
+    ] = "add",
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="draw A, B, C and the answer in 2-D PCA to this PNG")
+    ] = None,
+    eval_: Annotated[
+        Path | None, typer.Option("--eval", help="accuracy on a questions-words file instead (no A B C)")
+    ] = None,
+    restrict: Annotated[
+        int, typer.Option("--restrict", min=1, help="with --eval: search and ask only the N most frequent words")
+    ] = 30_000,
     json_: JsonOption = False,
 ) -> None:
     """Word analogies: `dl analogy king man woman` -> queen; `--eval questions-words.txt` scores a file."""
@@ -592,8 +655,15 @@ def configs(json_: JsonOption = False) -> None:
         raw = read_yaml(path)
         model = raw.get("model") or {}
         data = raw.get("data") or {}
-        rows.append({"recipe": path.stem, "task": raw.get("task"), "name": raw.get("name"),
-                     "model": model.get("arch"), "data": data.get("dataset")})
+        rows.append(
+            {
+                "recipe": path.stem,
+                "task": raw.get("task"),
+                "name": raw.get("name"),
+                "model": model.get("arch"),
+                "data": data.get("dataset"),
+            }
+        )
     if json_:
         print_json(rows)
         return
@@ -621,27 +691,68 @@ def config_show(
 def stylize(
     content: Annotated[Path, typer.Argument(help="the content image")],
     styles: Annotated[list[Path], typer.Argument(help="one or more style images")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="image to write, format from the extension (default CONTENT-STYLE.png)")] = None,
-    size: Annotated[int | None, typer.Option("--size", help="the output's long side in px, aspect ratio kept (default 512)")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="loss evaluations per scale (L-BFGS makes several per step) (default 500)")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="image to write, format from the extension (default CONTENT-STYLE.png)"),
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option("--size", help="the output's long side in px, aspect ratio kept (default 512)")
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help="loss evaluations per scale (L-BFGS makes several per step) (default 500)"),
+    ] = None,
     content_weight: Annotated[float | None, typer.Option("--content-weight", help="alpha (default 1)")] = None,
     style_weight: Annotated[float | None, typer.Option("--style-weight", help="beta (default 1e6)")] = None,
     tv_weight: Annotated[float | None, typer.Option("--tv-weight", help="gamma, total variation (default 0.1)")] = None,
-    optimizer: Annotated[Literal["lbfgs", "adam"] | None, typer.Option("--optimizer", help="lbfgs (the paper's) or adam (default lbfgs)")] = None,
+    optimizer: Annotated[
+        Literal["lbfgs", "adam"] | None, typer.Option("--optimizer", help="lbfgs (the paper's) or adam (default lbfgs)")
+    ] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="step size (default 1 for lbfgs, 0.02 for adam)")] = None,
-    init: Annotated[Literal["content", "style", "noise"] | None, typer.Option("--init", help="start from the content, the style or white noise (default content)")] = None,
-    preserve_color: Annotated[bool, typer.Option("--preserve-color", help="transfer on luminance only, keep the content's colours")] = False,
-    style_blend: Annotated[str | None, typer.Option("--style-blend", help="weights of the style images, e.g. 0.7,0.3 (default equal)")] = None,
-    scales: Annotated[str | None, typer.Option("--scales", help="coarse to fine long sides, e.g. 256,512,1024 (the last is --size)")] = None,
-    style_scale: Annotated[float | None, typer.Option("--style-scale", help="style image long side = size x this (default 1)")] = None,
-    save_every: Annotated[int | None, typer.Option("--save-every", min=1, help="also write OUT_000050.png ... every N evaluations")] = None,
+    init: Annotated[
+        Literal["content", "style", "noise"] | None,
+        typer.Option("--init", help="start from the content, the style or white noise (default content)"),
+    ] = None,
+    preserve_color: Annotated[
+        bool, typer.Option("--preserve-color", help="transfer on luminance only, keep the content's colours")
+    ] = False,
+    style_blend: Annotated[
+        str | None, typer.Option("--style-blend", help="weights of the style images, e.g. 0.7,0.3 (default equal)")
+    ] = None,
+    scales: Annotated[
+        str | None, typer.Option("--scales", help="coarse to fine long sides, e.g. 256,512,1024 (the last is --size)")
+    ] = None,
+    style_scale: Annotated[
+        float | None, typer.Option("--style-scale", help="style image long side = size x this (default 1)")
+    ] = None,
+    save_every: Annotated[
+        int | None, typer.Option("--save-every", min=1, help="also write OUT_000050.png ... every N evaluations")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="seeds the noise of --init noise")] = 0,
-    features: Annotated[str | None, typer.Option("--features", help="imagenet (VGG19, torch hub cache), random (offline, cruder) or a VGG state_dict / dl checkpoint (default imagenet)")] = None,
-    pooling: Annotated[Literal["avg", "max"] | None, typer.Option("--pooling", help="avg (the paper's) or max (default avg)")] = None,
-    content_layers: Annotated[str | None, typer.Option("--content-layers", help="LAYER[:WEIGHT],... (default conv4_2)")] = None,
-    style_layers: Annotated[str | None, typer.Option("--style-layers", help="LAYER[:WEIGHT],... (default conv1_1,conv2_1,conv3_1,conv4_1,conv5_1, w_l = 1/5)")] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            "--features",
+            help="imagenet (VGG19, torch hub cache), random (offline, cruder) or a VGG state_dict / dl checkpoint (default imagenet)",
+        ),
+    ] = None,
+    pooling: Annotated[
+        Literal["avg", "max"] | None, typer.Option("--pooling", help="avg (the paper's) or max (default avg)")
+    ] = None,
+    content_layers: Annotated[
+        str | None, typer.Option("--content-layers", help="LAYER[:WEIGHT],... (default conv4_2)")
+    ] = None,
+    style_layers: Annotated[
+        str | None,
+        typer.Option(
+            "--style-layers", help="LAYER[:WEIGHT],... (default conv1_1,conv2_1,conv3_1,conv4_1,conv5_1, w_l = 1/5)"
+        ),
+    ] = None,
     device: DeviceOption = None,
-    precision: Annotated[Literal["auto", "fp32", "bf16", "fp16"], typer.Option("--precision", help="auto: bf16 autocast on a GPU that has it, fp32 on CPU")] = "auto",
+    precision: Annotated[
+        Literal["auto", "fp32", "bf16", "fp16"],
+        typer.Option("--precision", help="auto: bf16 autocast on a GPU that has it, fp32 on CPU"),
+    ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or logs")] = False,
     json_: JsonOption = False,
 ) -> None:
@@ -650,11 +761,26 @@ def stylize(
     from dlcli.runtime import create_runtime
     from dlcli.tasks import style as style_task
 
-    model_cfg, opts = style_task.settings_from_flags(dict(
-        features=features, pooling=pooling, content_layers=content_layers, style_layers=style_layers, size=size,
-        steps=steps, content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight, optimizer=optimizer,
-        lr=lr, init=init, preserve_color=preserve_color or None, scales=scales, style_scale=style_scale, save_every=save_every,
-    ))
+    model_cfg, opts = style_task.settings_from_flags(
+        dict(
+            features=features,
+            pooling=pooling,
+            content_layers=content_layers,
+            style_layers=style_layers,
+            size=size,
+            steps=steps,
+            content_weight=content_weight,
+            style_weight=style_weight,
+            tv_weight=tv_weight,
+            optimizer=optimizer,
+            lr=lr,
+            init=init,
+            preserve_color=preserve_color or None,
+            scales=scales,
+            style_scale=style_scale,
+            save_every=save_every,
+        )
+    )
     blend = style_task.parse_numbers(style_blend, "--style-blend") if style_blend else None
     runtime = create_runtime(TrainConfig(device=device or "auto", precision=precision))
     result = style_task.stylize_files(

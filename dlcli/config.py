@@ -97,12 +97,17 @@ def _ints_in(value: Any) -> list[int]:
 
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="passes over the training data; sets the LR schedule's length")
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (the schedule keeps its length)")
+    max_steps: int | None = Field(
+        None, ge=1, description="stop after this many optimizer steps (the schedule keeps its length)"
+    )
     max_minutes: float | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="stop once this many minutes of the run (evaluations included) have passed; the schedule keeps its length",
     )
-    device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps; --device overrides")
+    device: str = Field(
+        "auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps; --device overrides"
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on a GPU that has it, else fp16 with a GradScaler; fp32 on CPU"
     )
@@ -128,8 +133,11 @@ class TrainConfig(Section):
         "gradients of every step: host syncs)",
     )
     max_skips_in_a_row: int = Field(
-        20, ge=1, le=1_000_000, description="on_nonfinite=skip: stop (exit 1) after this many skipped steps in a row, "
-        "since the weights or the data are then broken, not one batch"
+        20,
+        ge=1,
+        le=1_000_000,
+        description="on_nonfinite=skip: stop (exit 1) after this many skipped steps in a row, "
+        "since the weights or the data are then broken, not one batch",
     )
     tensorboard: bool = Field(
         False, description="also write metrics.jsonl's scalars to RUN/tensorboard/ (pip install 'dlcli[tensorboard]')"
@@ -158,12 +166,16 @@ class ScheduleConfig(Section):
     )
     # Epoch counts become step counts (x steps per epoch): past 10^6 epochs that product can overflow a float.
     warmup_epochs: float = Field(0.0, ge=0, le=1e6, description="linear warmup from 0 over this many epochs")
-    warmup_steps: int | None = Field(None, ge=0, description="linear warmup over this many steps (overrides warmup_epochs)")
+    warmup_steps: int | None = Field(
+        None, ge=0, description="linear warmup over this many steps (overrides warmup_epochs)"
+    )
     step_epochs: float = Field(30.0, gt=0, le=1e6, description="step: multiply the lr by gamma every this many epochs")
     # gamma > 1 grows the lr geometrically until gamma ** k overflows a float (OverflowError).
     gamma: float = Field(0.1, gt=0, le=1, description="step: the factor (at most 1) applied at each step")
     min_lr: float = Field(0.0, ge=0, description="cosine/linear: the lr at the end of the schedule")
-    total_steps: int | None = Field(None, ge=1, description="schedule length in steps (default: epochs x steps per epoch)")
+    total_steps: int | None = Field(
+        None, ge=1, description="schedule length in steps (default: epochs x steps per epoch)"
+    )
 
 
 class RunConfig(Section):
@@ -172,7 +184,9 @@ class RunConfig(Section):
     task: str = Field(description="which task trains: classify")
     name: str = Field("run", description="run name; the run folder is runs/<name> unless --out")
     # numpy's seed sequences refuse negative seeds and torch.manual_seed overflows past 64 bits
-    seed: int = Field(0, ge=0, lt=2**32, description="seeds the data, the model init and the data order (0 to 2^32 - 1)")
+    seed: int = Field(
+        0, ge=0, lt=2**32, description="seeds the data, the model init and the data order (0 to 2^32 - 1)"
+    )
     model: Section
     data: DataSection
     optim: OptimConfig = Field(default_factory=OptimConfig, description="the optimizer")
@@ -229,7 +243,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise DlError(f"Recipe {path} must be a YAML mapping of keys (task:, model:, data:, ...), not {type(raw).__name__}.")
+        raise DlError(
+            f"Recipe {path} must be a YAML mapping of keys (task:, model:, data:, ...), not {type(raw).__name__}."
+        )
     return raw
 
 
@@ -352,7 +368,9 @@ def _description(schema: type[BaseModel], loc: list[str]) -> str:
         model = field.annotation
     if field is None:
         return "see `dl config show`"
-    return f"{_type_name(field.annotation)} — {field.description}" if field.description else _type_name(field.annotation)
+    return (
+        f"{_type_name(field.annotation)} — {field.description}" if field.description else _type_name(field.annotation)
+    )
 
 
 def _type_name(annotation: Any) -> str:

@@ -42,7 +42,9 @@ class Logger:
     def bar(self, total: int, desc: str, initial: int = 0, unit: str = "step") -> tqdm:
         """A tqdm bar with rate and ETA; disabled when quiet or stderr is not a terminal."""
         disable = self.quiet or not self.enabled or not sys.stderr.isatty()
-        return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=disable, leave=False, dynamic_ncols=True)
+        return tqdm(
+            total=total, initial=initial, desc=desc, unit=unit, disable=disable, leave=False, dynamic_ncols=True
+        )
 
 
 class MetricsFile:

@@ -1,6 +1,6 @@
 """What this machine offers dlcli: package versions, devices, threads (`dl env`, `dl env --json`).
 
-    dl env --json | jq .versions.torch
+dl env --json | jq .versions.torch
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ def collect() -> dict[str, Any]:
     # torch's and torchvision's own strings keep the build's local part ("2.14.1+cu130"),
     # which their package metadata may drop.
     versions: dict[str, str | None] = {
-        "python": platform.python_version(), "dlcli": __version__,
-        "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": package_version("numpy"),
+        "python": platform.python_version(),
+        "dlcli": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": package_version("numpy"),
     }
     for package in OPTIONAL_PACKAGES:
         versions[package] = package_version(package)
@@ -75,12 +78,14 @@ def devices() -> dict[str, Any]:
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
-            gpus.append({
-                "index": index,
-                "name": props.name,
-                "memory_gib": round(props.total_memory / 2**30, 2),
-                "capability": f"{props.major}.{props.minor}",
-            })
+            gpus.append(
+                {
+                    "index": index,
+                    "name": props.name,
+                    "memory_gib": round(props.total_memory / 2**30, 2),
+                    "capability": f"{props.major}.{props.minor}",
+                }
+            )
     return {
         "cuda": gpus,
         "cuda_version": torch.version.cuda,  # the CUDA torch was built for (None: a CPU build)

@@ -113,10 +113,18 @@ def classifier_card(run: loading.LoadedRun) -> tuple[nn.Module, dict[str, Any]]:
         "arch": cfg.model.arch,
         "step": run.step,
         "input": {
-            "name": INPUT_NAME, "shape": ["N", 3, size, size], "dtype": "float32",
-            "pixels": "RGB in [0, 1], then (x - mean) / std per channel", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+            "name": INPUT_NAME,
+            "shape": ["N", 3, size, size],
+            "dtype": "float32",
+            "pixels": "RGB in [0, 1], then (x - mean) / std per channel",
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
         },
-        "output": {"name": OUTPUT_NAME, "shape": ["N", num_classes], "meaning": "logits; softmax gives the class probabilities"},
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": ["N", num_classes],
+            "meaning": "logits; softmax gives the class probabilities",
+        },
         "classes": classes,
     }
     return model.eval(), card

@@ -46,7 +46,9 @@ def kept_checkpoint(run_dir: Path) -> str:
 
 
 def nonfinite_loss(step: int, epoch: int, kept: str) -> NonFiniteLoss:
-    return NonFiniteLoss(f"The training loss became NaN/Inf at optimizer step {step} (epoch {epoch}). {kept} {NONFINITE_FIXES}")
+    return NonFiniteLoss(
+        f"The training loss became NaN/Inf at optimizer step {step} (epoch {epoch}). {kept} {NONFINITE_FIXES}"
+    )
 
 
 def nonfinite_evaluation(split: str, bad: dict[str, float], step: int, epoch: int, kept: str) -> NonFiniteLoss:
@@ -85,7 +87,9 @@ def checkpoint_write_failed(path: Path, step: int, error: OSError, kept: str) ->
         fix = f"Make {path.parent} writable"
     else:
         fix = "Fix the cause"
-    return RunFailed(f"Could not write the checkpoint {path} at step {step}: {reason}. {kept} {fix}, then continue with --resume.")
+    return RunFailed(
+        f"Could not write the checkpoint {path} at step {step}: {reason}. {kept} {fix}, then continue with --resume."
+    )
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -96,7 +100,12 @@ def is_out_of_memory(error: BaseException) -> bool:
     # C++'s own (std::vector and friends inside torch ops, under an address-space limit).
     return any(
         s in text
-        for s in ("DefaultCPUAllocator: can't allocate memory", "out of memory", "MPS backend out of memory", "std::bad_alloc")
+        for s in (
+            "DefaultCPUAllocator: can't allocate memory",
+            "out of memory",
+            "MPS backend out of memory",
+            "std::bad_alloc",
+        )
     )
 
 
@@ -108,7 +117,9 @@ def out_of_memory_while_building(cfg: Any, device: torch.device, error: BaseExce
     )
 
 
-def out_of_memory_while_training(cfg: Any, device: torch.device, step: int, epoch: int, error: BaseException, kept: str) -> RunFailed:
+def out_of_memory_while_training(
+    cfg: Any, device: torch.device, step: int, epoch: int, error: BaseException, kept: str
+) -> RunFailed:
     return RunFailed(
         f"Out of memory on {device} after optimizer step {step} (epoch {epoch}): {first_line(error)}. "
         f"{smaller_batch_hint(cfg)} {kept}"

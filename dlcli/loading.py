@@ -35,7 +35,9 @@ class RunCheckpoint:
     path: Path  # the checkpoint file: averaged.pt, best.pt or last.pt (runner.best_checkpoint), or the one named
     task: Task
     config: RunConfig
-    payload: dict[str, Any] = field(repr=False)  # what checkpoint.load gives: "model" (the state_dict), "extra", "position"...
+    payload: dict[str, Any] = field(
+        repr=False
+    )  # what checkpoint.load gives: "model" (the state_dict), "extra", "position"...
 
     @property
     def state(self) -> dict[str, torch.Tensor]:
@@ -63,8 +65,12 @@ class LoadedRun:
     task: Task
     config: RunConfig
     extra: dict[str, Any] = field(repr=False)  # the checkpoint's extra, as saved
-    model: nn.Module | None = field(repr=False)  # eval mode, on `device`; None for style runs (their outputs are images)
-    assets: dict[str, Any] = field(repr=False)  # what inference needs besides (task.restore_model): vocab, tokenizer, classes
+    model: nn.Module | None = field(
+        repr=False
+    )  # eval mode, on `device`; None for style runs (their outputs are images)
+    assets: dict[str, Any] = field(
+        repr=False
+    )  # what inference needs besides (task.restore_model): vocab, tokenizer, classes
     device: torch.device
 
 
@@ -89,7 +95,10 @@ def open_run(run_dir: str | Path, checkpoint_name: str | None = None, task: str 
 
 
 def load_run(
-    run_dir: str | Path, device: str | torch.device | None = None, checkpoint_name: str | None = None, task: str | None = None
+    run_dir: str | Path,
+    device: str | torch.device | None = None,
+    checkpoint_name: str | None = None,
+    task: str | None = None,
 ) -> LoadedRun:
     """A run folder's model back from its best checkpoint (or checkpoints/<checkpoint_name>), in eval mode.
 

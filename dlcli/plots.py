@@ -76,7 +76,9 @@ def curves_figure(histories: dict[str, list[dict[str, Any]]], metric: str | None
         loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], label=label, linewidth=1.2)
         metric_ax.plot([r["step"] for r in val], [r[metric] for r in val], label=label, marker="o", markersize=3)
     loss_ax.set(title="training loss", xlabel="optimizer step", ylabel="loss")
-    metric_ax.set(title=f"val {metric}" if metric else "val (no records yet)", xlabel="optimizer step", ylabel=metric or "")
+    metric_ax.set(
+        title=f"val {metric}" if metric else "val (no records yet)", xlabel="optimizer step", ylabel=metric or ""
+    )
     for ax in (loss_ax, metric_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
@@ -120,7 +122,16 @@ def confusion_figure(counts: Any, class_names: list[str], title: str | None = No
         dark = counts.max() / 2
         for (row, col), count in np.ndenumerate(counts):
             if count:
-                ax.text(col, row, str(count), ha="center", va="center", fontsize=8,
-                        color="white" if count > dark else "black")
-    ax.set(xlabel="predicted class", ylabel="true class", title=title or f"confusion matrix ({int(counts.sum())} images)")
+                ax.text(
+                    col,
+                    row,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if count > dark else "black",
+                )
+    ax.set(
+        xlabel="predicted class", ylabel="true class", title=title or f"confusion matrix ({int(counts.sum())} images)"
+    )
     return fig

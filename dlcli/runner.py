@@ -145,12 +145,18 @@ def train(
         scheduler.load_state_dict(resume["scheduler"])
         scaler.load_state_dict(resume["scaler"])
         state = RunState(
-            Position(**resume["position"]), resume["best_value"], resume["best_metrics"], resume["wall_s"],
+            Position(**resume["position"]),
+            resume["best_value"],
+            resume["best_metrics"],
+            resume["wall_s"],
             # absent from older checkpoints
-            resume.get("skipped_steps", 0), resume.get("skips_in_a_row", 0),
+            resume.get("skipped_steps", 0),
+            resume.get("skips_in_a_row", 0),
         )
     forward = _wrap_for_forward(model, cfg, runtime)
-    loop = _Loop(job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch)
+    loop = _Loop(
+        job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch
+    )
     if runtime.is_main:
         _write_run_files(run_dir, cfg, runtime, steps_per_epoch, len(job.train_data))
         for folder in (run_dir, run_dir / "checkpoints"):
@@ -198,7 +204,9 @@ def evaluate(model: nn.Module, loader: Loader, job: Job, runtime: Runtime) -> di
     count = values.pop("count")
     # "total.*" are statistics summed over the split as they are (BLEU's n-gram counts), for
     # finish_metrics to combine; the others are averaged over `count`.
-    return job.finish_metrics({name: value if name.startswith("total.") else value / count for name, value in values.items()})
+    return job.finish_metrics(
+        {name: value if name.startswith("total.") else value / count for name, value in values.items()}
+    )
 
 
 def best_checkpoint(run_dir: Path) -> Path:
@@ -251,7 +259,9 @@ def global_batch(cfg: RunConfig, runtime: Runtime) -> int | str:
 class _Loop:
     """One training run's loop. State lives here so the loop body reads top to bottom."""
 
-    def __init__(self, job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch):
+    def __init__(
+        self, job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch
+    ):
         self.job, self.cfg, self.rt, self.logger, self.run_dir = job, cfg, runtime, logger, Path(run_dir)
         self.model, self.forward = model, forward
         self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
@@ -393,7 +403,9 @@ class _Loop:
         state.skipped_steps += 1
         state.skips_in_a_row += 1
         if state.skips_in_a_row >= limit:
-            raise failures.too_many_skips(state.skips_in_a_row, pos.step + 1, pos.epoch + 1, reason, limit, self._kept_checkpoint())
+            raise failures.too_many_skips(
+                state.skips_in_a_row, pos.step + 1, pos.epoch + 1, reason, limit, self._kept_checkpoint()
+            )
         self.logger.warn(
             f"step {pos.step + 1} (epoch {pos.epoch + 1}): {reason}; its update is skipped "
             f"({state.skipped_steps} skipped so far)"
@@ -440,8 +452,12 @@ class _Loop:
         self._check_losses_finite()
         loss, items, seconds = window.flush(self.rt)  # the one host sync of a log interval
         record = {
-            "step": pos.step, "epoch": pos.epoch + 1, "split": "train", "loss": loss,
-            "lr": self.optimizer.param_groups[0]["lr"], "items_per_s": items / max(seconds, 1e-9),
+            "step": pos.step,
+            "epoch": pos.epoch + 1,
+            "split": "train",
+            "loss": loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "items_per_s": items / max(seconds, 1e-9),
             "elapsed_s": self._elapsed(),
         }
         if bar is not None:
@@ -463,7 +479,11 @@ class _Loop:
         """A NaN/Inf loss in evaluation is a failed run too (the weights are finite but the model's
         outputs overflow, e.g. BatchNorm running statistics blown up by a diverging step), and a NaN
         must never choose best.pt: NaN compares false with everything, so it would stay 'best'."""
-        bad = {name: metrics[name] for name in ("loss", self.job.best_metric) if name in metrics and not math.isfinite(metrics[name])}
+        bad = {
+            name: metrics[name]
+            for name in ("loss", self.job.best_metric)
+            if name in metrics and not math.isfinite(metrics[name])
+        }
         if not bad:
             return
         pos = self.state.position
@@ -477,7 +497,9 @@ class _Loop:
         self.final_metrics["val"] = metrics
         pos = self.state.position
         if record:
-            self._record({"step": pos.step, "epoch": pos.epoch, "split": "val", **metrics, "elapsed_s": self._elapsed()})
+            self._record(
+                {"step": pos.step, "epoch": pos.epoch, "split": "val", **metrics, "elapsed_s": self._elapsed()}
+            )
         self.logger.info(f"epoch {pos.epoch} step {pos.step} val: {fmt_metrics(metrics)}")
         value = metrics.get(self.job.best_metric)
         if value is None:
@@ -572,7 +594,9 @@ class _Loop:
     def out_of_memory(self, error: BaseException) -> RunFailed:
         """The failure to raise for running out of memory while training."""
         pos = self.state.position
-        return failures.out_of_memory_while_training(self.cfg, self.rt.device, pos.step, pos.epoch + 1, error, self._kept_checkpoint())
+        return failures.out_of_memory_while_training(
+            self.cfg, self.rt.device, pos.step, pos.epoch + 1, error, self._kept_checkpoint()
+        )
 
     def _on_sigint(self, signum, frame) -> None:
         if self._interrupted:  # a second Ctrl-C: stop now, without a checkpoint
@@ -624,8 +648,13 @@ class _Window:
 
     def flush(self, runtime: Runtime) -> tuple[float, int, float]:
         """Mean loss and item count over the interval, summed over all ranks."""
-        sums = torch.stack([self.loss_sum, torch.tensor(float(self.count), device=self.device),
-                            torch.tensor(float(self.items), device=self.device)])
+        sums = torch.stack(
+            [
+                self.loss_sum,
+                torch.tensor(float(self.count), device=self.device),
+                torch.tensor(float(self.items), device=self.device),
+            ]
+        )
         loss_sum, count, items = runtime.sum_across_ranks(sums).tolist()
         result = (loss_sum / max(1.0, count), int(items), time.perf_counter() - self.started)
         self._reset()
@@ -633,6 +662,7 @@ class _Window:
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 def _wrap_for_forward(model: nn.Module, cfg: RunConfig, runtime: Runtime) -> nn.Module:
     """What runs the forward pass: the model, under DDP and/or torch.compile when asked."""
@@ -642,7 +672,9 @@ def _wrap_for_forward(model: nn.Module, cfg: RunConfig, runtime: Runtime) -> nn.
 
         if cfg.train.sync_batchnorm:
             if runtime.device.type != "cuda":
-                raise DlError("train.sync_batchnorm needs CUDA GPUs (torch's SyncBatchNorm has no CPU kernel); set it to false.")
+                raise DlError(
+                    "train.sync_batchnorm needs CUDA GPUs (torch's SyncBatchNorm has no CPU kernel); set it to false."
+                )
             # Replaces the BatchNorm children in place, so `model` (what is saved) follows.
             nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None

@@ -33,7 +33,9 @@ def find_runs(folder: Path) -> list[Path]:
     """Run folders at or under `folder`, sorted by path."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DlError(f"No folder {folder}. `dl train` writes runs to runs/<name> (or --out DIR); name the folder that holds them.")
+        raise DlError(
+            f"No folder {folder}. `dl train` writes runs to runs/<name> (or --out DIR); name the folder that holds them."
+        )
     found = []
     for here, subfolders, _ in os.walk(folder):
         if is_run_dir(Path(here)):

@@ -112,7 +112,7 @@ def _write(f: IO[bytes], wv: WordVectors, binary: bool) -> None:
     rows = wv.vectors.astype("<f4")  # little-endian whatever the machine, as the format says
     line = " ".join(["%.9g"] * wv.dim)
     for start in range(0, len(wv), 10_000):  # few large writes: gzip compresses per write call
-        chunk = zip(wv.words[start:start + 10_000], rows[start:start + 10_000])
+        chunk = zip(wv.words[start : start + 10_000], rows[start : start + 10_000])
         if binary:
             f.write(b"".join(word.encode("utf-8") + b" " + row.tobytes() + b"\n" for word, row in chunk))
         else:
@@ -324,7 +324,7 @@ def evaluate_analogy_lines(
         skipped += len(rows) - len(known)
         tally = counts.setdefault(name, [0, 0])
         for start in range(0, len(known), 512):  # (512, R) float32 scores at a time: 61 MB at R = 30,000
-            tally[0] += int(_answer(unit, canon, known[start:start + 512], method).sum())
+            tally[0] += int(_answer(unit, canon, known[start : start + 512], method).sum())
         tally[1] += len(known)
     sections = {name: _score(*tally) for name, tally in counts.items()}
     correct, total = (sum(t[k] for t in counts.values()) for k in (0, 1))
@@ -394,8 +394,9 @@ def plot_analogy(wv: WordVectors, pairs: list[tuple[str, str]], path: Path, titl
         raise DlError(f"Cannot save a plot as .{fmt}; use .png, .svg or .pdf.")
     ax = fig.add_subplot()
     for (start, end), color in zip(pairs, _colors()):
-        ax.annotate("", xy=points[end], xytext=points[start],
-                    arrowprops={"arrowstyle": "->", "color": color, "lw": 1.5})
+        ax.annotate(
+            "", xy=points[end], xytext=points[start], arrowprops={"arrowstyle": "->", "color": color, "lw": 1.5}
+        )
     xy = np.array(list(points.values()))
     ax.scatter(xy[:, 0], xy[:, 1], color="black", s=12, zorder=3)
     for word, (x, y) in points.items():

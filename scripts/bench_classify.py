@@ -26,12 +26,10 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import shlex
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +40,12 @@ from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
 
-from benchlib import append_section, load_note, machine, timed_steps
 from dlcli.cli import app
 from dlcli.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 from dlcli.data.synthetic import make_shapes
 from dlcli.runtime import DTYPES, pick_device, pick_precision
+
+from benchlib import append_section, load_note, machine, timed_steps
 
 NUM_CLASSES = 10
 SEED = 0
@@ -118,7 +117,9 @@ def match_runtime_flags(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def plain_throughput(arch: str, compiled: bool, data: tuple[torch.Tensor, torch.Tensor], args: argparse.Namespace) -> float:
+def plain_throughput(
+    arch: str, compiled: bool, data: tuple[torch.Tensor, torch.Tensor], args: argparse.Namespace
+) -> float:
     """images/s of `steps` optimizer steps of a hand-written loop, after `warmup` steps."""
     images, labels = data
     device, batch = args.device, args.batch
@@ -208,7 +209,9 @@ def measure(arch: str, compiled: bool, data: tuple[torch.Tensor, torch.Tensor], 
         row.plain.append(plain_throughput(arch, compiled, data, args))
         fresh_compile_caches(compiled)
         row.dl.append(dl_throughput(arch, compiled, args))
-        console.print(f"  {arch} {row.mode} {r + 1}/{args.repeats}: plain {row.plain[-1]:.1f}, dl {row.dl[-1]:.1f} img/s")
+        console.print(
+            f"  {arch} {row.mode} {r + 1}/{args.repeats}: plain {row.plain[-1]:.1f}, dl {row.dl[-1]:.1f} img/s"
+        )
     return row
 
 
@@ -242,6 +245,7 @@ def markdown_table(rows: list[Row]) -> str:
 
 def repeats_line(rows: list[Row]) -> str:
     """Every measurement, in run order: the spread tells how much to trust the medians."""
+
     def values(xs: list[float]) -> str:
         return ", ".join(f"{x:.1f}" for x in xs)
 
@@ -254,7 +258,8 @@ def append_benchmarks(rows: list[Row], args: argparse.Namespace, command: str, l
         f"{args.steps} timed steps after {args.warmup} warmup, median of {args.repeats} alternating repeats"
     )
     append_section(
-        "bench_classify", command,
+        "bench_classify",
+        command,
         f"{setup}.\n\n{markdown_table(rows)}\n\nEach repeat, img/s: {repeats_line(rows)}.\n\n"
         f"Load: {loads[0]} at start, {loads[1]} at the end.\n",
     )
@@ -270,7 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     modes = [False, True] if args.compile else [False]
     rows = [measure(arch, compiled, data, args) for arch in args.models for compiled in modes]
     load_end = load_note()
-    print_table(rows, f"dl train vs plain loop: {args.device} {args.precision}, {args.image_size} px, batch {args.batch}")
+    print_table(
+        rows, f"dl train vs plain loop: {args.device} {args.precision}, {args.image_size} px, batch {args.batch}"
+    )
     console.print(load_end)
     if not args.no_append:
         append_benchmarks(rows, args, command, (load_start, load_end))

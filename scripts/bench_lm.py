@@ -46,11 +46,12 @@ from rich.table import Table
 from torch import nn
 from typer.testing import CliRunner
 
-from benchlib import REPO, append_section, load_note, machine, sets, timed_steps, train_recipe
 from dlcli.cli import app
 from dlcli.config import read_yaml
 from dlcli.runtime import pick_device, pick_precision
 from dlcli.tasks import lm
+
+from benchlib import REPO, append_section, load_note, machine, sets, timed_steps, train_recipe
 
 SEED = 0
 LR, WEIGHT_DECAY, CLIP = 2e-3, 0.01, 1.0
@@ -73,11 +74,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--full", type=float, metavar="MINUTES", help="(b): train the tiny-shakespeare recipe for about MINUTES")
+    p.add_argument(
+        "--full", type=float, metavar="MINUTES", help="(b): train the tiny-shakespeare recipe for about MINUTES"
+    )
     p.add_argument("--text", type=Path, default=SHAKESPEARE, help="(b): tiny-shakespeare's input.txt")
-    p.add_argument("--recipe", type=Path, default=REPO / "configs" / "char_lstm_shakespeare.yaml",
-                   help="(b): the recipe (configs/transformer_lm_shakespeare.yaml for the transformer)")
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "bench-lm-shakespeare", help="(b): the run folder (replaced)")
+    p.add_argument(
+        "--recipe",
+        type=Path,
+        default=REPO / "configs" / "char_lstm_shakespeare.yaml",
+        help="(b): the recipe (configs/transformer_lm_shakespeare.yaml for the transformer)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=REPO / "runs" / "bench-lm-shakespeare", help="(b): the run folder (replaced)"
+    )
     p.add_argument("--no-append", action="store_true", help="do not append the results to BENCHMARKS.md")
     args = p.parse_args(argv)
     if min(args.warmup, args.steps, args.repeats, args.batch, args.bptt) < 1:
@@ -94,8 +103,15 @@ def data_config(args: argparse.Namespace) -> lm.LMData:
     """The built-in text, just long enough for warmup + steps windows (2% of it held out)."""
     tokens = (args.warmup + args.steps + 2) * args.batch * args.bptt
     sentences = math.ceil(tokens / CHARS_PER_SENTENCE / 0.98)
-    return lm.LMData(dataset="builtin", level="char", batch_size=args.batch, bptt=args.bptt, eval_batch_size=args.batch,
-                     val_fraction=0.02, builtin_sentences=sentences)
+    return lm.LMData(
+        dataset="builtin",
+        level="char",
+        batch_size=args.batch,
+        bptt=args.bptt,
+        eval_batch_size=args.batch,
+        val_fraction=0.02,
+        builtin_sentences=sentences,
+    )
 
 
 class PlainLM(nn.Module):
@@ -103,7 +119,9 @@ class PlainLM(nn.Module):
         super().__init__()
         rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[args.arch]
         self.emb = nn.Embedding(vocab, args.embedding)
-        self.rnn = rnn(args.embedding, args.hidden, args.layers, batch_first=True, dropout=args.dropout if args.layers > 1 else 0.0)
+        self.rnn = rnn(
+            args.embedding, args.hidden, args.layers, batch_first=True, dropout=args.dropout if args.layers > 1 else 0.0
+        )
         self.drop = nn.Dropout(args.dropout)
         self.out = nn.Linear(args.hidden, vocab)
 
@@ -118,9 +136,14 @@ def plain_throughput(args: argparse.Namespace, vocab_size: int, train_ids: torch
     n = train_ids.numel() // B
     data = train_ids[: n * B].view(B, n).to(device)  # (B, N/B): row b is stream b
     model = PlainLM(vocab_size, args).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY, **({"fused": True} if device.type == "cuda" else {}))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16 if args.precision == "bf16" else torch.float16,
-                              enabled=args.precision != "fp32")
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY, **({"fused": True} if device.type == "cuda" else {})
+    )
+    autocast = torch.autocast(
+        device.type,
+        dtype=torch.bfloat16 if args.precision == "bf16" else torch.float16,
+        enabled=args.precision != "fp32",
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")
     h = None
 
@@ -147,13 +170,25 @@ def plain_throughput(args: argparse.Namespace, vocab_size: int, train_ids: torch
 def dl_throughput(args: argparse.Namespace, data: lm.LMData) -> float:
     settings = {
         "seed": SEED,
-        "model.arch": args.arch, "model.impl": "torch", "model.embedding_dim": args.embedding, "model.hidden_size": args.hidden,
-        "model.num_layers": args.layers, "model.dropout": args.dropout, "model.tie_weights": "false",
+        "model.arch": args.arch,
+        "model.impl": "torch",
+        "model.embedding_dim": args.embedding,
+        "model.hidden_size": args.hidden,
+        "model.num_layers": args.layers,
+        "model.dropout": args.dropout,
+        "model.tie_weights": "false",
         **{f"data.{k}": v for k, v in data.model_dump().items() if v is not None},
-        "optim.name": "adamw", "optim.lr": LR, "optim.weight_decay": WEIGHT_DECAY,
-        "schedule.name": "constant", "schedule.warmup_steps": 0,
-        "train.epochs": 1, "train.max_steps": args.warmup + args.steps, "train.clip_grad_norm": CLIP,
-        "train.log_every": math.gcd(args.warmup, args.steps), "train.device": str(args.device), "train.precision": args.precision,
+        "optim.name": "adamw",
+        "optim.lr": LR,
+        "optim.weight_decay": WEIGHT_DECAY,
+        "schedule.name": "constant",
+        "schedule.warmup_steps": 0,
+        "train.epochs": 1,
+        "train.max_steps": args.warmup + args.steps,
+        "train.clip_grad_norm": CLIP,
+        "train.log_every": math.gcd(args.warmup, args.steps),
+        "train.device": str(args.device),
+        "train.precision": args.precision,
         "train.channels_last": "false",
     }
     with tempfile.TemporaryDirectory(prefix="bench_lm_") as tmp:
@@ -174,7 +209,9 @@ def throughput(args: argparse.Namespace, command: str) -> None:
     data = data_config(args)
     vocab, train_ids, _ = lm.prepare(data, SEED)
     if train_ids.numel() // args.batch < (args.warmup + args.steps) * args.bptt + 1:
-        raise SystemExit("internal: the built-in text is too short for the steps asked; raise CHARS_PER_SENTENCE's margin")
+        raise SystemExit(
+            "internal: the built-in text is too short for the steps asked; raise CHARS_PER_SENTENCE's margin"
+        )
     load_start = load_note()
     console.print(f"{machine()}; {load_start}")
     plain, dl = [], []
@@ -185,8 +222,13 @@ def throughput(args: argparse.Namespace, command: str) -> None:
     load_end = load_note()
     shape = f"{args.arch} {args.layers}x{args.hidden} (embedding {args.embedding}, dropout {args.dropout}), vocab {len(vocab)}"
     header = ("model", "B x T", "plain tokens/s", "dl tokens/s", "dl/plain")
-    row = (shape, f"{args.batch} x {args.bptt}", f"{statistics.median(plain):,.0f}", f"{statistics.median(dl):,.0f}",
-           f"{statistics.median(dl) / statistics.median(plain):.3f}")
+    row = (
+        shape,
+        f"{args.batch} x {args.bptt}",
+        f"{statistics.median(plain):,.0f}",
+        f"{statistics.median(dl):,.0f}",
+        f"{statistics.median(dl) / statistics.median(plain):.3f}",
+    )
     table = Table(*header, title=f"dl train vs plain loop: {args.device} {args.precision}")
     table.add_row(*row)
     console.print(table)
@@ -196,7 +238,8 @@ def throughput(args: argparse.Namespace, command: str) -> None:
     md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n| " + " | ".join(row) + " |"
     each = f"plain {', '.join(f'{v:,.0f}' for v in plain)} / dl {', '.join(f'{v:,.0f}' for v in dl)}"
     append_section(
-        "bench_lm", command,
+        "bench_lm",
+        command,
         f"device {args.device}, precision {args.precision}, AdamW lr {LR} wd {WEIGHT_DECAY}, clip {CLIP}, {args.steps} timed steps "
         f"after {args.warmup} warmup, median of {args.repeats} alternating repeats.\n\n{md}\n\nEach repeat, tokens/s: {each}.\n\n"
         f"Load: {load_start} at start, {load_end} at the end.\n",
@@ -230,8 +273,10 @@ def full(args: argparse.Namespace, command: str) -> None:
         epochs = math.ceil(steps / steps_per_epoch)
         steps = max(1, int((budget - epochs * eval_s) * tokens_per_s / (batch * bptt)))
     epochs = math.ceil(steps / steps_per_epoch)
-    console.print(f"calibration: {tokens_per_s:,.0f} tokens/s, evaluation {eval_s:.1f} s -> {steps} steps "
-                  f"({steps / steps_per_epoch:.2f} epochs of {steps_per_epoch} steps)")
+    console.print(
+        f"calibration: {tokens_per_s:,.0f} tokens/s, evaluation {eval_s:.1f} s -> {steps} steps "
+        f"({steps / steps_per_epoch:.2f} epochs of {steps_per_epoch} steps)"
+    )
 
     settings = {**base, "train.epochs": epochs, "train.max_steps": steps, "schedule.total_steps": steps}
     started = time.perf_counter()
@@ -241,7 +286,9 @@ def full(args: argparse.Namespace, command: str) -> None:
     best = min(vals, key=lambda r: r["loss"])
     trains = [r for r in records if r["split"] == "train"]
     run_tokens_per_s = statistics.median(r["items_per_s"] for r in trains[1:]) if len(trains) > 1 else float("nan")
-    sample = lm.generate(args.out, prompt="ROMEO:", length=400, temperature=0.8, top_k=20, seed=SEED, device=args.device)
+    sample = lm.generate(
+        args.out, prompt="ROMEO:", length=400, temperature=0.8, top_k=20, seed=SEED, device=args.device
+    )
     load_end = load_note()
     body = (
         f"{args.recipe.relative_to(REPO) if args.recipe.is_relative_to(REPO) else args.recipe} on {text.name} ({args.device}, {args.precision}), sized to {args.full:g} minutes: "
@@ -250,7 +297,7 @@ def full(args: argparse.Namespace, command: str) -> None:
         f"| best val loss | bpc | perplexity | at step | at minute | last val loss | wall min |\n|---|---|---|---|---|---|---|\n"
         f"| {best['loss']:.4f} | {best['bpc']:.3f} | {best['ppl']:.3f} | {best['step']} | {best['elapsed_s'] / 60:.1f} | "
         f"{vals[-1]['loss']:.4f} | {wall / 60:.1f} |\n\n"
-        f"Sample (best checkpoint, prompt \"ROMEO:\", temperature 0.8, top-k 20, seed {SEED}):\n\n```\n{sample}\n```\n\n"
+        f'Sample (best checkpoint, prompt "ROMEO:", temperature 0.8, top-k 20, seed {SEED}):\n\n```\n{sample}\n```\n\n'
         f"Load: {load_start} at start, {load_end} at the end.\n"
     )
     console.print(body)

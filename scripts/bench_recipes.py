@@ -42,7 +42,8 @@ def train(recipe: str, folder: Path) -> dict:
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "dlcli", "train", recipe, "--out", str(folder / recipe), "-q", "--json"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise SystemExit(f"dl train {recipe} failed (exit {proc.returncode}):\n{proc.stderr}")
@@ -77,15 +78,19 @@ def main() -> None:
         "|---|---:|---:|---:|---|",
     ]
     for recipe, s in summaries.items():
-        rows.append(f"| {recipe} | {s['wall_s']:.1f} | {s['command_s']:.1f} | {s['wall_s'] * scale:.0f} | {headline(s)} |")
-    body = "\n".join([
-        f"Yardstick (../shared/baselines/step_plain.py: resnet18 64 px batch 64, fp32) before / after: "
-        f"{before:.1f} / {after:.1f} img/s; scale = {speed:.1f} / {REFERENCE_IMG_S:.0f} = {scale:.2f}.",
-        "",
-        *rows,
-        "",
-        f"Load: {load} at start, {load_note()} at the end.",
-    ])
+        rows.append(
+            f"| {recipe} | {s['wall_s']:.1f} | {s['command_s']:.1f} | {s['wall_s'] * scale:.0f} | {headline(s)} |"
+        )
+    body = "\n".join(
+        [
+            f"Yardstick (../shared/baselines/step_plain.py: resnet18 64 px batch 64, fp32) before / after: "
+            f"{before:.1f} / {after:.1f} img/s; scale = {speed:.1f} / {REFERENCE_IMG_S:.0f} = {scale:.2f}.",
+            "",
+            *rows,
+            "",
+            f"Load: {load} at start, {load_note()} at the end.",
+        ]
+    )
     print(body)
     append_section("bench_recipes", "python scripts/bench_recipes.py " + " ".join(sys.argv[1:]), body)
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from benchlib import REPO, append_section, load_note
 from dlcli.cli import app
+
+from benchlib import REPO, append_section, load_note
 
 SHARED = REPO.parent / "shared" / "datasets"
 
@@ -45,11 +46,27 @@ def main(argv: list[str] | None = None) -> None:
     w2v_s = None
     if not (args.vectors_run / "vectors.bin").is_file():
         start = time.perf_counter()
-        dl("train", "word2vec_text8", "--out", str(args.vectors_run), "--overwrite", "--quiet",
-           "--set", "data.dataset=text", "--set", f"data.path={args.corpus}", "--set", "data.sample=1e-4")
+        dl(
+            "train",
+            "word2vec_text8",
+            "--out",
+            str(args.vectors_run),
+            "--overwrite",
+            "--quiet",
+            "--set",
+            "data.dataset=text",
+            "--set",
+            f"data.path={args.corpus}",
+            "--set",
+            "data.sample=1e-4",
+        )
         w2v_s = time.perf_counter() - start
     sets = ["--set", f"model.pretrained_vectors={args.vectors_run / 'vectors.bin'}"]
-    for split, name in (("train", "en_ewt-ud-train.conllu.gz"), ("val", "en_ewt-ud-dev.conllu"), ("test", "en_ewt-ud-test.conllu")):
+    for split, name in (
+        ("train", "en_ewt-ud-train.conllu.gz"),
+        ("val", "en_ewt-ud-dev.conllu"),
+        ("test", "en_ewt-ud-test.conllu"),
+    ):
         sets += ["--set", f"data.{split}={SHARED / 'ud_english' / name}"]
     if args.epochs:
         sets += ["--set", f"train.epochs={args.epochs}"]
@@ -60,16 +77,27 @@ def main(argv: list[str] | None = None) -> None:
     records = [json.loads(line) for line in (args.out / "metrics.jsonl").read_text().splitlines()]
     rates = [r["items_per_s"] for r in records if r["split"] == "train"][1:]
     val, test = summary["metrics"]["val"], summary["metrics"]["test"]
-    row = (f"| {summary['epochs']} | {tag_s / 60:.1f} | {sum(rates) / max(1, len(rates)):.0f} | {val['accuracy']:.4f} | "
-           f"{test['accuracy']:.4f} | {test['oov_accuracy']:.4f} | {test['oov_share']:.3f} |")
-    table = ("| epochs | tagger minutes | tokens/s | dev accuracy (best) | test UPOS accuracy | test OOV accuracy | test OOV share |\n"
-             "|---:|---:|---:|---:|---:|---:|---:|\n" + row)
+    row = (
+        f"| {summary['epochs']} | {tag_s / 60:.1f} | {sum(rates) / max(1, len(rates)):.0f} | {val['accuracy']:.4f} | "
+        f"{test['accuracy']:.4f} | {test['oov_accuracy']:.4f} | {test['oov_share']:.3f} |"
+    )
+    table = (
+        "| epochs | tagger minutes | tokens/s | dev accuracy (best) | test UPOS accuracy | test OOV accuracy | test OOV share |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|\n" + row
+    )
     print(table)
     if not args.no_append:
-        vectors = (f"word2vec vectors trained first in {w2v_s / 60:.1f} min" if w2v_s is not None
-                   else f"word2vec vectors from {args.vectors_run}")
-        append_section("bench_sequence", command, f"UD English-EWT UPOS, configs/pos_lstm_ud.yaml; {vectors}.\n\n{table}\n\n"
-                       f"Load: {load_start} at start, {load_note()} at the end.\n")
+        vectors = (
+            f"word2vec vectors trained first in {w2v_s / 60:.1f} min"
+            if w2v_s is not None
+            else f"word2vec vectors from {args.vectors_run}"
+        )
+        append_section(
+            "bench_sequence",
+            command,
+            f"UD English-EWT UPOS, configs/pos_lstm_ud.yaml; {vectors}.\n\n{table}\n\n"
+            f"Load: {load_start} at start, {load_note()} at the end.\n",
+        )
 
 
 if __name__ == "__main__":

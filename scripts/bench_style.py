@@ -35,10 +35,11 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 
-from benchlib import REPO, append_section, load_note, machine, sync
 from dlcli.models.vgg_features import VGGFeatures, random_vgg19_layers
 from dlcli.runtime import Runtime
 from dlcli.tasks import style
+
+from benchlib import REPO, append_section, load_note, machine, sync
 
 SHARED = REPO.parent / "shared" / "datasets" / "style"
 console = Console(highlight=False)
@@ -52,7 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--content", type=Path, default=SHARED / "content" / "tubingen.jpg")
     p.add_argument("--style", type=Path, default=SHARED / "style" / "starry_night.jpg")
     p.add_argument("--size", type=int, default=512, help="long side for the speed comparison")
-    p.add_argument("--evals", type=int, default=21, help="loss evaluations per timed run (21: one LBFGS step() call of the tutorial)")
+    p.add_argument(
+        "--evals",
+        type=int,
+        default=21,
+        help="loss evaluations per timed run (21: one LBFGS step() call of the tutorial)",
+    )
     p.add_argument("--rounds", type=int, default=2, help="alternating dl / plain rounds")
     p.add_argument("--offline-steps", type=int, default=300, help="evaluations of the 128 px offline run")
     p.add_argument("--skip-offline", action="store_true")
@@ -135,7 +141,9 @@ def get_style_model_and_losses(cnn, mean, std, style_img, content_img):
     return model[: (i + 1)], style_losses, content_losses
 
 
-def run_style_transfer(cnn, mean, std, content_img, style_img, input_img, num_steps, style_weight=1e6, content_weight=1):
+def run_style_transfer(
+    cnn, mean, std, content_img, style_img, input_img, num_steps, style_weight=1e6, content_weight=1
+):
     model, style_losses, content_losses = get_style_model_and_losses(cnn, mean, std, style_img, content_img)
     input_img.requires_grad_(True)
     model.eval()
@@ -183,7 +191,9 @@ def time_plain(content: torch.Tensor, style_img: torch.Tensor, evals: int, devic
 
 def time_dl(content_pil, style_pil, size: int, evals: int, runtime: Runtime) -> tuple[float, int]:
     model = style.StyleModel(features="random", pooling="max")
-    features = style.place(VGGFeatures.from_state_dict(None, [*model.content_layers, *model.style_layers], "max"), runtime)
+    features = style.place(
+        VGGFeatures.from_state_dict(None, [*model.content_layers, *model.style_layers], "max"), runtime
+    )
     opts = style.StyleOptions(size=size, steps=evals)
     sync(runtime.device)
     result = style.stylize(content_pil, [style_pil], features, model, opts, runtime)
@@ -210,20 +220,45 @@ def speed(args: argparse.Namespace) -> dict:
         console.print(f"round {r + 1}: dl {dl_times[-1]:.3f} s/eval, plain {plain_times[-1]:.3f} s/eval")
     dl_s, plain_s = statistics.median(dl_times), statistics.median(plain_times)
     return {
-        "shape": tuple(content.shape[2:]), "style_shape": tuple(style_t.shape[2:]), "evals": args.evals,
-        "plain_evals": plain_evals, "dl_s": dl_s, "plain_s": plain_s, "dl_all": dl_times, "plain_all": plain_times,
+        "shape": tuple(content.shape[2:]),
+        "style_shape": tuple(style_t.shape[2:]),
+        "evals": args.evals,
+        "plain_evals": plain_evals,
+        "dl_s": dl_s,
+        "plain_s": plain_s,
+        "dl_all": dl_times,
+        "plain_all": plain_times,
         "speedup": plain_s / dl_s,
     }
 
 
 def offline(args: argparse.Namespace, folder: Path) -> dict:
     """`dl stylize --features random` at 128 px as a command; start and end style losses."""
-    base = [sys.executable, "-m", "dlcli", "stylize", str(args.content), str(args.style), "--features", "random",
-            "--size", "128", "--json", "-q"]
+    base = [
+        sys.executable,
+        "-m",
+        "dlcli",
+        "stylize",
+        str(args.content),
+        str(args.style),
+        "--features",
+        "random",
+        "--size",
+        "128",
+        "--json",
+        "-q",
+    ]
     env_note = "DL_OFFLINE=1"
     env = {**__import__("os").environ, "DL_OFFLINE": "1"}
-    start = json.loads(subprocess.run(base + ["--steps", "1", "-o", str(folder / "start.png")], env=env,
-                                      capture_output=True, text=True, check=True).stdout)
+    start = json.loads(
+        subprocess.run(
+            base + ["--steps", "1", "-o", str(folder / "start.png")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     command = base + ["--steps", str(args.offline_steps), "-o", str(folder / "offline128.png")]
     started = time.perf_counter()
     end = json.loads(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)
@@ -231,7 +266,9 @@ def offline(args: argparse.Namespace, folder: Path) -> dict:
     return {
         "command": f"{env_note} dl stylize {args.content.name} {args.style.name} --features random --size 128 "
         f"--steps {args.offline_steps}",
-        "start_style": start["losses"]["style"], "end": end, "wall_s": wall,
+        "start_style": start["losses"]["style"],
+        "end": end,
+        "wall_s": wall,
         "ratio": start["losses"]["style"] / end["losses"]["style"],
         "written": Path(end["output"]).is_file(),
     }
@@ -257,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     load_end = load_note()
     if args.no_append:
         return
-    command = "python scripts/bench_style.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python scripts/bench_style.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
     h, w = sp["shape"]
     sh, sw = sp["style_shape"]
     body = (

@@ -41,7 +41,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from benchlib import REPO, append_section, load_note, machine, timed_steps, train_recipe
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -49,6 +48,8 @@ from torch import nn
 from dlcli.config import read_yaml
 from dlcli.data import parallel
 from dlcli.tasks import translate
+
+from benchlib import REPO, append_section, load_note, machine, timed_steps, train_recipe
 
 console = Console()
 MULTI30K = REPO.parent / "shared" / "datasets" / "multi30k"
@@ -58,7 +59,9 @@ SEED = 0
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=MULTI30K, help="the Multi30k folder (train/val/test_2016_flickr .de/.en.gz)")
+    p.add_argument(
+        "--data", type=Path, default=MULTI30K, help="the Multi30k folder (train/val/test_2016_flickr .de/.en.gz)"
+    )
     p.add_argument("--steps", type=int, default=30, help="(a) timed optimizer steps per measurement")
     p.add_argument("--warmup", type=int, default=5, help="(a) untimed steps before them")
     p.add_argument("--repeats", type=int, default=3, help="(a) alternating repeats")
@@ -96,11 +99,22 @@ class PlainMT(nn.Module):
         position = torch.arange(1024)[:, None]
         i = torch.arange(0, m.dim, 2)
         pe = torch.zeros(1024, m.dim)
-        pe[:, 0::2], pe[:, 1::2] = torch.sin(position / 10000 ** (i / m.dim)), torch.cos(position / 10000 ** (i / m.dim))
+        pe[:, 0::2], pe[:, 1::2] = (
+            torch.sin(position / 10000 ** (i / m.dim)),
+            torch.cos(position / 10000 ** (i / m.dim)),
+        )
         self.register_buffer("pe", pe)
         self.drop = nn.Dropout(m.dropout)
-        self.tf = nn.Transformer(m.dim, m.heads, m.encoder_layers, m.decoder_layers, m.ff_dim, m.dropout,
-                                 batch_first=True, norm_first=m.norm_first)
+        self.tf = nn.Transformer(
+            m.dim,
+            m.heads,
+            m.encoder_layers,
+            m.decoder_layers,
+            m.ff_dim,
+            m.dropout,
+            batch_first=True,
+            norm_first=m.norm_first,
+        )
 
     def embed(self, x):
         return self.drop(self.emb(x) * math.sqrt(self.dim) + self.pe[: x.shape[1]])
@@ -109,8 +123,13 @@ class PlainMT(nn.Module):
         T = tgt.shape[1]
         causal = nn.Transformer.generate_square_subsequent_mask(T, device=src.device)
         memory = self.tf.encoder(self.embed(src), src_key_padding_mask=src == translate.PAD)
-        h = self.tf.decoder(self.embed(tgt), memory, tgt_mask=causal, tgt_key_padding_mask=tgt == translate.PAD,
-                            memory_key_padding_mask=src == translate.PAD)
+        h = self.tf.decoder(
+            self.embed(tgt),
+            memory,
+            tgt_mask=causal,
+            tgt_key_padding_mask=tgt == translate.PAD,
+            memory_key_padding_mask=src == translate.PAD,
+        )
         return h @ self.emb.weight.T
 
 
@@ -124,8 +143,12 @@ def plain_throughput(args: argparse.Namespace, cfg: translate.Config, batches: l
         nonlocal tokens
         batch = batches[i]
         logits = model(batch.src, batch.tgt[:, :-1])
-        loss = F.cross_entropy(logits.flatten(0, 1), batch.tgt[:, 1:].flatten(), ignore_index=translate.PAD,
-                               label_smoothing=cfg.train.label_smoothing)
+        loss = F.cross_entropy(
+            logits.flatten(0, 1),
+            batch.tgt[:, 1:].flatten(),
+            ignore_index=translate.PAD,
+            label_smoothing=cfg.train.label_smoothing,
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
@@ -138,8 +161,15 @@ def plain_throughput(args: argparse.Namespace, cfg: translate.Config, batches: l
 
 
 def dl_throughput(args: argparse.Namespace, folder: Path, batches: list) -> float:
-    settings = {"data.dataset": "folder", "data.root": folder, "train.epochs": 1, "train.max_steps": args.warmup + args.steps,
-                "train.log_every": math.gcd(args.warmup, args.steps), "train.device": str(args.device), "train.precision": "fp32"}
+    settings = {
+        "data.dataset": "folder",
+        "data.root": folder,
+        "train.epochs": 1,
+        "train.max_steps": args.warmup + args.steps,
+        "train.log_every": math.gcd(args.warmup, args.steps),
+        "train.device": str(args.device),
+        "train.precision": "fp32",
+    }
     with tempfile.TemporaryDirectory(prefix="bench_tf_") as tmp:
         records = train_recipe(RECIPE, Path(tmp) / "run", settings)
     elapsed = {r["step"]: r["elapsed_s"] for r in records if r["split"] == "train"}
@@ -153,8 +183,14 @@ def throughput(args: argparse.Namespace, command: str) -> None:
         folder = small_val_folder(args.data, Path(tmp))
         sources, targets = parallel.read_folder(folder, "train", "de", "en")
         tokenizer = translate.train_tokenizer(sources + targets, cfg.data.vocab_size)
-        data = translate.TokenBatches(translate.encode(tokenizer, sources), translate.encode(tokenizer, targets),
-                                      cfg.data.max_tokens, args.device, seed=SEED, split="train")
+        data = translate.TokenBatches(
+            translate.encode(tokenizer, sources),
+            translate.encode(tokenizer, targets),
+            cfg.data.max_tokens,
+            args.device,
+            seed=SEED,
+            split="train",
+        )
         batches = list(data.batches(0))  # epoch 0's order: what dl's first steps train on
         load_start = load_note()
         console.print(f"{machine()}; {load_start}")
@@ -166,9 +202,13 @@ def throughput(args: argparse.Namespace, command: str) -> None:
     load_end = load_note()
     m = cfg.model
     header = ("model", "batch", "plain nn.Transformer tokens/s", "dl tokens/s", "dl/plain")
-    row = (f"{m.encoder_layers}+{m.decoder_layers} layers, d {m.dim}, ff {m.ff_dim}, {m.heads} heads, pre-norm",
-           f"{cfg.data.max_tokens} tokens", f"{statistics.median(plain):,.0f}", f"{statistics.median(dl):,.0f}",
-           f"{statistics.median(dl) / statistics.median(plain):.3f}")
+    row = (
+        f"{m.encoder_layers}+{m.decoder_layers} layers, d {m.dim}, ff {m.ff_dim}, {m.heads} heads, pre-norm",
+        f"{cfg.data.max_tokens} tokens",
+        f"{statistics.median(plain):,.0f}",
+        f"{statistics.median(dl):,.0f}",
+        f"{statistics.median(dl) / statistics.median(plain):.3f}",
+    )
     table = Table(*header, title=f"dl train vs plain nn.Transformer loop ({args.device}, fp32)")
     table.add_row(*row)
     console.print(table)
@@ -176,10 +216,13 @@ def throughput(args: argparse.Namespace, command: str) -> None:
         return
     md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n| " + " | ".join(row) + " |"
     each = ", ".join(f"{p:,.0f}/{d:,.0f}" for p, d in zip(plain, dl, strict=True))
-    append_section("bench_transformer", command,
-                   f"Multi30k training batches, {args.steps} timed steps after {args.warmup}, median of {args.repeats} "
-                   f"alternating repeats.\n\n{md}\n\nEach repeat, plain/dl tokens/s: {each}.\n\n"
-                   f"Load: {load_start} at start, {load_end} at the end.\n")
+    append_section(
+        "bench_transformer",
+        command,
+        f"Multi30k training batches, {args.steps} timed steps after {args.warmup}, median of {args.repeats} "
+        f"alternating repeats.\n\n{md}\n\nEach repeat, plain/dl tokens/s: {each}.\n\n"
+        f"Load: {load_start} at start, {load_end} at the end.\n",
+    )
 
 
 # --------------------------------------------------------------------------- (b) Multi30k quality
@@ -203,8 +246,11 @@ def full(args: argparse.Namespace, command: str) -> None:
     console.print(f"{machine()}; {load_start}")
     with tempfile.TemporaryDirectory(prefix="bench_tf_cal_") as tmp:
         folder = small_val_folder(args.data.resolve(), Path(tmp))
-        records = train_recipe(RECIPE, Path(tmp) / "run", {**base, "data.dataset": "folder", "data.root": folder,
-                                                        "train.max_steps": 40, "train.log_every": 10})
+        records = train_recipe(
+            RECIPE,
+            Path(tmp) / "run",
+            {**base, "data.dataset": "folder", "data.root": folder, "train.max_steps": 40, "train.log_every": 10},
+        )
     train = {r["step"]: r for r in records if r["split"] == "train"}
     tokens_per_s = statistics.median(r["items_per_s"] for s, r in train.items() if s > 10)
     recipe = read_yaml(RECIPE)
@@ -218,8 +264,10 @@ def full(args: argparse.Namespace, command: str) -> None:
     epoch_s = epoch_tokens / (0.85 * tokens_per_s)
     val_s = 45.0  # a greedy pass over the 1014 validation sentences on 2 busy cores, measured
     epochs = max(1, int(args.full * 60 / (epoch_s + val_s / cfg.train.eval_every)))
-    console.print(f"calibration: {tokens_per_s:,.0f} tokens/s, {epoch_tokens:,} tokens per epoch ({epoch_s / 60:.1f} min "
-                  f"at 85%) -> {epochs} epochs, stopped at {args.full:g} minutes at the latest")
+    console.print(
+        f"calibration: {tokens_per_s:,.0f} tokens/s, {epoch_tokens:,} tokens per epoch ({epoch_s / 60:.1f} min "
+        f"at 85%) -> {epochs} epochs, stopped at {args.full:g} minutes at the latest"
+    )
     started = time.perf_counter()
     records = train_recipe(RECIPE, out, {**base, "train.epochs": epochs, "train.max_minutes": args.full}, live=True)
     wall = time.perf_counter() - started
@@ -242,7 +290,7 @@ def full(args: argparse.Namespace, command: str) -> None:
         f"| **{beam_bleu:.2f}** | {greedy_bleu:.2f} | {vals[-1].get('bleu', float('nan')):.2f} | {train_min:.1f} | {wall / 60:.1f} |\n\n"
         f"Signature: `{signature}`. Decoding the 1000 test sentences on the CPU: beam 5 {beam_s:.0f} s, greedy {greedy_s:.0f} s. "
         f"The run's own test record (best checkpoint by val BLEU, beam 5): BLEU {test.get('bleu', float('nan')):.2f}.\n\n"
-        f"`dl translate \"Ein Mann fährt Fahrrad.\" --beam 5` -> {example!r}\n\n"
+        f'`dl translate "Ein Mann fährt Fahrrad." --beam 5` -> {example!r}\n\n'
         f"Load: {load_start} at start, {load_end} at the end.\n"
     )
     console.print(body)
@@ -262,8 +310,9 @@ def numbers(args: argparse.Namespace, command: str) -> None:
     vals = [r for r in records if r["split"] == "val"]
     test = next(r for r in records if r["split"] == "test")
     train_s = vals[-1]["elapsed_s"]
-    example = translate.translate(out, ["three hundred twenty one", "nine hundred ninety nine thousand seventeen"],
-                                  device="cpu")
+    example = translate.translate(
+        out, ["three hundred twenty one", "nine hundred ninety nine thousand seventeen"], device="cpu"
+    )
     body = (
         f"configs/translation.yaml ({args.device}): held-out numbers.\n\n"
         "| test exact match (beam 5) | test chrF | val exact (greedy, last) | training min (incl. val) | wall min |\n"

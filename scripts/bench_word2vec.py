@@ -33,10 +33,11 @@ from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
 
-from benchlib import REPO, append_section, load_note, machine
 from dlcli.cli import app
 from dlcli.data.corpus import cached_encode
 from dlcli.vectors import WordVectors, evaluate_analogies, vectors_for_run
+
+from benchlib import REPO, append_section, load_note, machine
 
 SHARED = REPO.parent / "shared" / "datasets"
 PARAMS = dict(sg=1, vector_size=100, window=5, negative=5, sample=1e-4, min_count=5)
@@ -47,7 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--corpus", type=Path, default=SHARED / "corpus", help="text file or folder (.txt/.gz)")
     p.add_argument("--questions", type=Path, default=SHARED / "analogy" / "questions-words.txt")
-    p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "dlcli-bench-cache", help="encoded corpus cache")
+    p.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "dlcli-bench-cache", help="encoded corpus cache"
+    )
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--restrict", type=int, default=30000)
@@ -59,10 +62,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def train_dl(args: argparse.Namespace, corpus_path: Path, out: Path) -> tuple[float, dict]:
     sets = {
-        "data.dataset": "text", "data.path": str(corpus_path), "data.root": str(args.cache), "data.token_pattern": "[a-z]+",
-        "data.min_count": PARAMS["min_count"], "data.sample": PARAMS["sample"], "model.sg": PARAMS["sg"],
-        "model.vector_size": PARAMS["vector_size"], "model.window": PARAMS["window"], "model.negative": PARAMS["negative"],
-        "train.epochs": args.epochs, "train.workers": args.workers, "train.log_every": 50, "train.eval_every": args.epochs,
+        "data.dataset": "text",
+        "data.path": str(corpus_path),
+        "data.root": str(args.cache),
+        "data.token_pattern": "[a-z]+",
+        "data.min_count": PARAMS["min_count"],
+        "data.sample": PARAMS["sample"],
+        "model.sg": PARAMS["sg"],
+        "model.vector_size": PARAMS["vector_size"],
+        "model.window": PARAMS["window"],
+        "model.negative": PARAMS["negative"],
+        "train.epochs": args.epochs,
+        "train.workers": args.workers,
+        "train.log_every": 50,
+        "train.eval_every": args.epochs,
     }
     argv = ["train", "word2vec_text8", "--out", str(out), "--overwrite", "--quiet"]
     for key, value in sets.items():
@@ -100,8 +113,10 @@ def corpus_for_both(args: argparse.Namespace, workdir: Path) -> tuple[Path, list
     if args.max_words:  # dl reads a file holding exactly those sentences
         path = workdir / "corpus.txt"
         path.write_text("\n".join(" ".join(s) for s in sentences) + "\n", encoding="utf-8")
-    console.print(f"corpus: {int(bounds[-1]):,} words in {n_sentences:,} sentences, "
-                  f"{len(corpus.words):,} distinct ({time.perf_counter() - start:.0f} s to encode/load)")
+    console.print(
+        f"corpus: {int(bounds[-1]):,} words in {n_sentences:,} sentences, "
+        f"{len(corpus.words):,} distinct ({time.perf_counter() - start:.0f} s to encode/load)"
+    )
     return path, sentences, int(bounds[-1])
 
 
@@ -131,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
         body = (
             f"{n_words:,} corpus words x {args.epochs} epochs, {args.workers} workers, "
             f"{', '.join(f'{k}={v}' for k, v in PARAMS.items())}; questions-words restricted to {args.restrict}.\n\n"
-            + markdown(rows) + f"\n\nLoad: {load_start} at start, {load_end} at the end.\n"
+            + markdown(rows)
+            + f"\n\nLoad: {load_start} at start, {load_end} at the end.\n"
         )
         append_section("bench_word2vec", command, body)
 
@@ -146,7 +162,10 @@ def render(rows) -> Table:
 
 
 def markdown(rows) -> str:
-    lines = ["| trainer | train s | words/s | vs gensim | accuracy | correct/total | skipped |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| trainer | train s | words/s | vs gensim | accuracy | correct/total | skipped |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     lines += ["| " + " | ".join(cells) + " |" for cells in _cells(rows)]
     return "\n".join(lines)
 
@@ -155,8 +174,15 @@ def _cells(rows):
     reference = rows[-1][2] if len(rows) > 1 else None
     for name, seconds, rate, ev in rows:
         ratio = f"{rate / reference:.2f}x" if reference else "-"
-        yield (name, f"{seconds:.1f}", f"{rate:,.0f}", ratio, f"{100 * ev['accuracy']:.1f}%",
-               f"{ev['correct']}/{ev['total']}", str(ev["skipped"]))
+        yield (
+            name,
+            f"{seconds:.1f}",
+            f"{rate:,.0f}",
+            ratio,
+            f"{100 * ev['accuracy']:.1f}%",
+            f"{ev['correct']}/{ev['total']}",
+            str(ev["skipped"]),
+        )
 
 
 if __name__ == "__main__":

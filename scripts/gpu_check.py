@@ -26,26 +26,47 @@ from dlcli.cli import app
 
 # (label, recipe, unit, --set overrides). Later trainers add their rows here.
 CLASSIFY = [
-    "data.image_size=64", "data.batch_size=256", "data.train_size=10240", "data.val_size=512",
-    "data.test_size=512", "train.epochs=5", "train.log_every=20", "optim.lr=0.2",
+    "data.image_size=64",
+    "data.batch_size=256",
+    "data.train_size=10240",
+    "data.val_size=512",
+    "data.test_size=512",
+    "train.epochs=5",
+    "train.log_every=20",
+    "optim.lr=0.2",
 ]
 CASES = [
     ("resnet18 fp32 NCHW", "resnet", "img/s", CLASSIFY + ["train.precision=fp32", "train.channels_last=false"]),
     ("resnet18 fp32 (TF32) channels_last", "resnet", "img/s", CLASSIFY + ["train.precision=fp32"]),
     ("resnet18 bf16 channels_last", "resnet", "img/s", CLASSIFY + ["train.precision=bf16"]),
     ("resnet18 fp16 channels_last", "resnet", "img/s", CLASSIFY + ["train.precision=fp16"]),
-    ("resnet18 fp32 (TF32) compile reduce-overhead", "resnet", "img/s",
-     CLASSIFY + ["train.precision=fp32", "train.compile=true", "train.compile_mode=reduce-overhead"]),
-    ("resnet18 bf16 compile reduce-overhead", "resnet", "img/s",
-     CLASSIFY + ["train.precision=bf16", "train.compile=true", "train.compile_mode=reduce-overhead"]),
+    (
+        "resnet18 fp32 (TF32) compile reduce-overhead",
+        "resnet",
+        "img/s",
+        CLASSIFY + ["train.precision=fp32", "train.compile=true", "train.compile_mode=reduce-overhead"],
+    ),
+    (
+        "resnet18 bf16 compile reduce-overhead",
+        "resnet",
+        "img/s",
+        CLASSIFY + ["train.precision=bf16", "train.compile=true", "train.compile_mode=reduce-overhead"],
+    ),
 ]
 # word2vec's batched GPU path: on the Wikipedia corpus when it was carried to data/corpus (with
 # the analogy questions in data/analogy), else on the built-in corpus.
 WIKI = Path("data/corpus")
 QUESTIONS = Path("data/analogy/questions-words.txt")
 if WIKI.is_dir():
-    WORD2VEC = ["data.dataset=text", f"data.path={WIKI}", "data.token_pattern=[a-z]+", "data.sample=1e-4",
-                "data.batch_words=1000000", "train.epochs=5", "train.log_every=5"]
+    WORD2VEC = [
+        "data.dataset=text",
+        f"data.path={WIKI}",
+        "data.token_pattern=[a-z]+",
+        "data.sample=1e-4",
+        "data.batch_words=1000000",
+        "train.epochs=5",
+        "train.log_every=5",
+    ]
     if QUESTIONS.is_file():
         WORD2VEC += [f"data.questions={QUESTIONS}", "train.eval_every=5"]
     WORD2VEC_LABEL = "word2vec sg batched, wiki 17.8M words x 5"
@@ -55,8 +76,12 @@ else:
 # word2vec first: its rows are new, the classify rows were measured before.
 CASES[:0] = [
     (WORD2VEC_LABEL, "word2vec_text8", "words/s", WORD2VEC + ["model.impl=batched"]),
-    (WORD2VEC_LABEL + ", 16k pairs/update", "word2vec_text8", "words/s",
-     WORD2VEC + ["model.impl=batched", "train.pairs_per_update=16384"]),
+    (
+        WORD2VEC_LABEL + ", 16k pairs/update",
+        "word2vec_text8",
+        "words/s",
+        WORD2VEC + ["model.impl=batched", "train.pairs_per_update=16384"],
+    ),
 ]
 # The recurrent tasks on their built-in data (cuDNN RNNs), in the three precisions.
 TAGGER = ["data.train_sentences=6000", "train.epochs=3", "train.log_every=20"]
@@ -65,7 +90,12 @@ for precision in ("fp32", "bf16", "fp16"):
     CASES += [
         (f"pos_lstm tagger {precision}", "pos_lstm", "tok/s", TAGGER + [f"train.precision={precision}"]),
         (f"brackets_gru {precision}", "brackets_gru", "seq/s", BRACKETS + [f"train.precision={precision}"]),
-        (f"char_lstm {precision}", "char_lstm", "tok/s", ["train.epochs=2", "train.log_every=20", f"train.precision={precision}"]),
+        (
+            f"char_lstm {precision}",
+            "char_lstm",
+            "tok/s",
+            ["train.epochs=2", "train.log_every=20", f"train.precision={precision}"],
+        ),
     ]
 # The transformers: the decoder-only LM and the number-translation task, built-in data.
 TRANSFORMER_LM = ["train.epochs=2", "train.log_every=20"]
@@ -75,8 +105,14 @@ for precision in ("fp32", "bf16", "fp16"):
         (f"transformer_lm {precision}", "transformer_lm", "tok/s", TRANSFORMER_LM + [f"train.precision={precision}"]),
         (f"translation (numbers) {precision}", "translation", "tok/s", NUMBERS + [f"train.precision={precision}"]),
     ]
-CASES += [("transformer_lm bf16 compile", "transformer_lm", "tok/s",
-           TRANSFORMER_LM + ["train.precision=bf16", "train.compile=true"])]
+CASES += [
+    (
+        "transformer_lm bf16 compile",
+        "transformer_lm",
+        "tok/s",
+        TRANSFORMER_LM + ["train.precision=bf16", "train.compile=true"],
+    )
+]
 PROFILE_CASE = ("resnet", CLASSIFY + ["train.precision=bf16", "train.epochs=1", "train.max_steps=30"])
 
 
@@ -116,12 +152,17 @@ def run_case(recipe: str, overrides: list[str], out_dir: Path) -> dict:
 
 
 def write_table(device: str, rows: list, quiet: bool = False) -> None:
-    table = [f"Device: {device}; torch {torch.__version__}; `bash scripts/gpu_check.sh`", "",
-             "| case | steps | throughput | peak memory (MB) | train loss first -> last | loss fell | val |",
-             "|---|---:|---:|---:|---|---|---|"]
+    table = [
+        f"Device: {device}; torch {torch.__version__}; `bash scripts/gpu_check.sh`",
+        "",
+        "| case | steps | throughput | peak memory (MB) | train loss first -> last | loss fell | val |",
+        "|---|---:|---:|---:|---|---|---|",
+    ]
     for label, r, unit, ok in rows:
-        table.append(f"| {label} | {r['steps']} | {r['rate']:.0f} {unit} | {r['peak_mb']:.0f} | "
-                     f"{r['first_loss']:.3f} -> {r['last_loss']:.3f} | {'yes' if ok else 'NO'} | {fmt(r['val'])} |")
+        table.append(
+            f"| {label} | {r['steps']} | {r['rate']:.0f} {unit} | {r['peak_mb']:.0f} | "
+            f"{r['first_loss']:.3f} -> {r['last_loss']:.3f} | {'yes' if ok else 'NO'} | {fmt(r['val'])} |"
+        )
     text = "\n".join(table) + "\n"
     if not quiet:
         print(text)
@@ -135,7 +176,9 @@ def fmt(metrics: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="run only cases whose label contains one of these comma-separated texts")
+    parser.add_argument(
+        "--only", default="", help="run only cases whose label contains one of these comma-separated texts"
+    )
     parser.add_argument("--profile", action="store_true", help="first profile 30 steps of resnet18 bf16")
     args = parser.parse_args()
     if not torch.cuda.is_available():

@@ -24,8 +24,13 @@ pytestmark = pytest.mark.numerics
 
 # A ResNet-18 on 16 px shapes: 3 batches of 4 per epoch, stopped after 2 optimizer steps.
 TINY_CLASSIFY = {
-    "data.image_size": 16, "data.batch_size": 4, "data.train_size": 12, "data.val_size": 10, "data.test_size": 10,
-    "train.max_steps": 2, "train.log_every": 1,
+    "data.image_size": 16,
+    "data.batch_size": 4,
+    "data.train_size": 12,
+    "data.val_size": 10,
+    "data.test_size": 10,
+    "train.max_steps": 2,
+    "train.log_every": 1,
 }
 
 
@@ -145,7 +150,9 @@ def _assert_same_predictions(got: list[dict], expected: list[dict]) -> None:
         (r["image"], [t["label"] for t in r["top"]]) for r in expected
     ]
     for row, expected_row in zip(got, expected, strict=True):
-        assert [t["prob"] for t in row["top"]] == pytest.approx([t["prob"] for t in expected_row["top"]], rel=1e-5, abs=1e-7)
+        assert [t["prob"] for t in row["top"]] == pytest.approx(
+            [t["prob"] for t in expected_row["top"]], rel=1e-5, abs=1e-7
+        )
 
 
 def test_a_method_of_another_task_is_a_dl_error(api_run) -> None:
@@ -161,7 +168,9 @@ def test_load_run_of_a_folder_without_checkpoints_is_a_dl_error(tmp_path: Path) 
 
 def test_load_run_generate_equals_dl_generate(cli: Callable[..., Result], tmp_path: Path) -> None:
     run = tmp_path / "lm"
-    summary = dlcli.train("char_lstm", ["train.max_steps=2", "data.builtin_sentences=400", "schedule.warmup_steps=1"], out=run)
+    summary = dlcli.train(
+        "char_lstm", ["train.max_steps=2", "data.builtin_sentences=400", "schedule.warmup_steps=1"], out=run
+    )
     assert summary["steps"] == 2
     answer = _json(cli("generate", "--run", run, "--prompt", "the ", "--length", 40, "--seed", 3, "--json"))
     loaded = dlcli.load_run(run)
@@ -171,10 +180,19 @@ def test_load_run_generate_equals_dl_generate(cli: Callable[..., Result], tmp_pa
 
 def test_load_run_tag_equals_dl_tag(cli: Callable[..., Result], tmp_path: Path) -> None:
     run = tmp_path / "pos"
-    dlcli.train("pos_lstm", {
-        "data.train_sentences": 100, "data.val_sentences": 20, "data.test_sentences": 20, "train.max_steps": 3,
-        "model.embedding_dim": 16, "model.char_hidden": 16, "model.hidden_size": 24,
-    }, out=run)
+    dlcli.train(
+        "pos_lstm",
+        {
+            "data.train_sentences": 100,
+            "data.val_sentences": 20,
+            "data.test_sentences": 20,
+            "train.max_steps": 3,
+            "model.embedding_dim": 16,
+            "model.char_hidden": 16,
+            "model.hidden_size": 24,
+        },
+        out=run,
+    )
     sentence = "The old man can watch the boats ."
     answer = _json(cli("tag", sentence, "--run", run, "--json"))
     assert dlcli.load_run(run).tag(sentence) == answer
@@ -182,25 +200,42 @@ def test_load_run_tag_equals_dl_tag(cli: Callable[..., Result], tmp_path: Path) 
 
 def test_load_run_translate_equals_dl_translate(cli: Callable[..., Result], tmp_path: Path) -> None:
     run = tmp_path / "numbers"
-    dlcli.train("translation", {
-        "data.dataset": "numbers", "data.numbers_train": 200, "data.numbers_val": 10, "data.numbers_test": 10,
-        "data.vocab_size": 100, "model.dim": 32, "model.heads": 2, "model.encoder_layers": 1, "model.decoder_layers": 1,
-        "model.ff_dim": 64, "train.max_steps": 3,
-    }, out=run)
+    dlcli.train(
+        "translation",
+        {
+            "data.dataset": "numbers",
+            "data.numbers_train": 200,
+            "data.numbers_val": 10,
+            "data.numbers_test": 10,
+            "data.vocab_size": 100,
+            "model.dim": 32,
+            "model.heads": 2,
+            "model.encoder_layers": 1,
+            "model.decoder_layers": 1,
+            "model.ff_dim": 64,
+            "train.max_steps": 3,
+        },
+        out=run,
+    )
     answer = _json(cli("translate", "seven", "--run", run, "--beam", 2, "--json"))
     loaded = dlcli.load_run(run)
     assert loaded.translate("seven", beam=2) == answer
     # A list is translated in batches, as `dl translate -` translates stdin's lines.
     from dlcli.cli import app
 
-    lines = _json(CliRunner().invoke(app, ["translate", "-", "--run", str(run), "--beam", "2", "--json"], input="seven\neight\n"))
+    lines = _json(
+        CliRunner().invoke(app, ["translate", "-", "--run", str(run), "--beam", "2", "--json"], input="seven\neight\n")
+    )
     assert loaded.translate(["seven", "eight"], beam=2) == lines
 
 
 def test_load_run_similar_and_analogy_equal_the_commands(cli: Callable[..., Result], tmp_path: Path) -> None:
     run = tmp_path / "vectors"
-    dlcli.train("word2vec", {"data.planted_sentences": 3000, "model.vector_size": 20, "model.impl": "batched",
-                             "train.epochs": 1}, out=run)
+    dlcli.train(
+        "word2vec",
+        {"data.planted_sentences": 3000, "model.vector_size": 20, "model.impl": "batched", "train.epochs": 1},
+        out=run,
+    )
     loaded = dlcli.load_run(run)
     similar = _json(cli("similar", "king", "--run", run, "--top", 3, "--json"))
     assert [{"word": w, "score": s} for w, s in loaded.similar("king", top=3)] == similar

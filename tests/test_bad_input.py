@@ -53,7 +53,12 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def write_bomb(path: Path, side: int = 50_000) -> Path:
     """A 100-byte PNG that declares side x side pixels (2.5 gigapixels): a decompression bomb."""
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)  # 8-bit RGB
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -86,9 +91,21 @@ def image_folder(root: Path, bad: bool = True) -> Path:
 
 def train_folder(cli: Callable[..., Result], root: Path, *extra: str) -> Result:
     return cli(
-        "train", "resnet", "--out", root.parent / "run", "-q", "--json",
-        *sets(f"data.root={root}", "data.dataset=imagefolder", "data.image_size=16", "data.batch_size=4",
-              "data.val_fraction=0.25", "train.max_steps=1", *extra),
+        "train",
+        "resnet",
+        "--out",
+        root.parent / "run",
+        "-q",
+        "--json",
+        *sets(
+            f"data.root={root}",
+            "data.dataset=imagefolder",
+            "data.image_size=16",
+            "data.batch_size=4",
+            "data.val_fraction=0.25",
+            "train.max_steps=1",
+            *extra,
+        ),
     )
 
 
@@ -122,7 +139,9 @@ def test_truncated_jpeg_in_a_worker_stops_cleanly(cli, tmp_path):
     not the worker's traceback."""
     root = image_folder(tmp_path / "images", bad=False)
     (root / "train" / "red" / "trunc.jpg").write_bytes(truncated_jpeg())
-    result = train_folder(cli, root, "data.on_bad_file=stop", "data.in_memory=false", "data.num_workers=1", "data.batch_size=16")
+    result = train_folder(
+        cli, root, "data.on_bad_file=stop", "data.in_memory=false", "data.num_workers=1", "data.batch_size=16"
+    )
     err = assert_exit_2(result, "trunc.jpg", "truncated", "data.on_bad_file=skip")
     assert "worker" not in err and "Original" not in err, err
 
@@ -163,12 +182,35 @@ def test_predict_refuses_an_image_over_the_pixel_limit(cli, tmp_path, squeezenet
 NOT_UTF8 = b"caf\xe9 au lait is what the king and the queen drink\n\xff\xfe the man and the woman walk\n" * 10
 
 W2V = ("data.dataset=text", "data.min_count=1", "model.vector_size=8", "train.workers=1", "train.max_steps=1")
-LM = ("data.dataset=text", "data.batch_size=2", "data.bptt=4", "data.eval_batch_size=1", "model.hidden_size=8",
-      "model.embedding_dim=8", "model.num_layers=1", "train.max_steps=1")
-TAG = ("data.dataset=conllu", "data.val_fraction=0.3", "model.hidden_size=8", "model.embedding_dim=8",
-       "model.char_hidden=8", "model.num_layers=1", "train.max_steps=1")
-TRANSLATE = ("model.dim=8", "model.heads=1", "model.ff_dim=8", "model.encoder_layers=1", "model.decoder_layers=1",
-             "data.vocab_size=40", "decode.beam=1", "train.max_steps=1")
+LM = (
+    "data.dataset=text",
+    "data.batch_size=2",
+    "data.bptt=4",
+    "data.eval_batch_size=1",
+    "model.hidden_size=8",
+    "model.embedding_dim=8",
+    "model.num_layers=1",
+    "train.max_steps=1",
+)
+TAG = (
+    "data.dataset=conllu",
+    "data.val_fraction=0.3",
+    "model.hidden_size=8",
+    "model.embedding_dim=8",
+    "model.char_hidden=8",
+    "model.num_layers=1",
+    "train.max_steps=1",
+)
+TRANSLATE = (
+    "model.dim=8",
+    "model.heads=1",
+    "model.ff_dim=8",
+    "model.encoder_layers=1",
+    "model.decoder_layers=1",
+    "data.vocab_size=40",
+    "decode.beam=1",
+    "train.max_steps=1",
+)
 
 
 def conllu(words: list[bytes]) -> bytes:
@@ -181,7 +223,12 @@ def train_text(cli: Callable[..., Result], task: str, tmp_path: Path, data: byte
     out = ["--out", tmp_path / f"run-{task}", "-q"]
     if task == "word2vec":
         (tmp_path / "corpus.txt").write_bytes(data)
-        return cli("train", "word2vec", *out, *sets(*W2V, f"data.path={tmp_path / 'corpus.txt'}", f"data.root={tmp_path / 'd'}"))
+        return cli(
+            "train",
+            "word2vec",
+            *out,
+            *sets(*W2V, f"data.path={tmp_path / 'corpus.txt'}", f"data.root={tmp_path / 'd'}"),
+        )
     if task == "lm":
         (tmp_path / "corpus.txt").write_bytes(data)
         return cli("train", "char_lstm", *out, *sets(*LM, f"data.path={tmp_path / 'corpus.txt'}"))
@@ -198,7 +245,9 @@ def train_text(cli: Callable[..., Result], task: str, tmp_path: Path, data: byte
         return cli("train", "translation", *out, *sets(*TRANSLATE, "data.dataset=folder", f"data.root={folder}"))
     assert task == "translate-tsv"
     (tmp_path / "pairs.tsv").write_bytes(b"".join(line + b"\tone two\n" for line in data.splitlines()))
-    return cli("train", "translation", *out, *sets(*TRANSLATE, "data.dataset=tsv", f"data.path={tmp_path / 'pairs.tsv'}"))
+    return cli(
+        "train", "translation", *out, *sets(*TRANSLATE, "data.dataset=tsv", f"data.path={tmp_path / 'pairs.tsv'}")
+    )
 
 
 TEXT_TASKS = ["word2vec", "lm", "tag", "translate", "translate-tsv"]
@@ -247,8 +296,11 @@ class RunsCode:
 
 def evil_file(path: Path, marker: Path, as_checkpoint: bool = True) -> Path:
     """A pickle that runs code when loaded without weights_only, dressed as a dl checkpoint or a state_dict."""
-    payload = {"format": "dlcli-checkpoint", "version": 1, "task": "classify", "model": RunsCode(marker)} if as_checkpoint \
+    payload = (
+        {"format": "dlcli-checkpoint", "version": 1, "task": "classify", "model": RunsCode(marker)}
+        if as_checkpoint
         else {"conv1.weight": RunsCode(marker)}
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
     return path
@@ -277,22 +329,32 @@ def test_a_pickle_that_runs_code_is_refused(cli, tmp_path, command):
         result = cli("train", "resnet", "--out", run, "--resume-from", evil_file(tmp_path / "last.pt", marker))
     elif command == "model.weights":
         weights = evil_file(tmp_path / "weights.pth", marker, as_checkpoint=False)
-        result = cli("train", "resnet", "--out", run, *sets(f"model.weights={weights}", "data.train_size=10",
-                                                             "data.val_size=10", "data.test_size=10"))
+        result = cli(
+            "train",
+            "resnet",
+            "--out",
+            run,
+            *sets(f"model.weights={weights}", "data.train_size=10", "data.val_size=10", "data.test_size=10"),
+        )
     elif command == "hub cache":  # torchvision's ImageNet weights where torch hub keeps them
         evil_file(hub_weights_path(torchvision_weights("squeezenet1_1")), marker, as_checkpoint=False)
         result = cli("predict", image, "--arch", "squeezenet1_1", "--weights", "imagenet")
     else:
         features = evil_file(tmp_path / "vgg.pth", marker, as_checkpoint=False)
-        result = cli("stylize", image, image, "-o", tmp_path / "out.png", "--features", features, "--steps", "1", "--size", "16")
+        result = cli(
+            "stylize", image, image, "-o", tmp_path / "out.png", "--features", features, "--steps", "1", "--size", "16"
+        )
     assert_exit_2(result)
     assert not marker.exists(), "the pickle's code ran"
 
 
 @pytest.mark.parametrize(
     "tag",
-    ["!!python/object/apply:builtins.open ['{marker}', 'w']", "!!python/object/new:builtins.open ['{marker}', 'w']",
-     "!!python/name:os.system"],
+    [
+        "!!python/object/apply:builtins.open ['{marker}', 'w']",
+        "!!python/object/new:builtins.open ['{marker}', 'w']",
+        "!!python/name:os.system",
+    ],
 )
 def test_yaml_tags_that_construct_objects_are_refused(cli, tmp_path, tag):
     marker = tmp_path / "code-ran"
@@ -302,18 +364,27 @@ def test_yaml_tags_that_construct_objects_are_refused(cli, tmp_path, tag):
     assert_exit_2(cli("config", "show", recipe), "evil.yaml", "refused", "line 2")
     assert_exit_2(cli("train", recipe, "--out", tmp_path / "run"), "refused")
     assert_exit_2(cli("config", "show", "resnet", "--set", f"name={value}"), "--set name", "refused")
-    assert_exit_2(cli("train", "resnet", "--out", tmp_path / "run", "--set", f"data.root={value}"), "--set data.root", "refused")
+    assert_exit_2(
+        cli("train", "resnet", "--out", tmp_path / "run", "--set", f"data.root={value}"), "--set data.root", "refused"
+    )
     assert not marker.exists()
 
 
 # --------------------------------------------------------------------------- a missing --run
 
 
-@pytest.mark.parametrize("command", [
-    ["tag", "The dog barks ."], ["generate"], ["translate", "three"],
-    # these take --run or another source, and say so
-    ["predict", "cat.png"], ["analogy", "king", "man", "woman"], ["similar", "king"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["tag", "The dog barks ."],
+        ["generate"],
+        ["translate", "three"],
+        # these take --run or another source, and say so
+        ["predict", "cat.png"],
+        ["analogy", "king", "man", "woman"],
+        ["similar", "king"],
+    ],
+)
 def test_a_missing_run_is_one_error_line(cli, command):
     result = cli(*command)
     err = assert_exit_2(result, "--run")

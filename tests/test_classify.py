@@ -60,8 +60,18 @@ RECIPES = {
 # step of each instead (test_heavy_recipe_takes_a_training_step); `pytest -m slow` trains them.
 HEAVY = {"vgg16", "wide_resnet"}
 RECIPE_ARCHS = {
-    "resnet18", "alexnet", "squeezenet1_0", "vgg16", "densenet161", "inception_v3", "googlenet",
-    "shufflenet_v2_x1_0", "mobilenet_v2", "resnext50_32x4d", "wide_resnet50_2", "mnasnet1_0",
+    "resnet18",
+    "alexnet",
+    "squeezenet1_0",
+    "vgg16",
+    "densenet161",
+    "inception_v3",
+    "googlenet",
+    "shufflenet_v2_x1_0",
+    "mobilenet_v2",
+    "resnext50_32x4d",
+    "wide_resnet50_2",
+    "mnasnet1_0",
 }
 
 
@@ -116,11 +126,34 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         result = CliRunner().invoke(
             app,
             [
-                "train", str(CONFIGS / "resnet.yaml"), "--out", str(run), "--json", "-q",
-                "--set", "optim.name=adamw", "--set", "optim.lr=2e-3", "--set", "optim.weight_decay=0.05",
-                "--set", "train.epochs=8", "--set", "train.log_every=10", "--set", "data.augment=none",
-                "--set", "data.batch_size=10", "--set", "data.train_size=100",
-                "--set", "data.val_size=20", "--set", "data.test_size=20", "--set", "data.image_size=32",
+                "train",
+                str(CONFIGS / "resnet.yaml"),
+                "--out",
+                str(run),
+                "--json",
+                "-q",
+                "--set",
+                "optim.name=adamw",
+                "--set",
+                "optim.lr=2e-3",
+                "--set",
+                "optim.weight_decay=0.05",
+                "--set",
+                "train.epochs=8",
+                "--set",
+                "train.log_every=10",
+                "--set",
+                "data.augment=none",
+                "--set",
+                "data.batch_size=10",
+                "--set",
+                "data.train_size=100",
+                "--set",
+                "data.val_size=20",
+                "--set",
+                "data.test_size=20",
+                "--set",
+                "data.image_size=32",
             ],
         )
     assert result.exit_code == 0, result.output
@@ -131,12 +164,24 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("recipe", [pytest.param(r, marks=pytest.mark.slow) if r in HEAVY else r for r in RECIPES])
-def test_recipe_trains_and_evaluates(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path, recipe: str) -> None:
+def test_recipe_trains_and_evaluates(
+    cli: Callable[..., Result], repo_configs: Path, tmp_path: Path, recipe: str
+) -> None:
     run = tmp_path / "run"
     extra = ["--set", "model.aux_logits=auto"] if recipe == "inception" else []
     result = cli(
-        "train", repo_configs / f"{recipe}.yaml", "--out", run, "--json", "-q",
-        "--set", "train.max_steps=2", "--set", f"data.image_size={RECIPES[recipe]}", *SMALL, *extra,
+        "train",
+        repo_configs / f"{recipe}.yaml",
+        "--out",
+        run,
+        "--json",
+        "-q",
+        "--set",
+        "train.max_steps=2",
+        "--set",
+        f"data.image_size={RECIPES[recipe]}",
+        *SMALL,
+        *extra,
     )
     summary = _summary(result)
     assert summary["task"] == "classify"
@@ -247,10 +292,30 @@ def test_training_loss_falls(trained_run: Path) -> None:
 def test_resnet18_learns_shapes(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
     """2000 shapes, 4 epochs: well above chance (0.1) on val. About 45 s on one CPU thread."""
     result = cli(
-        "train", repo_configs / "resnet.yaml", "--out", tmp_path / "run", "--json", "-q",
-        "--set", "optim.name=adamw", "--set", "optim.lr=2e-3", "--set", "optim.weight_decay=0.05",
-        "--set", "train.epochs=4", "--set", "data.batch_size=32", "--set", "data.train_size=2000",
-        "--set", "data.val_size=200", "--set", "data.test_size=200", "--set", "data.image_size=32",
+        "train",
+        repo_configs / "resnet.yaml",
+        "--out",
+        tmp_path / "run",
+        "--json",
+        "-q",
+        "--set",
+        "optim.name=adamw",
+        "--set",
+        "optim.lr=2e-3",
+        "--set",
+        "optim.weight_decay=0.05",
+        "--set",
+        "train.epochs=4",
+        "--set",
+        "data.batch_size=32",
+        "--set",
+        "data.train_size=2000",
+        "--set",
+        "data.val_size=200",
+        "--set",
+        "data.test_size=200",
+        "--set",
+        "data.image_size=32",
     )
     assert _summary(result)["metrics"]["val"]["top1"] > 0.3
 
@@ -258,13 +323,29 @@ def test_resnet18_learns_shapes(cli: Callable[..., Result], repo_configs: Path, 
 # --------------------------------------------------------------------------- pretrained and fine-tuning
 
 
-def test_pretrained_weights_come_from_the_hub_cache(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+def test_pretrained_weights_come_from_the_hub_cache(
+    cli: Callable[..., Result], repo_configs: Path, tmp_path: Path
+) -> None:
     _, state = _fake_hub_resnet18()
     run = tmp_path / "run"
     result = cli(
-        "train", repo_configs / "resnet.yaml", "--out", run, "--json", "-q", "--set", "train.max_steps=2",
-        "--set", "data.image_size=32", *SMALL,
-        "--set", "model.pretrained=true", "--set", "model.num_classes=10", "--set", "model.freeze_backbone=true",
+        "train",
+        repo_configs / "resnet.yaml",
+        "--out",
+        run,
+        "--json",
+        "-q",
+        "--set",
+        "train.max_steps=2",
+        "--set",
+        "data.image_size=32",
+        *SMALL,
+        "--set",
+        "model.pretrained=true",
+        "--set",
+        "model.num_classes=10",
+        "--set",
+        "model.freeze_backbone=true",
     )
     assert _summary(result)["steps"] == 2
     trained = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
@@ -277,18 +358,43 @@ def test_pretrained_weights_missing_offline(cli: Callable[..., Result], repo_con
     expected = hub_weights_path(torchvision_weights("resnet18"))
     assert str(tmp_path) in str(expected)  # the test's own hub cache
     result = cli(
-        "train", repo_configs / "resnet.yaml", "--out", tmp_path / "run", "-q", "--set", "train.max_steps=2",
-        "--set", "data.image_size=32", *SMALL, "--set", "model.pretrained=true",
+        "train",
+        repo_configs / "resnet.yaml",
+        "--out",
+        tmp_path / "run",
+        "-q",
+        "--set",
+        "train.max_steps=2",
+        "--set",
+        "data.image_size=32",
+        *SMALL,
+        "--set",
+        "model.pretrained=true",
     )
     _assert_usage_error(result, "resnet18-f37072fd.pth", str(expected.parent))
 
 
-def test_fine_tune_from_a_previous_runs_checkpoint(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path, trained_run: Path) -> None:
+def test_fine_tune_from_a_previous_runs_checkpoint(
+    cli: Callable[..., Result], repo_configs: Path, tmp_path: Path, trained_run: Path
+) -> None:
     best = trained_run / "checkpoints" / "best.pt"
     run = tmp_path / "run"
     result = cli(
-        "train", repo_configs / "resnet.yaml", "--out", run, "--json", "-q", "--set", "train.max_steps=2",
-        "--set", "data.image_size=32", *SMALL, "--set", f"model.weights={best}", "--set", "model.freeze_backbone=true",
+        "train",
+        repo_configs / "resnet.yaml",
+        "--out",
+        run,
+        "--json",
+        "-q",
+        "--set",
+        "train.max_steps=2",
+        "--set",
+        "data.image_size=32",
+        *SMALL,
+        "--set",
+        f"model.weights={best}",
+        "--set",
+        "model.freeze_backbone=true",
     )
     assert _summary(result)["steps"] == 2
     before = torch.load(best, weights_only=True)["model"]
@@ -337,17 +443,23 @@ def test_predict_matches_a_hand_written_pipeline(cli: Callable[..., Result], tmp
     assert 0.0 < top[0]["prob"] < 1.0  # a run with sane BN statistics: not a saturated softmax
 
 
-def test_predict_sees_a_photo_upright_by_its_exif_orientation(cli: Callable[..., Result], tmp_path: Path, trained_run: Path) -> None:
+def test_predict_sees_a_photo_upright_by_its_exif_orientation(
+    cli: Callable[..., Result], tmp_path: Path, trained_run: Path
+) -> None:
     """A JPEG stored sideways with EXIF orientation 6 (as phones save portraits) is predicted as the
     upright picture: the same answer as a lossless PNG of those pixels turned upright by hand."""
-    upright = Image.open(_write_png(tmp_path / "shape.png", 48)).crop((0, 0, 48, 32))  # not square: the crop differs when turned
+    upright = Image.open(_write_png(tmp_path / "shape.png", 48)).crop(
+        (0, 0, 48, 32)
+    )  # not square: the crop differs when turned
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise for display
     upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.jpg", exif=exif)
     by_hand = Image.open(tmp_path / "sideways.jpg").convert("RGB").transpose(Image.Transpose.ROTATE_270)
     by_hand.save(tmp_path / "by_hand.png")
-    answers = [_summary(cli("predict", tmp_path / name, "--run", trained_run, "--top", "3", "--json"))[0]["top"]
-               for name in ("sideways.jpg", "by_hand.png")]
+    answers = [
+        _summary(cli("predict", tmp_path / name, "--run", trained_run, "--top", "3", "--json"))[0]["top"]
+        for name in ("sideways.jpg", "by_hand.png")
+    ]
     assert answers[0] == answers[1]
     assert read_image(tmp_path / "sideways.jpg").size == (48, 32)
 
@@ -416,8 +528,14 @@ def test_wrong_type(cli: Callable[..., Result], repo_configs: Path) -> None:
 
 def test_unknown_arch_suggests_a_close_one(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
     result = cli(
-        "train", repo_configs / "resnet.yaml", "--out", tmp_path / "run", "-q", *SMALL,
-        "--set", "model.arch=resnet19",
+        "train",
+        repo_configs / "resnet.yaml",
+        "--out",
+        tmp_path / "run",
+        "-q",
+        *SMALL,
+        "--set",
+        "model.arch=resnet19",
     )
     _assert_usage_error(result, "resnet19", "Did you mean resnet18")
     assert not (tmp_path / "run").exists()
@@ -426,15 +544,31 @@ def test_unknown_arch_suggests_a_close_one(cli: Callable[..., Result], repo_conf
 def test_missing_image_folder(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     result = cli(
-        "train", repo_configs / "resnet.yaml", "--out", tmp_path / "run", "-q",
-        "--set", "data.dataset=imagefolder", "--set", f"data.root={missing}",
+        "train",
+        repo_configs / "resnet.yaml",
+        "--out",
+        tmp_path / "run",
+        "-q",
+        "--set",
+        "data.dataset=imagefolder",
+        "--set",
+        f"data.root={missing}",
     )
     _assert_usage_error(result, str(missing), "train/")
 
 
-def test_image_size_below_the_architectures_minimum(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+def test_image_size_below_the_architectures_minimum(
+    cli: Callable[..., Result], repo_configs: Path, tmp_path: Path
+) -> None:
     result = cli(
-        "train", repo_configs / "alexnet.yaml", "--out", tmp_path / "run", "-q", *SMALL, "--set", "data.image_size=32",
+        "train",
+        repo_configs / "alexnet.yaml",
+        "--out",
+        tmp_path / "run",
+        "-q",
+        *SMALL,
+        "--set",
+        "data.image_size=32",
     )
     _assert_usage_error(result, "alexnet", "63")
 
@@ -453,9 +587,20 @@ def test_predict_a_file_that_is_not_an_image(cli: Callable[..., Result], tmp_pat
     _assert_usage_error(cli("predict", fake, "--run", trained_run, "--json"), "photo.jpg")
 
 
-def test_an_existing_run_is_never_overwritten_silently(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+def test_an_existing_run_is_never_overwritten_silently(
+    cli: Callable[..., Result], repo_configs: Path, tmp_path: Path
+) -> None:
     # No --out: the run folder is runs/<name> under the current directory (the test's tmp folder).
-    args = ["train", repo_configs / "resnet.yaml", "-q", "--set", "train.max_steps=1", "--set", "data.image_size=32", *SMALL]
+    args = [
+        "train",
+        repo_configs / "resnet.yaml",
+        "-q",
+        "--set",
+        "train.max_steps=1",
+        "--set",
+        "data.image_size=32",
+        *SMALL,
+    ]
     assert cli(*args).exit_code == 0
     run = tmp_path / "runs" / "resnet18-shapes"
     assert (run / "checkpoints" / "last.pt").is_file()
@@ -498,9 +643,25 @@ def test_image_folder(cli: Callable[..., Result], repo_configs: Path, tmp_path: 
     root = _image_folder(tmp_path / "images")
     run = tmp_path / "run"
     result = cli(
-        "train", repo_configs / "resnet.yaml", "--out", run, "--json", "-q",
-        "--set", "data.dataset=imagefolder", "--set", f"data.root={root}", "--set", "data.image_size=16",
-        "--set", "data.val_fraction=0.25", "--set", "data.batch_size=4", "--set", "train.max_steps=2", *loading,
+        "train",
+        repo_configs / "resnet.yaml",
+        "--out",
+        run,
+        "--json",
+        "-q",
+        "--set",
+        "data.dataset=imagefolder",
+        "--set",
+        f"data.root={root}",
+        "--set",
+        "data.image_size=16",
+        "--set",
+        "data.val_fraction=0.25",
+        "--set",
+        "data.batch_size=4",
+        "--set",
+        "train.max_steps=2",
+        *loading,
     )
     summary = _summary(result)
     assert summary["steps"] == 2
@@ -520,9 +681,18 @@ def test_error_messages_show_file_names_verbatim(cli: Callable[..., Result], tmp
     _assert_usage_error(cli("predict", fake, "--run", trained_run, "--json"), "holiday [edited].jpg")
 
 
-def test_error_messages_with_markup_like_values_do_not_crash(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+def test_error_messages_with_markup_like_values_do_not_crash(
+    cli: Callable[..., Result], repo_configs: Path, tmp_path: Path
+) -> None:
     result = cli(
-        "train", repo_configs / "resnet.yaml", "--out", tmp_path / "run", "-q", *SMALL, "--set", "model.arch=res[/net]",
+        "train",
+        repo_configs / "resnet.yaml",
+        "--out",
+        tmp_path / "run",
+        "-q",
+        *SMALL,
+        "--set",
+        "model.arch=res[/net]",
     )
     _assert_usage_error(result, "res[/net]")
 
@@ -556,22 +726,42 @@ def test_predict_with_imagenet_weights_of_an_aux_arch(cli: Callable[..., Result]
     assert all(r["label"] in torchvision_weights(arch).meta["categories"] for r in top)
 
 
-def test_pretrained_inception_trains_below_the_aux_head_size(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+def test_pretrained_inception_trains_below_the_aux_head_size(
+    cli: Callable[..., Result], repo_configs: Path, tmp_path: Path
+) -> None:
     """At 75 px aux_logits=auto turns the aux head off; torchvision's file still holds its weights."""
     _fake_hub_file("inception_v3")
     result = cli(
-        "train", repo_configs / "inception.yaml", "--out", tmp_path / "run", "--json", "-q", *SMALL,
-        "--set", "train.max_steps=2", "--set", "data.image_size=75", "--set", "model.aux_logits=auto",
-        "--set", "model.pretrained=true",
+        "train",
+        repo_configs / "inception.yaml",
+        "--out",
+        tmp_path / "run",
+        "--json",
+        "-q",
+        *SMALL,
+        "--set",
+        "train.max_steps=2",
+        "--set",
+        "data.image_size=75",
+        "--set",
+        "model.aux_logits=auto",
+        "--set",
+        "model.pretrained=true",
     )
     assert _summary(result)["steps"] == 2
 
 
-def test_a_pretrained_googlenet_is_evaluated_as_it_was_trained(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+def test_a_pretrained_googlenet_is_evaluated_as_it_was_trained(
+    cli: Callable[..., Result], repo_configs: Path, tmp_path: Path
+) -> None:
     """torchvision's ImageNet GoogLeNet re-normalizes its input (transform_input); so must eval/predict."""
     _fake_hub_file("googlenet")
     cfg = validate(
-        {"task": "classify", "model": {"arch": "googlenet", "pretrained": True, "aux_logits": True}, "data": {"image_size": 32}},
+        {
+            "task": "classify",
+            "model": {"arch": "googlenet", "pretrained": True, "aux_logits": True},
+            "data": {"image_size": 32},
+        },
         classify.Config,
     )
     trained = classify.build_model(cfg.model, 10, 32)
@@ -580,24 +770,56 @@ def test_a_pretrained_googlenet_is_evaluated_as_it_was_trained(cli: Callable[...
     assert (trained.transform_input, rebuilt.transform_input) == (True, True)
 
     run = tmp_path / "run"
-    summary = _summary(cli(
-        "train", repo_configs / "googlenet.yaml", "--out", run, "--json", "-q", "--set", "train.max_steps=2",
-        "--set", "data.batch_size=4", "--set", "data.train_size=20", "--set", "data.val_size=20",
-        "--set", "data.test_size=20", "--set", "data.image_size=32", "--set", "model.pretrained=true",
-    ))
+    summary = _summary(
+        cli(
+            "train",
+            repo_configs / "googlenet.yaml",
+            "--out",
+            run,
+            "--json",
+            "-q",
+            "--set",
+            "train.max_steps=2",
+            "--set",
+            "data.batch_size=4",
+            "--set",
+            "data.train_size=20",
+            "--set",
+            "data.val_size=20",
+            "--set",
+            "data.test_size=20",
+            "--set",
+            "data.image_size=32",
+            "--set",
+            "model.pretrained=true",
+        )
+    )
     evaluated = cli("eval", run, "--json")
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads(evaluated.stdout)["metrics"]
     assert metrics["loss"] == pytest.approx(summary["metrics"]["test"]["loss"], rel=1e-4)
 
 
-def test_resume_does_not_need_the_pretrained_file(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
+def test_resume_does_not_need_the_pretrained_file(
+    cli: Callable[..., Result], repo_configs: Path, tmp_path: Path
+) -> None:
     """The checkpoint holds every weight: resuming offline works after the hub file is gone."""
     path, _ = _fake_hub_resnet18()
     run = tmp_path / "run"
     args = [
-        "train", repo_configs / "resnet.yaml", "--out", run, "--json", "-q", "--set", "data.image_size=32", *SMALL,
-        "--set", "model.pretrained=true", "--set", "model.num_classes=10",
+        "train",
+        repo_configs / "resnet.yaml",
+        "--out",
+        run,
+        "--json",
+        "-q",
+        "--set",
+        "data.image_size=32",
+        *SMALL,
+        "--set",
+        "model.pretrained=true",
+        "--set",
+        "model.num_classes=10",
     ]
     assert _summary(cli(*args, "--set", "train.max_steps=1"))["steps"] == 1
     path.unlink()
@@ -606,8 +828,16 @@ def test_resume_does_not_need_the_pretrained_file(cli: Callable[..., Result], re
 
 def test_torchvision_dataset_missing_offline(cli: Callable[..., Result], repo_configs: Path, tmp_path: Path) -> None:
     root = tmp_path / "cifar"
-    result = cli("train", repo_configs / "resnet.yaml", "--out", tmp_path / "run",
-                 "--set", "data.dataset=cifar10", "--set", f"data.root={root}")
+    result = cli(
+        "train",
+        repo_configs / "resnet.yaml",
+        "--out",
+        tmp_path / "run",
+        "--set",
+        "data.dataset=cifar10",
+        "--set",
+        f"data.root={root}",
+    )
     assert result.exit_code == 2
     assert "cifar10" in result.stderr and str(root) in result.stderr.replace("\n", "")
     assert "Traceback" not in result.output

@@ -22,7 +22,9 @@ def test_defaults_fill_every_key():
 
 
 def test_set_parses_values_as_yaml_and_nests():
-    cfg = resolve({"task": "classify"}, "optim.lr=0.05", "train.epochs=3", "optim.betas=[0.8, 0.9]", "data.root=some/dir")
+    cfg = resolve(
+        {"task": "classify"}, "optim.lr=0.05", "train.epochs=3", "optim.betas=[0.8, 0.9]", "data.root=some/dir"
+    )
     assert cfg.optim.lr == 0.05 and isinstance(cfg.optim.lr, float)
     assert cfg.train.epochs == 3
     assert cfg.optim.betas == (0.8, 0.9)
@@ -83,8 +85,20 @@ def test_unknown_task_lists_the_tasks():
 
 def test_bundled_recipes_resolve_by_name_and_all_validate():
     names = {p.stem for p in list_recipes()}
-    twelve = {"resnet", "alexnet", "squeezenet", "vgg16", "densenet", "inception", "googlenet", "shufflenet",
-              "mobilenet", "resnext", "wide_resnet", "mnasnet"}
+    twelve = {
+        "resnet",
+        "alexnet",
+        "squeezenet",
+        "vgg16",
+        "densenet",
+        "inception",
+        "googlenet",
+        "shufflenet",
+        "mobilenet",
+        "resnext",
+        "wide_resnet",
+        "mnasnet",
+    }
     assert twelve <= names
     assert find_recipe("resnet").name == "resnet.yaml"
     for path in list_recipes():

@@ -14,17 +14,41 @@ import torch
 # 2 x 4 and a 1 x 8 batch, and it has no BatchNorm (whose per-process statistics would differ;
 # SyncBatchNorm has no CPU kernel). So the loss curves agree to float rounding.
 RECIPE = [
-    "--set", "model.arch=squeezenet1_0", "--set", "model.dropout=0.0", "--set", "data.augment=none",
-    "--set", "data.image_size=32", "--set", "data.train_size=64", "--set", "data.val_size=16",
-    "--set", "data.test_size=16", "--set", "optim.name=sgd", "--set", "optim.lr=0.02",
-    "--set", "schedule.name=constant", "--set", "train.epochs=2", "--set", "train.log_every=1", "-q", "--json",
+    "--set",
+    "model.arch=squeezenet1_0",
+    "--set",
+    "model.dropout=0.0",
+    "--set",
+    "data.augment=none",
+    "--set",
+    "data.image_size=32",
+    "--set",
+    "data.train_size=64",
+    "--set",
+    "data.val_size=16",
+    "--set",
+    "data.test_size=16",
+    "--set",
+    "optim.name=sgd",
+    "--set",
+    "optim.lr=0.02",
+    "--set",
+    "schedule.name=constant",
+    "--set",
+    "train.epochs=2",
+    "--set",
+    "train.log_every=1",
+    "-q",
+    "--json",
 ]
 TOLERANCE = 1e-3  # relative, per logged step: gradients are averaged in another order under DDP
 
 
 def dl(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "DL_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "dlcli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dlcli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def train_losses(run: Path) -> dict[int, float]:
@@ -33,14 +57,28 @@ def train_losses(run: Path) -> dict[int, float]:
 
 
 def test_two_process_ddp_matches_one_process_and_resumes_in_one(tmp_path):
-    ddp_args = ["train", "resnet", "--out", "ddp", "--overwrite", "--nproc", "2", *RECIPE,
-                "--set", "data.batch_size=4", "--set", "train.max_steps=6"]
+    ddp_args = [
+        "train",
+        "resnet",
+        "--out",
+        "ddp",
+        "--overwrite",
+        "--nproc",
+        "2",
+        *RECIPE,
+        "--set",
+        "data.batch_size=4",
+        "--set",
+        "train.max_steps=6",
+    ]
     two = dl(tmp_path, *ddp_args)
     if two.returncode != 0:
         # Seen once in ~15 runs here: the job finished (summary.json written) yet exited non-zero,
         # not reproduced since. One relaunch keeps CI green on such a launcher hiccup; the first
         # failure is reported as a warning so it is not lost, and a real bug still fails twice.
-        warnings.warn(f"2-process launch failed once (exit {two.returncode}); retrying:\n{two.stderr[-3000:]}", stacklevel=1)
+        warnings.warn(
+            f"2-process launch failed once (exit {two.returncode}); retrying:\n{two.stderr[-3000:]}", stacklevel=1
+        )
         two = dl(tmp_path, *ddp_args)
     assert two.returncode == 0, two.stderr[-3000:]
     one = dl(tmp_path, "train", "resnet", "--out", "single", *RECIPE, "--set", "data.batch_size=8")
@@ -95,9 +133,29 @@ def test_a_rank_dying_stops_the_job_and_keeps_the_last_checkpoint(tmp_path):
     env = {**os.environ, "DL_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DL_COLLECTIVE_TIMEOUT_S": "30"}
     args = [a for a in RECIPE if a not in ("-q", "--json")]
     job = subprocess.Popen(
-        [sys.executable, "-m", "dlcli", "train", "resnet", "--out", "ddp", "--nproc", "2", *args, "--quiet",
-         "--set", "data.batch_size=4", "--set", "train.epochs=1000", "--set", "train.checkpoint_every=2"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "dlcli",
+            "train",
+            "resnet",
+            "--out",
+            "ddp",
+            "--nproc",
+            "2",
+            *args,
+            "--quiet",
+            "--set",
+            "data.batch_size=4",
+            "--set",
+            "train.epochs=1000",
+            "--set",
+            "train.checkpoint_every=2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     last = tmp_path / "ddp" / "checkpoints" / "last.pt"
     deadline = time.time() + 180

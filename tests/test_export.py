@@ -36,9 +36,20 @@ ONE_STEP = ["--set", "train.max_steps=1", "-q", "--json"]
 TINY_CLASSIFY = ["--set", f"data.image_size={IMAGE_SIZE}", *TINY_SHAPES]
 # embedding_dim == hidden_size, so model.tie_weights can share the matrix (Press & Wolf 2017)
 TINY_TIED_LM = [
-    "--set", "model.embedding_dim=16", "--set", "model.hidden_size=16", "--set", "model.num_layers=1",
-    "--set", "model.tie_weights=true", "--set", "data.builtin_sentences=200", "--set", "data.bptt=16",
-    "--set", "schedule.warmup_steps=1",
+    "--set",
+    "model.embedding_dim=16",
+    "--set",
+    "model.hidden_size=16",
+    "--set",
+    "model.num_layers=1",
+    "--set",
+    "model.tie_weights=true",
+    "--set",
+    "data.builtin_sentences=200",
+    "--set",
+    "data.bptt=16",
+    "--set",
+    "schedule.warmup_steps=1",
 ]
 
 
@@ -87,7 +98,9 @@ def _normalized_images(count: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("arch", list(ARCH_RECIPES))
-def test_onnx_matches_pytorch_at_two_batch_sizes(cli: Callable[..., Result], trained: Callable[[str], Path], arch: str) -> None:
+def test_onnx_matches_pytorch_at_two_batch_sizes(
+    cli: Callable[..., Result], trained: Callable[[str], Path], arch: str
+) -> None:
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")  # torch's ONNX exporter needs it
     run = trained(arch)
@@ -139,7 +152,9 @@ torch.save(outputs, sys.argv[3])
 
 
 @pytest.mark.parametrize("arch", list(ARCH_RECIPES))
-def test_torchscript_runs_with_torch_alone(cli: Callable[..., Result], trained: Callable[[str], Path], tmp_path: Path, arch: str) -> None:
+def test_torchscript_runs_with_torch_alone(
+    cli: Callable[..., Result], trained: Callable[[str], Path], tmp_path: Path, arch: str
+) -> None:
     run = trained(arch)
     target = tmp_path / "elsewhere" / "classifier.pt"
     report = _exported(cli("export", run, "--format", "torchscript", "-o", target, "--json"))
@@ -148,8 +163,17 @@ def test_torchscript_runs_with_torch_alone(cli: Callable[..., Result], trained: 
     inputs = [_normalized_images(batch) for batch in BATCH_SIZES]
     torch.save(inputs, tmp_path / "inputs.pt")
     done = subprocess.run(
-        [sys.executable, "-c", LOAD_WITH_TORCH_ONLY, str(target), str(tmp_path / "inputs.pt"), str(tmp_path / "outputs.pt")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            LOAD_WITH_TORCH_ONLY,
+            str(target),
+            str(tmp_path / "inputs.pt"),
+            str(tmp_path / "outputs.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     outputs = torch.load(tmp_path / "outputs.pt", weights_only=True)
@@ -163,7 +187,9 @@ def test_torchscript_runs_with_torch_alone(cli: Callable[..., Result], trained: 
 
 
 @pytest.mark.parametrize("name", ["resnet18", "tied_lm"])
-def test_safetensors_holds_the_checkpoints_state_dict(cli: Callable[..., Result], trained: Callable[[str], Path], name: str) -> None:
+def test_safetensors_holds_the_checkpoints_state_dict(
+    cli: Callable[..., Result], trained: Callable[[str], Path], name: str
+) -> None:
     safetensors_torch = pytest.importorskip("safetensors.torch")
     run = trained(name)
     report = _exported(cli("export", run, "--format", "safetensors", "--json"))
@@ -182,21 +208,30 @@ def test_safetensors_holds_the_checkpoints_state_dict(cli: Callable[..., Result]
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
-def test_the_file_gets_the_mode_of_a_plain_open(cli: Callable[..., Result], trained: Callable[[str], Path],
-                                                set_umask: Callable[[int], None], tmp_path: Path, fmt: str) -> None:
+def test_the_file_gets_the_mode_of_a_plain_open(
+    cli: Callable[..., Result],
+    trained: Callable[[str], Path],
+    set_umask: Callable[[int], None],
+    tmp_path: Path,
+    fmt: str,
+) -> None:
     """0644 under umask 022, 0600 under 077, as open(path, "w") makes: safetensors' own writer makes 0600 always."""
     pytest.importorskip({"onnx": "onnxscript", "torchscript": "torch", "safetensors": "safetensors"}[fmt])
     run = trained("resnet18")
     for umask in (0o022, 0o077):
         set_umask(umask)
-        report = _exported(cli("export", run, "--format", fmt, "-o", tmp_path / f"{umask:03o}" / f"model.{fmt}", "--json"))
+        report = _exported(
+            cli("export", run, "--format", fmt, "-o", tmp_path / f"{umask:03o}" / f"model.{fmt}", "--json")
+        )
         assert Path(report["path"]).stat().st_mode & 0o777 == 0o666 & ~umask, (fmt, oct(umask))
 
 
 # --------------------------------------------------------------------------- bad input
 
 
-def test_a_missing_package_names_the_extra(cli: Callable[..., Result], trained: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_package_names_the_extra(
+    cli: Callable[..., Result], trained: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # None in sys.modules makes `import` fail as if the package were not installed.
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.setitem(sys.modules, "safetensors.torch", None)

@@ -46,16 +46,49 @@ from conftest import assert_same_training_state
 # restore the RNG too.
 RECIPE = "transformer_lm"
 TINY_LM = [
-    "--set", "model.embedding_dim=8", "--set", "model.heads=2", "--set", "model.num_layers=1",
-    "--set", "model.dropout=0.1", "--set", "data.builtin_sentences=20", "--set", "data.batch_size=4",
-    "--set", "data.bptt=16", "--set", "data.eval_batch_size=4", "--set", "schedule.warmup_steps=0",
-    "--set", "train.log_every=1", "--set", "train.checkpoint_every=2", "--device", "cpu", "-q", "--json",
+    "--set",
+    "model.embedding_dim=8",
+    "--set",
+    "model.heads=2",
+    "--set",
+    "model.num_layers=1",
+    "--set",
+    "model.dropout=0.1",
+    "--set",
+    "data.builtin_sentences=20",
+    "--set",
+    "data.batch_size=4",
+    "--set",
+    "data.bptt=16",
+    "--set",
+    "data.eval_batch_size=4",
+    "--set",
+    "schedule.warmup_steps=0",
+    "--set",
+    "train.log_every=1",
+    "--set",
+    "train.checkpoint_every=2",
+    "--device",
+    "cpu",
+    "-q",
+    "--json",
 ]
 
 # A ResNet-18 on 16 px shapes (3 batches of 4 per epoch, 2 steps): the recipe with a test split.
 TINY_CLASSIFY = [
-    "--set", "data.image_size=16", "--set", "data.batch_size=4", "--set", "data.train_size=12",
-    "--set", "data.val_size=10", "--set", "data.test_size=10", "--set", "train.max_steps=2", "-q",
+    "--set",
+    "data.image_size=16",
+    "--set",
+    "data.batch_size=4",
+    "--set",
+    "data.train_size=12",
+    "--set",
+    "data.val_size=10",
+    "--set",
+    "data.test_size=10",
+    "--set",
+    "train.max_steps=2",
+    "-q",
 ]
 
 
@@ -170,8 +203,13 @@ class _Fresh:
 
     def start(self, argv: list[str], log: Path) -> "_Fresh":
         with open(log, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "dlcli", *argv], stdout=subprocess.DEVNULL,
-                                         stderr=err, env=_child_env(), cwd=self.cwd)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dlcli", *argv],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=_child_env(),
+                cwd=self.cwd,
+            )
         self.pid = self.proc.pid
         return self
 
@@ -221,8 +259,14 @@ class _Forked:
     """Each run a child forked from one helper process that imported dlcli once."""
 
     def __init__(self, cwd: Path):
-        self.server = subprocess.Popen([sys.executable, "-c", _FORK_SERVER], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, bufsize=0, env=_child_env(), cwd=cwd)
+        self.server = subprocess.Popen(
+            [sys.executable, "-c", _FORK_SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            env=_child_env(),
+            cwd=cwd,
+        )
         self.pending = b""  # what the helper said past the last whole line
 
     def start(self, argv: list[str], log: Path) -> "_Forked":
@@ -358,8 +402,15 @@ def _kill_loop(tmp_path: Path, launcher, kills_wanted: int, budget_s: float) -> 
     # After 0-2 saves of last.pt, kill within about two steps' time: in the next step, evaluation or save.
     max_delay = 2 * summary["wall_s"] / summary["steps"]
     rng = random.Random(0)
-    counts = {"kills": 0, "resumes": 0, "rounds": 0, "identical": 0, "killed_in_a_write": 0,
-              "killed_in_evaluation": 0, "killed_before_first_checkpoint": 0}
+    counts = {
+        "kills": 0,
+        "resumes": 0,
+        "rounds": 0,
+        "identical": 0,
+        "killed_in_a_write": 0,
+        "killed_in_evaluation": 0,
+        "killed_before_first_checkpoint": 0,
+    }
     while counts["kills"] < kills_wanted:
         run = tmp_path / f"round{counts['rounds']}"
         last_step = 0
@@ -421,7 +472,9 @@ def _report(how: str, counts: dict, started: float, cpu_before: os.times_result)
 def test_fifty_sigkills_at_random_moments_then_resume_ends_bit_identical(tmp_path):
     started, cpu_before, launcher = time.monotonic(), os.times(), _Forked(tmp_path)
     try:
-        counts = _kill_loop(tmp_path, launcher, kills_wanted=50, budget_s=1800)  # a hang guard: ~1 min on an idle machine
+        counts = _kill_loop(
+            tmp_path, launcher, kills_wanted=50, budget_s=1800
+        )  # a hang guard: ~1 min on an idle machine
     finally:
         launcher.close()  # reaps the helper: its children's CPU time counts from here
     _report("forked dl train processes", counts, started, cpu_before)
@@ -461,9 +514,23 @@ def test_a_checkpoint_write_past_the_file_size_limit_exits_1_keeping_the_last_go
     limit = len(before[0]) // 3  # the 58 KB checkpoint cannot be written; metrics.jsonl's lines can
     args = [a for a in TINY_LM if a != "--json"]
     proc = subprocess.run(
-        [sys.executable, "-m", "dlcli", "train", RECIPE, "--out", str(run), "--resume", *args,
-         "--set", "train.max_steps=8"],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dlcli",
+            "train",
+            RECIPE,
+            "--out",
+            str(run),
+            "--resume",
+            *args,
+            "--set",
+            "train.max_steps=8",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
         preexec_fn=_limit_file_size(limit),
     )
     message = proc.stderr
@@ -579,11 +646,28 @@ def test_densenet_on_2_values_per_batchnorm_channel_is_refused_saying_why(tmp_pa
     # whatever the input, and the gradient through them grows as 1/sqrt(eps): the first step's
     # gradient norm is ~1e11 and the weights go NaN by step 2 (on some CPUs only after a NaN
     # validation). Refused before training, with the batch or image size that works.
-    result = CliRunner().invoke(app, [
-        "train", "densenet", "--out", str(tmp_path / "run"), "--set", "train.max_steps=2", "--set", "data.image_size=32",
-        "--set", "data.batch_size=2", "--set", "data.train_size=20", "--set", "data.val_size=10",
-        "--set", "data.test_size=10", "-q",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "densenet",
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            "train.max_steps=2",
+            "--set",
+            "data.image_size=32",
+            "--set",
+            "data.batch_size=2",
+            "--set",
+            "data.train_size=20",
+            "--set",
+            "data.val_size=10",
+            "--set",
+            "data.test_size=10",
+            "-q",
+        ],
+    )
     assert result.exit_code == 2, result.output
     message = result.stderr
     assert "on only 2 value(s) per channel" in message and "features.denseblock4" in message and "1x1" in message
@@ -629,7 +713,9 @@ def test_nan_weights_behind_a_finite_loss_are_never_written_over_the_last_good_c
     run = tmp_path / "run"
     result = dl("--out", run, "--set", "train.max_steps=10")
     assert result.exit_code == 1, result.output
-    assert "The weights became NaN/Inf by optimizer step 4" in result.stderr and "last.pt is not written" in result.stderr
+    assert (
+        "The weights became NaN/Inf by optimizer step 4" in result.stderr and "last.pt is not written" in result.stderr
+    )
     assert f"{ckpt_dir(run) / 'last.pt'} (step 2), is kept" in result.stderr and "Traceback" not in result.output
     saved = checkpoint.load(ckpt_dir(run) / "last.pt")
     assert saved["position"]["step"] == 2
@@ -651,8 +737,16 @@ def test_on_nonfinite_skip_also_drops_an_update_whose_gradient_overflowed(tmp_pa
 def test_on_nonfinite_skip_stops_after_max_skips_in_a_row(tmp_path, monkeypatch):
     inject(monkeypatch, set(range(5, 20)), _nan)  # from step 5 on, every loss is NaN
     run = tmp_path / "run"
-    result = dl("--out", run, "--set", "train.max_steps=30", "--set", "train.on_nonfinite=skip",
-                "--set", "train.max_skips_in_a_row=3")
+    result = dl(
+        "--out",
+        run,
+        "--set",
+        "train.max_steps=30",
+        "--set",
+        "train.on_nonfinite=skip",
+        "--set",
+        "train.max_skips_in_a_row=3",
+    )
     assert result.exit_code == 1, result.output
     assert "The last 3 optimizer steps (steps 5 to 7, epoch 1) were all skipped: the loss is NaN/Inf" in result.stderr
     assert f"{ckpt_dir(run) / 'last.pt'} (step 6), is kept" in result.stderr and "Traceback" not in result.output
@@ -680,9 +774,24 @@ def test_a_resumed_run_logs_each_step_once_as_the_uninterrupted_run_does(tmp_pat
 def test_a_model_too_big_for_memory_is_exit_1_before_training_not_a_traceback(tmp_path):
     limit = 3 << 30  # address space: the allocation of a 57.6 GB LSTM fails at once
     proc = subprocess.run(
-        [sys.executable, "-m", "dlcli", "train", "char_lstm", "--set", "model.hidden_size=60000",
-         "--out", str(tmp_path / "run"), "--device", "cpu", "-q"],
-        capture_output=True, text=True, env=_child_env(), timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "dlcli",
+            "train",
+            "char_lstm",
+            "--set",
+            "model.hidden_size=60000",
+            "--out",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=_child_env(),
+        timeout=120,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit + _address_space(), resource.RLIM_INFINITY)),
     )
     assert proc.returncode == 1, proc.stderr
@@ -711,7 +820,9 @@ def _bad_alloc(out: dict) -> dict:
 
 
 def _cuda_oom(out: dict) -> dict:
-    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB")
+    raise torch.cuda.OutOfMemoryError(
+        "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB"
+    )
 
 
 @pytest.mark.parametrize("fault", [_cpu_oom, _bad_alloc, _cuda_oom], ids=["cpu-allocator", "std-bad-alloc", "cuda"])

@@ -60,12 +60,39 @@ numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
 )
 words = st.one_of(
-    st.sampled_from(["", " ", "auto", "none", "null", "~", "true", "yes", "[]", "{}", "nan", ".inf", "-1", "1e999",
-                     "resnet18", "cpu", "cuda:99", "fp8", "../../etc/passwd", "[/red]", "%s%n", "\x00", "é\u202e"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "auto",
+            "none",
+            "null",
+            "~",
+            "true",
+            "yes",
+            "[]",
+            "{}",
+            "nan",
+            ".inf",
+            "-1",
+            "1e999",
+            "resnet18",
+            "cpu",
+            "cuda:99",
+            "fp8",
+            "../../etc/passwd",
+            "[/red]",
+            "%s%n",
+            "\x00",
+            "é\u202e",
+        ]
+    ),
     st.text(max_size=12),
 )
 scalars = st.one_of(st.none(), st.booleans(), numbers, words)
-junk = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(words, inner, max_size=3), max_leaves=6)
+junk = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(words, inner, max_size=3), max_leaves=6
+)
 
 
 def as_set_value(value: Any) -> str:
@@ -164,7 +191,9 @@ def recipes(task: str) -> st.SearchStrategy[Any]:
     section = st.dictionaries(st.sampled_from(paths).map(lambda p: p.split(".", 1)[1].split(".")[0]), junk, max_size=4)
     mapping = st.fixed_dictionaries(
         {"task": st.sampled_from([task, task, "", "nope", None, 3])},
-        optional={name: st.one_of(section, junk) for name in ("model", "data", "optim", "schedule", "train", "name", "seed")},
+        optional={
+            name: st.one_of(section, junk) for name in ("model", "data", "optim", "schedule", "train", "name", "seed")
+        },
     )
     return st.one_of(mapping, mapping, junk)
 
@@ -191,29 +220,120 @@ def test_soak_set_values_and_recipes(task: str, tmp_path: Path) -> None:
 
 # Tiny built-in data and models per task: a step takes well under a second.
 TINY = {
-    "classify": ["data.train_size=10", "data.val_size=10", "data.test_size=10", "data.image_size=32", "data.batch_size=5"],
-    "lm": ["data.builtin_sentences=20", "data.batch_size=2", "data.bptt=8", "data.eval_batch_size=2",
-           "model.embedding_dim=8", "model.hidden_size=8", "model.num_layers=1"],
+    "classify": [
+        "data.train_size=10",
+        "data.val_size=10",
+        "data.test_size=10",
+        "data.image_size=32",
+        "data.batch_size=5",
+    ],
+    "lm": [
+        "data.builtin_sentences=20",
+        "data.batch_size=2",
+        "data.bptt=8",
+        "data.eval_batch_size=2",
+        "model.embedding_dim=8",
+        "model.hidden_size=8",
+        "model.num_layers=1",
+    ],
     "word2vec": ["data.planted_sentences=100", "data.min_count=1", "model.vector_size=8", "train.workers=1"],
-    "translate": ["data.numbers_train=20", "data.numbers_val=2", "data.numbers_test=2", "data.vocab_size=40",
-                  "model.dim=8", "model.heads=1", "model.ff_dim=8", "model.encoder_layers=1", "model.decoder_layers=1",
-                  "decode.beam=1"],
+    "translate": [
+        "data.numbers_train=20",
+        "data.numbers_val=2",
+        "data.numbers_test=2",
+        "data.vocab_size=40",
+        "model.dim=8",
+        "model.heads=1",
+        "model.ff_dim=8",
+        "model.encoder_layers=1",
+        "model.decoder_layers=1",
+        "decode.beam=1",
+    ],
 }
 # Keys whose values are fuzzed in training runs, with values that cannot ask for much memory or time:
 # wrong types, signs and NaN/inf are the point here; absurd sizes are the validation tests' job.
 TRAIN_KEYS = {
-    "classify": ["seed", "data.batch_size", "data.eval_batch_size", "data.image_size", "data.augment", "data.val_fraction", "optim.lr", "optim.name",
-                 "optim.momentum", "optim.betas", "schedule.name", "schedule.warmup_steps", "train.clip_grad_norm",
-                 "train.label_smoothing", "train.grad_accum", "model.dropout"],
-    "lm": ["seed", "data.batch_size", "data.bptt", "data.level", "data.val_fraction", "optim.lr", "model.arch", "model.dropout",
-           "model.tie_weights", "train.clip_grad_norm", "schedule.name"],
-    "word2vec": ["seed", "model.sg", "model.window", "model.negative", "model.ns_exponent", "data.sample", "data.batch_words",
-                 "data.min_count", "optim.lr", "schedule.min_lr", "data.token_pattern"],
-    "translate": ["seed", "data.max_tokens", "data.max_len", "decode.max_len_a", "decode.max_len_b", "decode.length_penalty",
-                  "train.label_smoothing", "optim.lr", "schedule.name", "schedule.warmup_steps"],
+    "classify": [
+        "seed",
+        "data.batch_size",
+        "data.eval_batch_size",
+        "data.image_size",
+        "data.augment",
+        "data.val_fraction",
+        "optim.lr",
+        "optim.name",
+        "optim.momentum",
+        "optim.betas",
+        "schedule.name",
+        "schedule.warmup_steps",
+        "train.clip_grad_norm",
+        "train.label_smoothing",
+        "train.grad_accum",
+        "model.dropout",
+    ],
+    "lm": [
+        "seed",
+        "data.batch_size",
+        "data.bptt",
+        "data.level",
+        "data.val_fraction",
+        "optim.lr",
+        "model.arch",
+        "model.dropout",
+        "model.tie_weights",
+        "train.clip_grad_norm",
+        "schedule.name",
+    ],
+    "word2vec": [
+        "seed",
+        "model.sg",
+        "model.window",
+        "model.negative",
+        "model.ns_exponent",
+        "data.sample",
+        "data.batch_words",
+        "data.min_count",
+        "optim.lr",
+        "schedule.min_lr",
+        "data.token_pattern",
+    ],
+    "translate": [
+        "seed",
+        "data.max_tokens",
+        "data.max_len",
+        "decode.max_len_a",
+        "decode.max_len_b",
+        "decode.length_penalty",
+        "train.label_smoothing",
+        "optim.lr",
+        "schedule.name",
+        "schedule.warmup_steps",
+    ],
 }
 small = st.one_of(
-    st.sampled_from([0, -1, 1, 2, 3, 10**12, 2**64, 0.5, -0.5, 1e-12, math.nan, math.inf, -math.inf, "", "x", None, True, [1, 2], {"a": 1}]),
+    st.sampled_from(
+        [
+            0,
+            -1,
+            1,
+            2,
+            3,
+            10**12,
+            2**64,
+            0.5,
+            -0.5,
+            1e-12,
+            math.nan,
+            math.inf,
+            -math.inf,
+            "",
+            "x",
+            None,
+            True,
+            [1, 2],
+            {"a": 1},
+        ]
+    ),
     st.integers(-3, 64),
     st.floats(-2, 2, allow_nan=False),
 )
@@ -239,9 +359,20 @@ def address_space_cap(extra_bytes: int = 3 << 30) -> Iterator[None]:
 
 def _train_case(task: str, tmp: Path, items: list[str]) -> None:
     out = tmp / "run"
-    root = [] if task == "lm" else [f"data.root={tmp / 'data'}"]  # lm has no data.root: it would end every case at exit 2
-    args = ["train", RECIPES[task], "--out", out, "--overwrite", "-q", "--device", "cpu",
-            *sets(TINY[task] + ["train.max_steps=1", "train.epochs=1", *root] + items)]
+    root = (
+        [] if task == "lm" else [f"data.root={tmp / 'data'}"]
+    )  # lm has no data.root: it would end every case at exit 2
+    args = [
+        "train",
+        RECIPES[task],
+        "--out",
+        out,
+        "--overwrite",
+        "-q",
+        "--device",
+        "cpu",
+        *sets(TINY[task] + ["train.max_steps=1", "train.epochs=1", *root] + items),
+    ]
     if task == "word2vec":
         args += sets(["data.dataset=planted"])
     with address_space_cap():
@@ -312,7 +443,9 @@ REFUSED_AT_VALIDATION = [
 ]
 
 
-@pytest.mark.parametrize(("recipe", "items", "key"), REFUSED_AT_VALIDATION, ids=lambda v: str(v) if isinstance(v, list) else None)
+@pytest.mark.parametrize(
+    ("recipe", "items", "key"), REFUSED_AT_VALIDATION, ids=lambda v: str(v) if isinstance(v, list) else None
+)
 def test_bad_values_found_by_fuzzing_are_refused_at_validation(recipe: str, items: list[str], key: str) -> None:
     result = invoke("config", "show", recipe, *sets(items))
     assert_clean(result)
@@ -333,8 +466,14 @@ REFUSED_AT_BUILD = [
 ]
 
 
-@pytest.mark.parametrize(("recipe", "items", "words"), REFUSED_AT_BUILD, ids=lambda v: str(v) if isinstance(v, list) and "=" in v[0] else None)
-def test_runs_that_crashed_are_refused_when_built(recipe: str, items: list[str], words: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("recipe", "items", "words"),
+    REFUSED_AT_BUILD,
+    ids=lambda v: str(v) if isinstance(v, list) and "=" in v[0] else None,
+)
+def test_runs_that_crashed_are_refused_when_built(
+    recipe: str, items: list[str], words: list[str], tmp_path: Path
+) -> None:
     result = invoke("train", recipe, "--out", tmp_path / "run", "-q", "--device", "cpu", *sets(TINY_SHAPES + items))
     assert_clean(result)
     assert result.exit_code == 2, result.output

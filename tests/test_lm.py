@@ -23,7 +23,9 @@ CPU = Runtime(torch.device("cpu"), "fp32", False)
 
 # About 13k characters of the built-in corpus: 8 streams x 32 tokens -> 45 batches per epoch.
 TINY = {
-    "task": "lm", "name": "tiny", "seed": 0,
+    "task": "lm",
+    "name": "tiny",
+    "seed": 0,
     "model": {"arch": "lstm", "embedding_dim": 32, "hidden_size": 64, "num_layers": 1, "dropout": 0.0},
     "data": {"builtin_sentences": 300, "batch_size": 8, "bptt": 32, "eval_batch_size": 4},
     "optim": {"name": "adamw", "lr": 1e-2, "weight_decay": 0.01},
@@ -73,7 +75,11 @@ def test_evaluation_keeps_the_short_last_window_and_ranks_take_their_own_rows():
     ids = torch.arange(26)
     val = lm.StreamBatches(ids, streams=4, bptt=2, device=torch.device("cpu"), drop_last=False)
     chunks = list(val.batches(0))
-    assert len(val) == 3 and chunks[-1].x.tolist() == [[4], [10], [16], [22]] and chunks[-1].y.tolist() == [[5], [11], [17], [23]]
+    assert (
+        len(val) == 3
+        and chunks[-1].x.tolist() == [[4], [10], [16], [22]]
+        and chunks[-1].y.tolist() == [[5], [11], [17], [23]]
+    )
     # two processes with 2 streams each: the stream is cut into 4 rows, rank 1 reads rows 2 and 3
     rank1 = lm.StreamBatches(ids, streams=2, bptt=2, device=torch.device("cpu"), rank=1, world_size=2)
     assert next(rank1.batches(0)).x.tolist() == [[12, 13], [18, 19]]
@@ -106,7 +112,7 @@ def test_the_state_carries_across_batches_exactly_as_one_long_sequence():
         full = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum")
         reset_logits, _ = model(second.x)  # the second window from a zero state
     torch.testing.assert_close(carried, full, rtol=1e-5, atol=1e-3)
-    second_half = logits[:, first.x.shape[1]:]
+    second_half = logits[:, first.x.shape[1] :]
     assert (second_half - reset_logits).abs().max() > 1e-3  # a reset state forgets the first window
 
 
@@ -205,15 +211,27 @@ def test_word_level_trains_and_generates(tmp_path):
     vocab = json.loads((run_dir / "vocab.json").read_text())
     assert vocab["level"] == "word" and vocab["tokens"][:2] == [lm.EOL, lm.UNK]
     text = lm.generate(run_dir, "the zzyzzx", 12, top_k=5, seed=0, device="cpu")  # an unknown word reads as <unk>
-    assert text.startswith("the zzyzzx") and len(text[len("the zzyzzx"):].split()) == 12 - text.count("\n")
+    assert text.startswith("the zzyzzx") and len(text[len("the zzyzzx") :].split()) == 12 - text.count("\n")
 
 
 # --------------------------------------------------------------------------- recipes through the CLI
 
 
 def test_char_lstm_recipe_trains_a_few_steps(cli, repo_configs, tmp_path):
-    result = cli("train", repo_configs / "char_lstm.yaml", "--out", tmp_path / "run", "-q", "--json",
-                 "--set", "train.max_steps=3", "--set", "data.builtin_sentences=400", "--set", "schedule.warmup_steps=1")
+    result = cli(
+        "train",
+        repo_configs / "char_lstm.yaml",
+        "--out",
+        tmp_path / "run",
+        "-q",
+        "--json",
+        "--set",
+        "train.max_steps=3",
+        "--set",
+        "data.builtin_sentences=400",
+        "--set",
+        "schedule.warmup_steps=1",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["steps"] == 3 and set(summary["metrics"]["val"]) == {"loss", "ppl", "bpc"}
@@ -226,7 +244,13 @@ def test_shakespeare_recipe_names_the_missing_file(cli, repo_configs):
 
 # --------------------------------------------------------------------------- the transformer LM
 
-TRANSFORMER = ("model.arch=transformer", "model.embedding_dim=32", "model.heads=4", "model.num_layers=2", "data.bptt=16")
+TRANSFORMER = (
+    "model.arch=transformer",
+    "model.embedding_dim=32",
+    "model.heads=4",
+    "model.num_layers=2",
+    "data.bptt=16",
+)
 
 
 def test_transformer_lm_loss_falls_and_generates(tmp_path):
@@ -275,8 +299,20 @@ def test_transformer_heads_must_divide_the_width():
 
 
 def test_transformer_lm_recipe_trains_a_few_steps(cli, repo_configs, tmp_path):
-    result = cli("train", repo_configs / "transformer_lm.yaml", "--out", tmp_path / "run", "-q", "--json",
-                 "--set", "train.max_steps=3", "--set", "data.builtin_sentences=400", "--set", "schedule.warmup_steps=1")
+    result = cli(
+        "train",
+        repo_configs / "transformer_lm.yaml",
+        "--out",
+        tmp_path / "run",
+        "-q",
+        "--json",
+        "--set",
+        "train.max_steps=3",
+        "--set",
+        "data.builtin_sentences=400",
+        "--set",
+        "schedule.warmup_steps=1",
+    )
     assert result.exit_code == 0, result.output
     result = cli("generate", "--run", tmp_path / "run", "--prompt", "The ", "--length", "20", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["text"].startswith("The ")

@@ -24,8 +24,11 @@ from dlcli.data.numbers import english, german, number_pairs
         (17406, "seventeen thousand four hundred six", "siebzehntausendvierhundertsechs"),
         (21000, "twenty one thousand", "einundzwanzigtausend"),
         (101001, "one hundred one thousand one", "einhunderteintausendeins"),
-        (999999, "nine hundred ninety nine thousand nine hundred ninety nine",
-         "neunhundertneunundneunzigtausendneunhundertneunundneunzig"),
+        (
+            999999,
+            "nine hundred ninety nine thousand nine hundred ninety nine",
+            "neunhundertneunundneunzigtausendneunhundertneunundneunzig",
+        ),
     ],
 )
 def test_spelling(n, en, de):

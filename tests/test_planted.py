@@ -88,9 +88,19 @@ def test_gensim_skipgram_answers_queen() -> None:
     """The default recipe (skip-gram, negative sampling) on a small corpus: king - man + woman = queen."""
     gensim = pytest.importorskip("gensim")
     sentences = [line.split() for line in planted_sentences(seed=0, n_sentences=30_000)]
-    model = gensim.models.Word2Vec(sentences=sentences, sg=1, vector_size=50, window=5, negative=5,
-                                   sample=1e-3, min_count=5, epochs=5, workers=2, seed=0)
-    (answer, _), = model.wv.most_similar(positive=["king", "woman"], negative=["man"], topn=1)
+    model = gensim.models.Word2Vec(
+        sentences=sentences,
+        sg=1,
+        vector_size=50,
+        window=5,
+        negative=5,
+        sample=1e-3,
+        min_count=5,
+        epochs=5,
+        workers=2,
+        seed=0,
+    )
+    ((answer, _),) = model.wv.most_similar(positive=["king", "woman"], negative=["man"], topn=1)
     assert answer == "queen"
-    (answer, _), = model.wv.most_similar(positive=["paris", "germany"], negative=["france"], topn=1)
+    ((answer, _),) = model.wv.most_similar(positive=["paris", "germany"], negative=["france"], topn=1)
     assert answer == "berlin"

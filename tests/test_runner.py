@@ -22,9 +22,24 @@ pytestmark = pytest.mark.numerics
 
 # A tiny classify run: 40 images of 16 px, batch 4 -> 10 batches (steps) per epoch.
 TINY = [
-    "--set", "data.image_size=16", "--set", "data.batch_size=4", "--set", "data.train_size=40",
-    "--set", "data.val_size=10", "--set", "data.test_size=10", "--set", "train.epochs=3",
-    "--set", "optim.lr=0.05", "--set", "schedule.warmup_epochs=0.5", "-q", "--json",
+    "--set",
+    "data.image_size=16",
+    "--set",
+    "data.batch_size=4",
+    "--set",
+    "data.train_size=40",
+    "--set",
+    "data.val_size=10",
+    "--set",
+    "data.test_size=10",
+    "--set",
+    "train.epochs=3",
+    "--set",
+    "optim.lr=0.05",
+    "--set",
+    "schedule.warmup_epochs=0.5",
+    "-q",
+    "--json",
 ]
 
 
@@ -42,7 +57,9 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, stop_at, grad
     first = dl("train", recipe, "--out", tmp_path / "resumed", *TINY, *accum, "--set", f"train.max_steps={stop_at}")
     assert first.exit_code == 0, first.output
     assert final_state(tmp_path / "resumed")["position"]["step"] == stop_at
-    second = dl("train", recipe, "--out", tmp_path / "resumed", "--resume", *TINY, *accum, "--set", f"train.max_steps={total}")
+    second = dl(
+        "train", recipe, "--out", tmp_path / "resumed", "--resume", *TINY, *accum, "--set", f"train.max_steps={total}"
+    )
     assert second.exit_code == 0, second.output
     assert json.loads(second.stdout)["steps"] == total
     assert_same_training_state(final_state(tmp_path / "straight"), final_state(tmp_path / "resumed"))
@@ -60,9 +77,25 @@ def test_sigint_saves_a_loadable_checkpoint_and_exits_130(tmp_path):
     env = {**os.environ, "DL_OFFLINE": "1"}
     args = [a for a in TINY if a not in ("-q", "--json")]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dlcli", "train", "resnet", "--out", str(run), *args,
-         "--set", "train.epochs=1000", "--set", "train.log_every=1", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "dlcli",
+            "train",
+            "resnet",
+            "--out",
+            str(run),
+            *args,
+            "--set",
+            "train.epochs=1000",
+            "--set",
+            "train.log_every=1",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
     )
     metrics = run / "metrics.jsonl"
     deadline = time.time() + 120
@@ -77,8 +110,21 @@ def test_sigint_saves_a_loadable_checkpoint_and_exits_130(tmp_path):
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
-    result = dl("train", "resnet", "--out", tmp_path / "run", *TINY, "--set", "optim.lr=1e30",
-                "--set", "optim.momentum=0", "--set", "schedule.name=constant", "--set", "train.log_every=1")
+    result = dl(
+        "train",
+        "resnet",
+        "--out",
+        tmp_path / "run",
+        *TINY,
+        "--set",
+        "optim.lr=1e30",
+        "--set",
+        "optim.momentum=0",
+        "--set",
+        "schedule.name=constant",
+        "--set",
+        "train.log_every=1",
+    )
     assert result.exit_code == 1
     assert "step" in result.stderr and "Traceback" not in result.output
     last = tmp_path / "run" / "checkpoints" / "last.pt"
@@ -158,8 +204,9 @@ def test_run_folder_holds_config_metrics_summary(tmp_path):
 @pytest.mark.slow
 def test_compiled_training_runs_on_cpu(tmp_path):
     """torch.compile is opt-in and works on the CPU too (inductor's C++ backend); slow: it compiles."""
-    result = dl("train", "resnet", "--out", tmp_path / "run", *TINY, "--set", "train.compile=true",
-                "--set", "train.max_steps=4")
+    result = dl(
+        "train", "resnet", "--out", tmp_path / "run", *TINY, "--set", "train.compile=true", "--set", "train.max_steps=4"
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["steps"] == 4
     # The checkpoint holds the plain module's names, not torch.compile's "_orig_mod." wrapper.

@@ -30,12 +30,24 @@ def runs_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("listing") / "runs"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DL_OFFLINE", "1")
-        dlcli.train("resnet", {
-            "data.image_size": 16, "data.batch_size": 4, "data.train_size": 12, "data.val_size": 10,
-            "data.test_size": TEST_IMAGES, "train.max_steps": 2, "train.log_every": 1,
-        }, out=folder / "shapes")
-        dlcli.train("char_lstm", {"train.max_steps": 3, "train.log_every": 1, "data.builtin_sentences": 400,
-                                  "schedule.warmup_steps": 1}, out=folder / "chars")
+        dlcli.train(
+            "resnet",
+            {
+                "data.image_size": 16,
+                "data.batch_size": 4,
+                "data.train_size": 12,
+                "data.val_size": 10,
+                "data.test_size": TEST_IMAGES,
+                "train.max_steps": 2,
+                "train.log_every": 1,
+            },
+            out=folder / "shapes",
+        )
+        dlcli.train(
+            "char_lstm",
+            {"train.max_steps": 3, "train.log_every": 1, "data.builtin_sentences": 400, "schedule.warmup_steps": 1},
+            out=folder / "chars",
+        )
     (folder / "chars" / "summary.json").unlink()
     (folder / "notes").mkdir()
     (folder / "notes" / "todo.txt").write_text("not a run\n")
@@ -100,7 +112,9 @@ def first_column(table: str) -> list[str]:
     return [line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│")]
 
 
-def test_runs_keeps_a_long_run_name_whole_when_piped(cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runs_keeps_a_long_run_name_whole_when_piped(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_finished_run(Path(LONG_RUN))
     monkeypatch.setenv("COLUMNS", "80")  # the CliRunner's stdout is not a terminal: as `dl runs | grep`
     result = cli("runs")
@@ -141,7 +155,9 @@ def test_plot_draws_one_line_per_run_in_each_panel(runs_folder: Path, tmp_path: 
     assert list(loss_ax.lines[0].get_ydata()) == [r["loss"] for r in train]
 
 
-def test_dl_plot_writes_the_image_and_checks_the_metric(cli: Callable[..., Result], runs_folder: Path, tmp_path: Path) -> None:
+def test_dl_plot_writes_the_image_and_checks_the_metric(
+    cli: Callable[..., Result], runs_folder: Path, tmp_path: Path
+) -> None:
     runs = [runs_folder / "shapes", runs_folder / "chars"]
     out = tmp_path / "loss.png"
     result = cli("plot", *runs, "-o", out, "--metric", "loss")
@@ -177,7 +193,9 @@ def test_eval_confusion_counts_the_whole_split(cli: Callable[..., Result], runs_
     assert fig.axes[0].images[0].get_array().sum() == TEST_IMAGES
 
 
-def test_eval_confusion_of_a_language_model_is_exit_2(cli: Callable[..., Result], runs_folder: Path, tmp_path: Path) -> None:
+def test_eval_confusion_of_a_language_model_is_exit_2(
+    cli: Callable[..., Result], runs_folder: Path, tmp_path: Path
+) -> None:
     image = tmp_path / "confusion.png"
     _usage_error(cli("eval", runs_folder / "chars", "--confusion", image), "--confusion", "'lm'")
     assert not image.exists()

@@ -140,7 +140,9 @@ def test_layers_are_torchvisions_vgg19_named_as_in_the_paper() -> None:
     assert names[22] == "relu4_2" and names[29] == "relu5_1"
     assert list(features.layers.named_children())[-1][0] == "relu5_1"  # conv5_2.. never run
     image = torch.rand(1, 3, 48, 40)
-    normalized = (image - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    normalized = (image - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
     with torch.no_grad():
         maps = features(image)
         assert torch.allclose(maps["conv4_2"], reference[:23](normalized), atol=1e-5)  # conv4_2 = relu4_2's output
@@ -182,7 +184,9 @@ def test_layer_weights_from_the_command_line() -> None:
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 
 
-def test_vgg19_state_dict_in_the_hub_cache_is_used(cli, pictures, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_vgg19_state_dict_in_the_hub_cache_is_used(
+    cli, pictures, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import torchvision
 
     content, wave, _ = pictures
@@ -238,10 +242,20 @@ def test_features_from_a_vgg16_state_dict_and_a_dl_checkpoint(cli, pictures, tmp
     content, wave, _ = pictures
     state = _vgg16_features_state()
     torch.save(state, tmp_path / "vgg16.pth")
-    first = _json(cli("stylize", content, wave, "--features", tmp_path / "vgg16.pth", "--size", "32", "--steps", "3", "--json"))
-    ckpt = {"format": checkpoint.FORMAT, "version": 1, "task": "classify", "config": {"model": {"arch": "vgg16"}}, "model": state}
+    first = _json(
+        cli("stylize", content, wave, "--features", tmp_path / "vgg16.pth", "--size", "32", "--steps", "3", "--json")
+    )
+    ckpt = {
+        "format": checkpoint.FORMAT,
+        "version": 1,
+        "task": "classify",
+        "config": {"model": {"arch": "vgg16"}},
+        "model": state,
+    }
     torch.save(ckpt, tmp_path / "best.pt")
-    second = _json(cli("stylize", content, wave, "--features", tmp_path / "best.pt", "--size", "32", "--steps", "3", "--json"))
+    second = _json(
+        cli("stylize", content, wave, "--features", tmp_path / "best.pt", "--size", "32", "--steps", "3", "--json")
+    )
     assert first["losses"] == pytest.approx(second["losses"])  # the same weights either way
 
     ckpt["config"]["model"]["arch"] = "resnet18"
@@ -275,14 +289,33 @@ def test_exif_orientation_is_respected_and_the_aspect_ratio_kept(cli, pictures, 
     exif[0x0112] = 6  # ... stored landscape, to be rotated 90 degrees clockwise for display
     upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "photo.jpg", exif=exif)
     assert style.read_image(tmp_path / "photo.jpg").size == (40, 80)
-    answer = _json(cli("stylize", tmp_path / "photo.jpg", wave, "--features", "random", "--size", "64", "--steps", "2", "-o", "o.png", "--json"))
+    answer = _json(
+        cli(
+            "stylize",
+            tmp_path / "photo.jpg",
+            wave,
+            "--features",
+            "random",
+            "--size",
+            "64",
+            "--steps",
+            "2",
+            "-o",
+            "o.png",
+            "--json",
+        )
+    )
     assert Image.open(answer["output"]).size == (32, 64)
 
 
 def test_output_format_comes_from_the_extension(cli, pictures) -> None:
     content, wave, _ = pictures
-    _json(cli("stylize", content, wave, "--features", "random", "--size", "32", "--steps", "1", "-o", "a.jpg", "--json"))
-    _json(cli("stylize", content, wave, "--features", "random", "--size", "32", "--steps", "1", "-o", "b.webp", "--json"))
+    _json(
+        cli("stylize", content, wave, "--features", "random", "--size", "32", "--steps", "1", "-o", "a.jpg", "--json")
+    )
+    _json(
+        cli("stylize", content, wave, "--features", "random", "--size", "32", "--steps", "1", "-o", "b.webp", "--json")
+    )
     assert Image.open("a.jpg").format == "JPEG" and Image.open("b.webp").format == "WEBP"
     result = cli("stylize", content, wave, "--features", "random", "--size", "32", "-o", "c.xyz")
     assert result.exit_code == 2 and ".xyz" in result.output
@@ -330,7 +363,12 @@ def test_preserve_color_keeps_the_contents_colours(random_features: VGGFeatures)
     contents, styles = style.generated_pictures(seed=0, count=2, size=64)
     model = style.StyleModel(features="random")
     result = style.stylize(
-        contents[0][1], [styles[0][1]], random_features, model, style.StyleOptions(size=48, steps=10, preserve_color=True), CPU
+        contents[0][1],
+        [styles[0][1]],
+        random_features,
+        model,
+        style.StyleOptions(size=48, steps=10, preserve_color=True),
+        CPU,
     )
     out = style.rgb_to_yiq(style.to_tensor(result.image, result.image.size))
     content = style.rgb_to_yiq(style.to_tensor(contents[0][1], result.image.size))
@@ -345,7 +383,22 @@ def test_yiq_round_trip() -> None:
 
 def test_stylize_command_writes_the_image_and_answers_json(cli, pictures) -> None:
     content, wave, _ = pictures
-    answer = _json(cli("stylize", content, wave, "--features", "random", "--size", "48", "--steps", "5", "-o", "out/x.png", "--json"))
+    answer = _json(
+        cli(
+            "stylize",
+            content,
+            wave,
+            "--features",
+            "random",
+            "--size",
+            "48",
+            "--steps",
+            "5",
+            "-o",
+            "out/x.png",
+            "--json",
+        )
+    )
     assert set(answer) == {"output", "steps", "seconds", "losses"}
     assert set(answer["losses"]) == {"content", "style", "tv", "total"}
     assert answer["steps"] == 5 and Path("out/x.png").is_file()
@@ -354,10 +407,29 @@ def test_stylize_command_writes_the_image_and_answers_json(cli, pictures) -> Non
 
 def test_several_styles_blend_and_coarse_to_fine_scales(cli, pictures) -> None:
     content, wave, swirl = pictures
-    answer = _json(cli(
-        "stylize", content, wave, swirl, "--style-blend", "0.7,0.3", "--features", "random",
-        "--scales", "32,48", "--steps", "3", "--style-scale", "1.5", "--save-every", "2", "-o", "m.png", "--json",
-    ))
+    answer = _json(
+        cli(
+            "stylize",
+            content,
+            wave,
+            swirl,
+            "--style-blend",
+            "0.7,0.3",
+            "--features",
+            "random",
+            "--scales",
+            "32,48",
+            "--steps",
+            "3",
+            "--style-scale",
+            "1.5",
+            "--save-every",
+            "2",
+            "-o",
+            "m.png",
+            "--json",
+        )
+    )
     assert answer["steps"] == 6  # 3 per scale
     assert Image.open("m.png").size == (48, 36)
     assert sorted(p.name for p in Path(".").glob("m_*.png")) == ["m_000002.png", "m_000004.png", "m_000006.png"]
@@ -380,9 +452,20 @@ def test_blend_weights_are_normalised() -> None:
 
 
 def test_grid_recipe_writes_a_run_folder_and_resumes(cli, repo_configs: Path, tmp_path: Path) -> None:
-    small = ["--set", "data.dataset=generated", "--set", "stylize.size=32", "--set", "stylize.scales=null", "--set", "stylize.steps=3"]
+    small = [
+        "--set",
+        "data.dataset=generated",
+        "--set",
+        "stylize.size=32",
+        "--set",
+        "stylize.scales=null",
+        "--set",
+        "stylize.steps=3",
+    ]
     run = tmp_path / "grid"
-    first = cli("train", repo_configs / "style.yaml", *small, "--set", "train.max_steps=2", "--out", run, "--json", "-q")
+    first = cli(
+        "train", repo_configs / "style.yaml", *small, "--set", "train.max_steps=2", "--out", run, "--json", "-q"
+    )
     assert _json(first)["steps"] == 2
     summary = _json(cli("train", repo_configs / "style.yaml", *small, "--out", run, "--resume", "--json", "-q"))
     assert summary["steps"] == 4 and summary["task"] == "style"  # 2 contents x 2 styles

@@ -20,20 +20,20 @@ def token(i: object, form: str, upos: str = "NOUN", xpos: str = "NN") -> str:
 
 # Line numbers matter: the error tests below name them.
 SAMPLE = (
-    "# newdoc id = test\n"                                       # 1
-    "# sent_id = 1\n"                                            # 2
-    "# text = I don't know.\n"                                   # 3
-    + token(1, "I", "PRON", "PRP")                               # 4
-    + token("2-3", "don't", "_", "_")                            # 5  multiword token: skipped
-    + token(2, "do", "AUX", "VBP")                               # 6
-    + token(3, "n't", "PART", "RB")                              # 7
-    + token(4, "know", "VERB", "VB")                             # 8
-    + token(4.1, "knows", "VERB", "_")                           # 9  empty node: skipped
-    + token(5, ".", "PUNCT", ".")                                # 10
-    + "\n"                                                       # 11
-    + "# sent_id = 2\n"                                          # 12
-    + token(1, "Books", "NOUN", "NNS")                           # 13
-    + token(2, "Fly", "VERB", "_")                               # 14 xpos "_" stays "_"
+    "# newdoc id = test\n"  # 1
+    "# sent_id = 1\n"  # 2
+    "# text = I don't know.\n"  # 3
+    + token(1, "I", "PRON", "PRP")  # 4
+    + token("2-3", "don't", "_", "_")  # 5  multiword token: skipped
+    + token(2, "do", "AUX", "VBP")  # 6
+    + token(3, "n't", "PART", "RB")  # 7
+    + token(4, "know", "VERB", "VB")  # 8
+    + token(4.1, "knows", "VERB", "_")  # 9  empty node: skipped
+    + token(5, ".", "PUNCT", ".")  # 10
+    + "\n"  # 11
+    + "# sent_id = 2\n"  # 12
+    + token(1, "Books", "NOUN", "NNS")  # 13
+    + token(2, "Fly", "VERB", "_")  # 14 xpos "_" stays "_"
 )
 WORDS = [["I", "do", "n't", "know", "."], ["Books", "Fly"]]
 UPOS = [["PRON", "AUX", "PART", "VERB", "PUNCT"], ["NOUN", "VERB"]]

@@ -35,7 +35,11 @@ def test_a_task_defines_each_hook_with_the_contracts_parameters(name: str, metho
     assert callable(hook), f"task {name} has no {method}()"
     wanted = list(inspect.signature(getattr(Task, method)).parameters.values())[1:]  # without self
     given = list(inspect.signature(hook).parameters.values())
-    assert [p.name for p in given[: len(wanted)]] == [p.name for p in wanted], f"{name}.{method}{inspect.signature(hook)}"
+    assert [p.name for p in given[: len(wanted)]] == [p.name for p in wanted], (
+        f"{name}.{method}{inspect.signature(hook)}"
+    )
     assert [p.default for p in given[: len(wanted)]] == [p.default for p in wanted], f"{name}.{method}: defaults differ"
     extra = given[len(wanted) :]
-    assert all(p.default is not inspect.Parameter.empty for p in extra), f"{name}.{method}: extra parameters need defaults"
+    assert all(p.default is not inspect.Parameter.empty for p in extra), (
+        f"{name}.{method}: extra parameters need defaults"
+    )

@@ -61,7 +61,9 @@ def test_a_missing_tensorboard_package_names_the_extra(
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # stopped before training
 
 
-def test_a_resumed_run_purges_the_events_logged_after_its_checkpoint(cli: Callable[..., Result], tmp_path: Path) -> None:
+def test_a_resumed_run_purges_the_events_logged_after_its_checkpoint(
+    cli: Callable[..., Result], tmp_path: Path
+) -> None:
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -69,8 +71,17 @@ def test_a_resumed_run_purges_the_events_logged_after_its_checkpoint(cli: Callab
     args = [*TINY, "--set", "train.tensorboard=true", "--set", "train.checkpoint_every=2"]
     assert cli("train", "resnet", "--out", run, *args).exit_code == 0  # last.prev.pt at step 2, last.pt at 3
     # Continue from step 2, as after a damaged last.pt: step 3 is trained and logged again.
-    result = cli("train", "resnet", "--out", run, *args, "--set", "train.max_steps=4",
-                 "--resume-from", run / "checkpoints" / "last.prev.pt")
+    result = cli(
+        "train",
+        "resnet",
+        "--out",
+        run,
+        *args,
+        "--set",
+        "train.max_steps=4",
+        "--resume-from",
+        run / "checkpoints" / "last.prev.pt",
+    )
     assert result.exit_code == 0, result.output
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
     events.Reload()

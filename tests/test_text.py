@@ -14,8 +14,12 @@ WORDS = ["the", "wide", "road", "shimmered", "in", "the", "hot", "sun"]
 
 def by_definition(words, window):
     """The sliding window written out: every pair (w_t, w_{t+j}) with 0 < |j| <= window inside the sentence."""
-    return [(words[t], words[t + j]) for t in range(len(words))
-            for j in range(-window, window + 1) if j != 0 and 0 <= t + j < len(words)]
+    return [
+        (words[t], words[t + j])
+        for t in range(len(words))
+        for j in range(-window, window + 1)
+        if j != 0 and 0 <= t + j < len(words)
+    ]
 
 
 def test_tokenize_lowercases_and_strips_punctuation():
@@ -63,7 +67,12 @@ def test_read_sentences_streams_files_folders_and_gzip(tmp_path):
     with gzip.open(tmp_path / "corpus" / "b.gz", "wt", encoding="utf-8") as f:
         f.write("the man\n")
     (tmp_path / "corpus" / "c.txt").write_bytes(b"bad \xff bytes\n")
-    assert list(read_sentences(tmp_path / "corpus")) == [["the", "king"], ["a", "queen"], ["the", "man"], ["bad", "bytes"]]
+    assert list(read_sentences(tmp_path / "corpus")) == [
+        ["the", "king"],
+        ["a", "queen"],
+        ["the", "man"],
+        ["bad", "bytes"],
+    ]
     assert list(read_sentences(tmp_path / "corpus" / "a.txt")) == [["the", "king"], ["a", "queen"]]
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from dlcli.config import ScheduleConfig
 from dlcli.models.decoding import beam_search, greedy
 from dlcli.models.transformer import MultiHeadAttention, Seq2SeqTransformer, TransformerLM, sinusoidal_positions
 from dlcli.optim import lr_factor
-from dlcli.config import ScheduleConfig
 
 # Results that depend on the CPU's kernels: CI runs this file again under AVX2 dispatch (make test-avx2).
 pytestmark = pytest.mark.numerics
@@ -69,8 +69,9 @@ def test_sinusoidal_positions_follow_the_paper():
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_is_causal_and_source_padding_changes_nothing(norm_first):
     torch.manual_seed(0)
-    model = Seq2SeqTransformer(30, pad_id=0, dim=16, heads=2, encoder_layers=2, decoder_layers=2, ff_dim=32,
-                               dropout=0.0, norm_first=norm_first).eval()
+    model = Seq2SeqTransformer(
+        30, pad_id=0, dim=16, heads=2, encoder_layers=2, decoder_layers=2, ff_dim=32, dropout=0.0, norm_first=norm_first
+    ).eval()
     src = torch.tensor([[5, 6, 7, 2]])
     tgt = torch.tensor([[1, 8, 9, 10]])
     logits = model(src, tgt)

@@ -24,11 +24,26 @@ pytestmark = pytest.mark.numerics
 CPU = Runtime(torch.device("cpu"), "fp32", False)
 
 TINY = {
-    "task": "translate", "name": "tiny-numbers", "seed": 0,
-    "model": {"dim": 32, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "ff_dim": 64, "dropout": 0.0,
-              "norm_first": True},
-    "data": {"dataset": "numbers", "numbers_train": 400, "numbers_val": 20, "numbers_test": 20, "vocab_size": 120,
-             "max_tokens": 512},
+    "task": "translate",
+    "name": "tiny-numbers",
+    "seed": 0,
+    "model": {
+        "dim": 32,
+        "heads": 2,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "ff_dim": 64,
+        "dropout": 0.0,
+        "norm_first": True,
+    },
+    "data": {
+        "dataset": "numbers",
+        "numbers_train": 400,
+        "numbers_val": 20,
+        "numbers_test": 20,
+        "vocab_size": 120,
+        "max_tokens": 512,
+    },
     "decode": {"beam": 2},
     "optim": {"name": "adam", "lr": 3e-3, "betas": [0.9, 0.98], "eps": 1e-9},
     "schedule": {"name": "inverse_sqrt", "warmup_steps": 10},
@@ -101,8 +116,10 @@ def test_token_batches_respect_the_budget_and_reshuffle_per_epoch():
     first = [b.index for b in data.batches(0)]
     assert first != [b.index for b in data.batches(1)]
     assert [b.index for b in data.batches(0, start=2)] == first[2:]  # a resumed epoch
-    ranks = [translate.TokenBatches(sources, targets, 64, torch.device("cpu"), seed=0, split="train", rank=r, world_size=2)
-             for r in (0, 1)]
+    ranks = [
+        translate.TokenBatches(sources, targets, 64, torch.device("cpu"), seed=0, split="train", rank=r, world_size=2)
+        for r in (0, 1)
+    ]
     assert len(ranks[0]) == len(ranks[1])
 
 
@@ -170,8 +187,9 @@ def test_chrf_from_batch_totals_equals_corpus_chrf():
 def test_the_number_recipe_chooses_best_by_exact_match_and_leaves_bleu_out(repo_configs):
     from dlcli import api
 
-    task, cfg = api.load_config(repo_configs / "translation.yaml", ["data.numbers_train=100", "data.numbers_val=5",
-                                                                    "data.numbers_test=5"])
+    task, cfg = api.load_config(
+        repo_configs / "translation.yaml", ["data.numbers_train=100", "data.numbers_val=5", "data.numbers_test=5"]
+    )
     job = task.build(cfg, CPU)
     assert job.best_metric == "exact" and job.best_mode == "max"  # one-word targets: BLEU is always 0
     assert "bleu_signature" not in translate.eval_notes(cfg) and "chrf_signature" in translate.eval_notes(cfg)
@@ -200,8 +218,9 @@ def test_dl_translate_one_sentence_and_stdin(numbers_run, cli):
 
     from dlcli.cli import app
 
-    piped = CliRunner().invoke(app, ["translate", "-", "--run", str(numbers_run), "--json", "--beam", "1"],
-                               input="one\ntwo hundred\n")
+    piped = CliRunner().invoke(
+        app, ["translate", "-", "--run", str(numbers_run), "--json", "--beam", "1"], input="one\ntwo hundred\n"
+    )
     assert piped.exit_code == 0, piped.output
     assert [r["source"] for r in json.loads(piped.stdout)] == ["one", "two hundred"]
 
@@ -230,7 +249,11 @@ def test_eval_prints_chrf_with_its_signature(numbers_run, cli):
 
 
 def test_folder_dataset_trains(tmp_path):
-    sentences = [("ein Hund läuft", "a dog runs"), ("eine Katze schläft", "a cat sleeps"), ("zwei Männer", "two men")] * 10
+    sentences = [
+        ("ein Hund läuft", "a dog runs"),
+        ("eine Katze schläft", "a cat sleeps"),
+        ("zwei Männer", "two men"),
+    ] * 10
     write_pairs(tmp_path / "pairs", "train", [s for s, _ in sentences], [t for _, t in sentences])
     write_pairs(tmp_path / "pairs", "val", ["ein Hund"], ["a dog"])
     cfg = config("data.dataset=folder", f"data.root={tmp_path / 'pairs'}", "data.vocab_size=80", "train.epochs=1")
@@ -243,17 +266,23 @@ def test_empty_corpus_and_line_mismatch_exit_2(tmp_path, cli, repo_configs):
     empty = tmp_path / "empty"
     write_pairs(empty, "train", ["", ""], ["", ""])
     write_pairs(empty, "val", ["a"], ["b"])
-    result = cli("train", repo_configs / "translation.yaml", "--set", "data.dataset=folder", "--set", f"data.root={empty}")
+    result = cli(
+        "train", repo_configs / "translation.yaml", "--set", "data.dataset=folder", "--set", f"data.root={empty}"
+    )
     assert result.exit_code == 2 and "holds no text" in result.output and "Traceback" not in result.output
     uneven = tmp_path / "uneven"
     write_pairs(uneven, "train", ["a", "b", "c"], ["x", "y", "z"])
     (uneven / "train.en").write_text("x\ny\n")
     write_pairs(uneven, "val", ["a"], ["b"])
-    result = cli("train", repo_configs / "translation.yaml", "--set", "data.dataset=folder", "--set", f"data.root={uneven}")
+    result = cli(
+        "train", repo_configs / "translation.yaml", "--set", "data.dataset=folder", "--set", f"data.root={uneven}"
+    )
     assert result.exit_code == 2 and "3 lines but" in result.output and "Traceback" not in result.output
     empty_tsv = tmp_path / "empty.tsv"
     empty_tsv.write_text("\n\n")
-    result = cli("train", repo_configs / "translation.yaml", "--set", "data.dataset=tsv", "--set", f"data.path={empty_tsv}")
+    result = cli(
+        "train", repo_configs / "translation.yaml", "--set", "data.dataset=tsv", "--set", f"data.path={empty_tsv}"
+    )
     assert result.exit_code == 2 and "no sentence pairs" in result.output
 
 

@@ -173,8 +173,9 @@ def test_run_prefers_the_binary_file(tmp_path: Path):
 @pytest.mark.parametrize("binary", [False, True])
 def test_gensim_reads_our_files_and_we_read_gensims(tmp_path: Path, binary: bool):
     gensim_kv = pytest.importorskip("gensim.models.keyedvectors")
-    wv = WordVectors(["the", "café", "straße"] + [f"w{i}" for i in range(50)],
-                     np.random.default_rng(3).standard_normal((53, 10)))
+    wv = WordVectors(
+        ["the", "café", "straße"] + [f"w{i}" for i in range(50)], np.random.default_rng(3).standard_normal((53, 10))
+    )
     save_word2vec_format(wv, tmp_path / "ours", binary=binary)
     kv = gensim_kv.KeyedVectors.load_word2vec_format(tmp_path / "ours", binary=binary)
     assert kv.index_to_key == wv.words
@@ -304,7 +305,11 @@ def test_lines_in_memory_score_as_the_file(tmp_path: Path):
     lines = questions.read_text().splitlines()
     assert evaluate_analogy_lines(wv, lines, restrict=83) == evaluate_analogies(wv, questions, restrict=83)
     assert evaluate_analogy_lines(wv, [], restrict=83) == {
-        "accuracy": 0.0, "correct": 0, "total": 0, "skipped": 0, "sections": {}
+        "accuracy": 0.0,
+        "correct": 0,
+        "total": 0,
+        "skipped": 0,
+        "sections": {},
     }
 
 

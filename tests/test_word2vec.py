@@ -21,8 +21,18 @@ def _run_kernel(syn0, syn1, sentence, counts, negative, sg=True, window=1, lr=0.
     syn0, syn1 = syn0.numpy().copy(), syn1.numpy().copy()
     ids = np.array(sentence, dtype=np.int32)
     loss, predictions, kept = hogwild.train_sentences(
-        syn0, syn1, ids, np.array([0, len(ids)]), np.arange(len(syn0), dtype=np.int32), np.ones(len(syn0), np.float32),
-        *hogwild.alias_table(np.array(counts), 0.75), sg, negative, window, lr, 1,
+        syn0,
+        syn1,
+        ids,
+        np.array([0, len(ids)]),
+        np.arange(len(syn0), dtype=np.int32),
+        np.ones(len(syn0), np.float32),
+        *hogwild.alias_table(np.array(counts), 0.75),
+        sg,
+        negative,
+        window,
+        lr,
+        1,
     )
     return torch.from_numpy(syn0), torch.from_numpy(syn1), loss, predictions
 
@@ -72,8 +82,16 @@ def test_batched_step_equals_the_summed_formula():
     model.out_vectors.data.copy_(syn1)
     noise_cdf = torch.tensor([0.0, 0.0, 0.0, 1.0])  # every noise draw is word 3
     loss = batched_update(
-        model, torch.tensor([0, 1]), torch.tensor([2]), torch.ones(4), noise_cdf, torch.Generator().manual_seed(0),
-        sg=True, window=1, negative=2, lr=0.1,
+        model,
+        torch.tensor([0, 1]),
+        torch.tensor([2]),
+        torch.ones(4),
+        noise_cdf,
+        torch.Generator().manual_seed(0),
+        sg=True,
+        window=1,
+        negative=2,
+        lr=0.1,
     )
     want0, want1 = syn0.clone(), syn1.clone()
     want_loss = 0.0
@@ -93,8 +111,18 @@ def test_batched_dynamic_window_stays_inside_sentences():
     model = SkipGram(10, 4)
     before = model.out_vectors.data.clone()
     # two sentences of one word each: no pair may cross the boundary, so nothing trains
-    loss = batched_update(model, torch.tensor([1, 2]), torch.tensor([1, 1]), torch.ones(10), torch.linspace(0.1, 1, 10),
-                          torch.Generator().manual_seed(0), sg=True, window=5, negative=5, lr=0.1)
+    loss = batched_update(
+        model,
+        torch.tensor([1, 2]),
+        torch.tensor([1, 1]),
+        torch.ones(10),
+        torch.linspace(0.1, 1, 10),
+        torch.Generator().manual_seed(0),
+        sg=True,
+        window=5,
+        negative=5,
+        lr=0.1,
+    )
     assert loss.item() == 0.0 and torch.equal(model.out_vectors.data, before)
 
 
@@ -116,7 +144,9 @@ def test_train_writes_vectors_gensim_reads_and_the_loss_falls(cli, tmp_path, imp
     result = _train(cli, tmp_path / "run", f"model.impl={impl}")
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
-    losses = [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["split"] == "train"]
+    losses = [
+        r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["split"] == "train"
+    ]
     assert losses[-1] < losses[0] * 0.9
     vocab = json.loads((run / "vocab.json").read_text())
     assert vocab["counts"] == sorted(vocab["counts"], reverse=True) and "queen" in vocab["words"]
@@ -132,8 +162,15 @@ def test_train_writes_vectors_gensim_reads_and_the_loss_falls(cli, tmp_path, imp
 def test_resume_with_one_worker_reproduces_the_uninterrupted_run(cli, tmp_path):
     assert _train(cli, tmp_path / "full", "train.workers=1").exit_code == 0
     assert _train(cli, tmp_path / "part", "train.workers=1", "train.max_steps=3").exit_code == 0
-    result = cli("train", "word2vec", "--resume", "--out", str(tmp_path / "part"), "--quiet",
-                 *[x for s in TINY[1:] + ["train.workers=1"] for x in ("--set", s)])
+    result = cli(
+        "train",
+        "word2vec",
+        "--resume",
+        "--out",
+        str(tmp_path / "part"),
+        "--quiet",
+        *[x for s in TINY[1:] + ["train.workers=1"] for x in ("--set", s)],
+    )
     assert result.exit_code == 0, result.output
     full = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=True)["model"]
     resumed = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=True)["model"]

@@ -54,7 +54,9 @@ def test_negative_sampling_gradients_equal_autograd(model):
     target, context, negatives = 1, 2, torch.tensor([4, 5, 5])
     loss = model.negative_sampling_loss(torch.tensor([target]), torch.tensor([context]), negatives[None])
     loss.backward()
-    d_in, d_out = negative_sampling_grads(model.in_vectors.detach(), model.out_vectors.detach(), target, context, negatives)
+    d_in, d_out = negative_sampling_grads(
+        model.in_vectors.detach(), model.out_vectors.detach(), target, context, negatives
+    )
     assert torch.allclose(model.in_vectors.grad[target], d_in, atol=1e-6)
     expected_out = torch.zeros(V, D).index_add_(0, torch.cat([torch.tensor([context]), negatives]), d_out)
     assert torch.allclose(model.out_vectors.grad, expected_out, atol=1e-6)

@@ -12,12 +12,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from toy_task_config import ToyConfig
 
 from dlcli.data.loaders import epoch_order
 from dlcli.runner import Job
 from dlcli.runtime import Runtime
-
-from toy_task_config import ToyConfig
 
 NAME = "toyreg"
 RUN_KIND = "a linear regression"

@@ -151,11 +151,14 @@ def read_tsv_labels(path: Path | str) -> list[tuple[str, str]]:
                     continue
                 text, tab, label = line.rstrip("\r\n").rpartition("\t")
                 if not tab:
-                    raise DlError(f"{path}:{number}: no tab in this line: {line.strip()[:80]!r}. "
-                                  "Each line must be text<TAB>label.")
+                    raise DlError(
+                        f"{path}:{number}: no tab in this line: {line.strip()[:80]!r}. "
+                        "Each line must be text<TAB>label."
+                    )
                 if not label.strip():
-                    raise DlError(f"{path}:{number}: the label after the tab is empty. "
-                                  "Each line must be text<TAB>label.")
+                    raise DlError(
+                        f"{path}:{number}: the label after the tab is empty. Each line must be text<TAB>label."
+                    )
                 rows.append((text, label.strip()))
     except (OSError, EOFError, zlib.error) as e:  # a truncated or corrupt .gz
         raise DlError(f"Cannot read {path}: {e}.") from e

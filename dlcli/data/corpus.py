@@ -72,7 +72,9 @@ def encode(sentences: Iterable[list[str]], folder: Path | None = None) -> Encode
             chunk = array("i")
     kept.append(_flush(chunk, ids_file))
     if total == 0:
-        raise DlError("The corpus holds no words (only empty lines, digits or punctuation). Give a text with words in it.")
+        raise DlError(
+            "The corpus holds no words (only empty lines, digits or punctuation). Give a text with words in it."
+        )
     if ids_file is not None:
         ids_file.close()
         os.replace(folder / "ids.int32.tmp", folder / "ids.int32")
@@ -102,7 +104,9 @@ def cached_encode(path: Path, cache_root: Path, token_pattern: str) -> EncodedCo
     """Encode the corpus file/folder at `path` once; later calls read the cache."""
     files = corpus_files(path)
     key = hashlib.sha256(
-        json.dumps([token_pattern] + [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]).encode()
+        json.dumps(
+            [token_pattern] + [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+        ).encode()
     ).hexdigest()[:16]
     folder = Path(cache_root) / f"corpus-{key}"
     if (folder / "meta.json").is_file():

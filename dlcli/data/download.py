@@ -196,8 +196,7 @@ def torchvision_weights(arch: str) -> Any:
     choices = torchvision.models.list_models(module=torchvision.models)
     if arch not in choices:
         raise DlError(
-            f"unknown torchvision classification architecture {arch!r}: "
-            f"choose one of {', '.join(sorted(choices))}"
+            f"unknown torchvision classification architecture {arch!r}: choose one of {', '.join(sorted(choices))}"
         )
     try:
         enum = torchvision.models.get_model_weights(arch)
@@ -246,7 +245,7 @@ def _warn_if_hash_differs(path: Path, prefix: str | None) -> None:
     actual = sha256_file(path)
     if not _hash_matches(actual, prefix):
         warnings.warn(
-            f"{path}: sha256 {actual[:len(prefix)]}... differs from torchvision's published "
+            f"{path}: sha256 {actual[: len(prefix)]}... differs from torchvision's published "
             f"file ({prefix}...); loading it anyway because it is in the cache, and it is "
             f"used only if it is a readable state_dict",
             stacklevel=3,

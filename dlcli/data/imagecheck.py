@@ -60,8 +60,9 @@ def check_pixels(image: Image.Image, path: Path) -> None:
     width, height = image.size
     if limit and width * height > limit:
         raise UnreadableImage(
-            path, f"it declares {width} x {height} pixels, more than Pillow's limit of {limit} (Image.MAX_IMAGE_PIXELS): "
-            "a decompression bomb, or an image too large to decode safely; resize it"
+            path,
+            f"it declares {width} x {height} pixels, more than Pillow's limit of {limit} (Image.MAX_IMAGE_PIXELS): "
+            "a decompression bomb, or an image too large to decode safely; resize it",
         )
 
 
@@ -120,7 +121,9 @@ def handle_bad_files(bad: list[tuple[str, str]], total: int, on_bad_file: str, f
             f"({len(bad)} of {total} in {folder}). Remove or replace it, or set data.on_bad_file=skip to train without them."
         )
     if len(bad) == total:
-        raise DlError(f"None of the {total} files in {folder} is a readable image: the first, {bad[0][0]}: {bad[0][1]}.")
+        raise DlError(
+            f"None of the {total} files in {folder} is a readable image: the first, {bad[0][0]}: {bad[0][1]}."
+        )
     shown = "; ".join(f"{Path(p).name} ({reason})" for p, reason in bad[:SHOWN])
     more = f"; and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
     warn(
@@ -169,4 +172,6 @@ class ReadableImages(Dataset):
                 if path not in self._warned:
                     self._warned.add(path)
                     warn(f"skipped {path}: {e.reason} (data.on_bad_file=skip; the next readable image stands in)")
-        raise BadImageFile(f"None of the {n} images of this split can be decoded any more: were the files changed during training?")
+        raise BadImageFile(
+            f"None of the {n} images of this split can be decoded any more: were the files changed during training?"
+        )

@@ -54,9 +54,7 @@ def eval_transform(image_size: int):
     """Shorter side to image_size, centre crop, to a [0, 1] tensor (what `dl predict` does too)."""
     from torchvision import transforms
 
-    return transforms.Compose(
-        [transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.ToTensor()]
-    )
+    return transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.ToTensor()])
 
 
 def train_transform(image_size: int, augment: str):
@@ -195,7 +193,9 @@ def _image_folder(data: Any, seed: int) -> ImageData:
         if in_memory:
             splits[name] = _decode(ds.samples, data.image_size, data.on_bad_file, folders[name])
         else:
-            splits[name] = Split(files=ReadableImages(scan(ds.samples, data.on_bad_file, folders[name]), data.on_bad_file))
+            splits[name] = Split(
+                files=ReadableImages(scan(ds.samples, data.on_bad_file, folders[name]), data.on_bad_file)
+            )
     if "val" not in splits:
         splits["train"], splits["val"] = hold_out(splits["train"], data.val_fraction, seed)
     return ImageData(classes, splits)
@@ -218,7 +218,9 @@ def _decode(samples: list[tuple[str, int]], image_size: int, on_bad_file: str, f
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         decoded = list(pool.map(one, [path for path, _ in samples], chunksize=64))
-    handle_bad_files([(s[0], d) for s, d in zip(samples, decoded) if isinstance(d, str)], len(samples), on_bad_file, folder)
+    handle_bad_files(
+        [(s[0], d) for s, d in zip(samples, decoded) if isinstance(d, str)], len(samples), on_bad_file, folder
+    )
     kept = [(d, label) for d, (_, label) in zip(decoded, samples) if not isinstance(d, str)]
     return Split(torch.stack([d for d, _ in kept]), torch.tensor([label for _, label in kept], dtype=torch.long))
 
@@ -242,8 +244,12 @@ def make_loader(split: Split, data: Any, seed: int, runtime: Any, train: bool):
     """The batch iterator for a split: in memory when it is decoded, else streamed by workers."""
     batch_size = data.batch_size if train else data.eval_batch_size or data.batch_size
     common = dict(
-        train=train, seed=seed, device=runtime.device, channels_last=runtime.channels_last,
-        rank=runtime.rank, world_size=runtime.world_size,
+        train=train,
+        seed=seed,
+        device=runtime.device,
+        channels_last=runtime.channels_last,
+        rank=runtime.rank,
+        world_size=runtime.world_size,
     )
     if split.images is not None:
         return TensorImages(split.images, split.labels, batch_size, augment=data.augment != "none", **common)

@@ -26,7 +26,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def epoch_order(size: int, epoch: int, seed: int, shuffle: bool, rank: int, world_size: int, drop_last: bool) -> list[int]:
+def epoch_order(
+    size: int, epoch: int, seed: int, shuffle: bool, rank: int, world_size: int, drop_last: bool
+) -> list[int]:
     """This rank's sample indices for an epoch (torch's DistributedSampler, set_epoch included)."""
     sampler = DistributedSampler(
         range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last

@@ -97,8 +97,12 @@ def multi30k(root: Path, split: str, source_lang: str = "de", target_lang: str =
     for lang in (source_lang, target_lang):
         file = f"{name}.{lang}.gz"
         if file not in MULTI30K_SHA256:
-            raise DlError(f"Multi30k here has German (de) and English (en); data.source_lang/target_lang are {source_lang}/{target_lang}.")
-        paths.append(fetch(MULTI30K_URL.format(name=file), Path(root) / file, MULTI30K_SHA256[file], what=f"Multi30k {file}"))
+            raise DlError(
+                f"Multi30k here has German (de) and English (en); data.source_lang/target_lang are {source_lang}/{target_lang}."
+            )
+        paths.append(
+            fetch(MULTI30K_URL.format(name=file), Path(root) / file, MULTI30K_SHA256[file], what=f"Multi30k {file}")
+        )
     return read_paired_files(*paths)
 
 
@@ -119,11 +123,12 @@ def number_splits(seed: int, train: int, val: int, test: int) -> dict[str, Pairs
             try:
                 source, target = next(draw)
             except StopIteration:  # only when nearly every number is in training
-                raise DlError(f"Too few numbers are left outside the {train} training pairs for {size} {split} pairs.") from None
+                raise DlError(
+                    f"Too few numbers are left outside the {train} training pairs for {size} {split} pairs."
+                ) from None
             if source not in seen:
                 seen.add(source)
                 sources.append(source)
                 targets.append(target)
         splits[split] = (sources, targets)
     return splits
-

@@ -102,16 +102,49 @@ _THINGS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 # Plurals of the person nouns (explicit: English plurals are irregular).
 _PERSON_PLURALS: dict[str, str] = {
-    "king": "kings", "queen": "queens", "prince": "princes", "princess": "princesses",
-    "emperor": "emperors", "empress": "empresses", "duke": "dukes", "duchess": "duchesses",
-    "lord": "lords", "lady": "ladies", "man": "men", "woman": "women", "boy": "boys", "girl": "girls",
-    "father": "fathers", "mother": "mothers", "son": "sons", "daughter": "daughters",
-    "brother": "brothers", "sister": "sisters", "husband": "husbands", "wife": "wives",
-    "uncle": "uncles", "aunt": "aunts", "nephew": "nephews", "niece": "nieces",
-    "grandfather": "grandfathers", "grandmother": "grandmothers", "actor": "actors", "actress": "actresses",
-    "waiter": "waiters", "waitress": "waitresses", "hero": "heroes", "heroine": "heroines",
-    "god": "gods", "goddess": "goddesses", "host": "hosts", "hostess": "hostesses", "monk": "monks", "nun": "nuns",
-    "policeman": "policemen", "policewoman": "policewomen", "businessman": "businessmen",
+    "king": "kings",
+    "queen": "queens",
+    "prince": "princes",
+    "princess": "princesses",
+    "emperor": "emperors",
+    "empress": "empresses",
+    "duke": "dukes",
+    "duchess": "duchesses",
+    "lord": "lords",
+    "lady": "ladies",
+    "man": "men",
+    "woman": "women",
+    "boy": "boys",
+    "girl": "girls",
+    "father": "fathers",
+    "mother": "mothers",
+    "son": "sons",
+    "daughter": "daughters",
+    "brother": "brothers",
+    "sister": "sisters",
+    "husband": "husbands",
+    "wife": "wives",
+    "uncle": "uncles",
+    "aunt": "aunts",
+    "nephew": "nephews",
+    "niece": "nieces",
+    "grandfather": "grandfathers",
+    "grandmother": "grandmothers",
+    "actor": "actors",
+    "actress": "actresses",
+    "waiter": "waiters",
+    "waitress": "waitresses",
+    "hero": "heroes",
+    "heroine": "heroines",
+    "god": "gods",
+    "goddess": "goddesses",
+    "host": "hosts",
+    "hostess": "hostesses",
+    "monk": "monks",
+    "nun": "nuns",
+    "policeman": "policemen",
+    "policewoman": "policewomen",
+    "businessman": "businessmen",
     "businesswoman": "businesswomen",
 }
 
@@ -156,13 +189,76 @@ _BE = {"singular": ("is", "was"), "plural": ("are", "were")}
 # Filler: drawn independently of the subject, so it adds realism and frequent words but no
 # direction to any offset. Disjoint from every planted word and context above.
 _FILLER = {
-    "verb": ("visited", "saw", "found", "built", "left", "kept", "loved", "praised", "described",
-             "remembered", "followed", "met", "joined", "called", "helped", "watched", "painted",
-             "admired", "feared", "missed", "carried", "opened", "showed", "brought"),
-    "adj": ("old", "new", "great", "small", "large", "famous", "quiet", "ancient", "modern", "busy",
-            "poor", "rich", "strong", "happy", "sad", "long", "dark", "bright", "cold", "warm", "early", "late"),
-    "place": ("town", "village", "forest", "hill", "road", "valley", "bridge", "square", "church",
-              "field", "lake", "mountain", "island", "coast", "station", "river", "market", "farm"),
+    "verb": (
+        "visited",
+        "saw",
+        "found",
+        "built",
+        "left",
+        "kept",
+        "loved",
+        "praised",
+        "described",
+        "remembered",
+        "followed",
+        "met",
+        "joined",
+        "called",
+        "helped",
+        "watched",
+        "painted",
+        "admired",
+        "feared",
+        "missed",
+        "carried",
+        "opened",
+        "showed",
+        "brought",
+    ),
+    "adj": (
+        "old",
+        "new",
+        "great",
+        "small",
+        "large",
+        "famous",
+        "quiet",
+        "ancient",
+        "modern",
+        "busy",
+        "poor",
+        "rich",
+        "strong",
+        "happy",
+        "sad",
+        "long",
+        "dark",
+        "bright",
+        "cold",
+        "warm",
+        "early",
+        "late",
+    ),
+    "place": (
+        "town",
+        "village",
+        "forest",
+        "hill",
+        "road",
+        "valley",
+        "bridge",
+        "square",
+        "church",
+        "field",
+        "lake",
+        "mountain",
+        "island",
+        "coast",
+        "station",
+        "river",
+        "market",
+        "farm",
+    ),
     "p": ("in", "near", "by", "across", "along", "behind", "beyond", "through", "over", "towards", "at", "from"),
     "time": ("yesterday", "today", "often", "once", "again", "later", "then", "soon", "always", "never"),
 }
@@ -257,8 +353,12 @@ def _person_sentence(rng: random.Random) -> str:
     gender = rng.choice(("male", "female"))
     noun = male if gender == "male" else female
     number, slots = _agreement(rng, gender)
-    slots |= {"n": noun if number == "singular" else _PERSON_PLURALS[noun], "l": role,
-              "g": _GENDER_ADJECTIVES[gender], "name": _NAMES[gender]}
+    slots |= {
+        "n": noun if number == "singular" else _PERSON_PLURALS[noun],
+        "l": role,
+        "g": _GENDER_ADJECTIVES[gender],
+        "name": _NAMES[gender],
+    }
     return _fill(rng.choice(_PERSON_TEMPLATES[number]), _drawer(rng, slots))
 
 
@@ -285,8 +385,12 @@ def _filler_sentence(rng: random.Random) -> str:
     return _fill(rng.choice(_FILLER_TEMPLATES), _drawer(rng, {"be": _BE["singular"]}))
 
 
-_SENTENCE_MAKERS = {"person": _person_sentence, "thing": _thing_sentence, "nation": _nation_sentence,
-                    "filler": _filler_sentence}
+_SENTENCE_MAKERS = {
+    "person": _person_sentence,
+    "thing": _thing_sentence,
+    "nation": _nation_sentence,
+    "filler": _filler_sentence,
+}
 
 
 def planted_sentences(seed: int = 0, n_sentences: int = DEFAULT_SENTENCES) -> list[str]:

@@ -89,17 +89,13 @@ def _cross(half_width: float = 0.3) -> np.ndarray:
     """A plus sign with arms reaching radius ~1 (12 vertices)."""
     w, r = half_width, 0.95
     return np.array(
-        [[-w, -r], [w, -r], [w, -w], [r, -w], [r, w], [w, w],
-         [w, r], [-w, r], [-w, w], [-r, w], [-r, -w], [-w, -w]]
+        [[-w, -r], [w, -r], [w, -w], [r, -w], [r, w], [w, w], [w, r], [-w, r], [-w, w], [-r, w], [-r, -w], [-w, -w]]
     )
 
 
 def _arrow() -> np.ndarray:
     """An arrow pointing along +x: a shaft plus a triangular head."""
-    return np.array(
-        [[-1.0, -0.2], [0.1, -0.2], [0.1, -0.6], [1.0, 0.0],
-         [0.1, 0.6], [0.1, 0.2], [-1.0, 0.2]]
-    )
+    return np.array([[-1.0, -0.2], [0.1, -0.2], [0.1, -0.6], [1.0, 0.0], [0.1, 0.6], [0.1, 0.2], [-1.0, 0.2]])
 
 
 def _heart(points: int = 48) -> np.ndarray:
@@ -210,14 +206,10 @@ def _split_code(split: str) -> int:
         return SPLIT_CODES[split]
     except KeyError:
         known = ", ".join(SPLIT_CODES)
-        raise ValueError(
-            f"unknown split {split!r} for the shapes dataset; use one of: {known}"
-        ) from None
+        raise ValueError(f"unknown split {split!r} for the shapes dataset; use one of: {known}") from None
 
 
-def make_shapes(
-    count: int, image_size: int, seed: int, split: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+def make_shapes(count: int, image_size: int, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (images, labels) of the shapes dataset.
 
     images: uint8 tensor (count, 3, image_size, image_size); labels: int64 tensor (count,).

@@ -36,8 +36,25 @@ from dlcli.errors import DlError
 COLUMNS = ("upos", "xpos")
 
 # The 17 universal POS tags (https://universaldependencies.org/u/pos/).
-UPOS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
-             "PUNCT", "SCONJ", "SYM", "VERB", "X")
+UPOS_TAGS = (
+    "ADJ",
+    "ADP",
+    "ADV",
+    "AUX",
+    "CCONJ",
+    "DET",
+    "INTJ",
+    "NOUN",
+    "NUM",
+    "PART",
+    "PRON",
+    "PROPN",
+    "PUNCT",
+    "SCONJ",
+    "SYM",
+    "VERB",
+    "X",
+)
 
 
 class TaggedSentence(NamedTuple):
@@ -89,8 +106,10 @@ class _CountedLines:
             return
         n_fields = line.rstrip("\r\n").count("\t") + 1
         if n_fields != len(self.columns):
-            raise DlError(f"{self.path}:{number}: a token line needs {len(self.columns)} tab-separated fields, "
-                          f"this one has {n_fields}: {line.strip()[:80]!r}. Is this a CoNLL-U file?")
+            raise DlError(
+                f"{self.path}:{number}: a token line needs {len(self.columns)} tab-separated fields, "
+                f"this one has {n_fields}: {line.strip()[:80]!r}. Is this a CoNLL-U file?"
+            )
 
     def token_line(self, index: int) -> int:
         """The line number of the index-th token line of the current sentence."""
@@ -105,8 +124,9 @@ class _CountedLines:
             try:
                 parse_line(line.strip(), fields, dict(DEFAULT_FIELD_PARSERS))
             except (ParseException, ValueError, IndexError) as e:
-                return DlError(f"{self.path}:{number}: {str(e).rstrip('.')} in {line.strip()[:80]!r}. "
-                               "Fix or remove that line.")
+                return DlError(
+                    f"{self.path}:{number}: {str(e).rstrip('.')} in {line.strip()[:80]!r}. Fix or remove that line."
+                )
         start = self.block[0][0] if self.block else 1
         return DlError(f"{self.path}:{start}: the sentence starting here is not valid CoNLL-U ({exc}).")
 
@@ -131,8 +151,10 @@ def read_conllu(path: Path | str, column: str = "upos") -> list[TaggedSentence]:
         raise DlError(f"{path} holds no sentences. Is it a CoNLL-U file?")
     if all(tag == "_" for s in sentences for tag in s.tags):
         other = next(c for c in COLUMNS if c != column)
-        raise DlError(f"The {column} column of {path} is empty ('_' on every word): "
-                      f"choose the other tag column ({other}) or a file annotated with {column}.")
+        raise DlError(
+            f"The {column} column of {path} is empty ('_' on every word): "
+            f"choose the other tag column ({other}) or a file annotated with {column}."
+        )
     return sentences
 
 
@@ -152,8 +174,10 @@ def _sentences(lines: _CountedLines, path: Path, column: str) -> Iterator[Tagged
             if isinstance(token["id"], tuple):  # (3, "-", 4): a multiword token; (8, ".", 1): an empty node
                 continue
             if token["id"] is None:
-                raise DlError(f"{path}:{lines.token_line(i)}: a token line without an ID ('_'). "
-                              "Give it its word number or remove it.")
+                raise DlError(
+                    f"{path}:{lines.token_line(i)}: a token line without an ID ('_'). "
+                    "Give it its word number or remove it."
+                )
             words.append(token["form"])
             tags.append(token[column] or "_")  # conllu reads an xpos of "_" as None
         if words:
@@ -174,32 +198,103 @@ DEFAULT_SENTENCES = 5000
 
 # Ambiguous NOUN/VERB lemmas: (noun singular = verb base, noun plural = verb 3rd singular, past).
 _AMBIGUOUS = (
-    ("book", "books", "booked"), ("watch", "watches", "watched"), ("play", "plays", "played"),
-    ("fly", "flies", "flew"), ("light", "lights", "lit"), ("duck", "ducks", "ducked"),
-    ("park", "parks", "parked"), ("train", "trains", "trained"), ("run", "runs", "ran"),
-    ("walk", "walks", "walked"), ("drink", "drinks", "drank"), ("call", "calls", "called"),
-    ("dance", "dances", "danced"), ("plant", "plants", "planted"), ("ring", "rings", "rang"),
+    ("book", "books", "booked"),
+    ("watch", "watches", "watched"),
+    ("play", "plays", "played"),
+    ("fly", "flies", "flew"),
+    ("light", "lights", "lit"),
+    ("duck", "ducks", "ducked"),
+    ("park", "parks", "parked"),
+    ("train", "trains", "trained"),
+    ("run", "runs", "ran"),
+    ("walk", "walks", "walked"),
+    ("drink", "drinks", "drank"),
+    ("call", "calls", "called"),
+    ("dance", "dances", "danced"),
+    ("plant", "plants", "planted"),
+    ("ring", "rings", "rang"),
 )
 # Only nouns: (singular, plural). "saw" and "can" are a VERB and an AUX elsewhere.
 _NOUNS = (
-    ("dog", "dogs"), ("cat", "cats"), ("teacher", "teachers"), ("house", "houses"), ("river", "rivers"),
-    ("city", "cities"), ("car", "cars"), ("child", "children"), ("friend", "friends"), ("letter", "letters"),
-    ("garden", "gardens"), ("window", "windows"), ("table", "tables"), ("student", "students"),
-    ("doctor", "doctors"), ("bird", "birds"), ("tree", "trees"), ("road", "roads"), ("school", "schools"),
-    ("idea", "ideas"), ("song", "songs"), ("story", "stories"), ("box", "boxes"), ("man", "men"),
-    ("woman", "women"), ("saw", "saws"), ("can", "cans"),
+    ("dog", "dogs"),
+    ("cat", "cats"),
+    ("teacher", "teachers"),
+    ("house", "houses"),
+    ("river", "rivers"),
+    ("city", "cities"),
+    ("car", "cars"),
+    ("child", "children"),
+    ("friend", "friends"),
+    ("letter", "letters"),
+    ("garden", "gardens"),
+    ("window", "windows"),
+    ("table", "tables"),
+    ("student", "students"),
+    ("doctor", "doctors"),
+    ("bird", "birds"),
+    ("tree", "trees"),
+    ("road", "roads"),
+    ("school", "schools"),
+    ("idea", "ideas"),
+    ("song", "songs"),
+    ("story", "stories"),
+    ("box", "boxes"),
+    ("man", "men"),
+    ("woman", "women"),
+    ("saw", "saws"),
+    ("can", "cans"),
 )
 # Only verbs: (base, 3rd singular, past).
 _VERBS = (
-    ("see", "sees", "saw"), ("take", "takes", "took"), ("find", "finds", "found"), ("like", "likes", "liked"),
-    ("eat", "eats", "ate"), ("read", "reads", "read"), ("open", "opens", "opened"), ("love", "loves", "loved"),
-    ("help", "helps", "helped"), ("carry", "carries", "carried"), ("follow", "follows", "followed"),
-    ("build", "builds", "built"), ("visit", "visits", "visited"), ("clean", "cleans", "cleaned"),
+    ("see", "sees", "saw"),
+    ("take", "takes", "took"),
+    ("find", "finds", "found"),
+    ("like", "likes", "liked"),
+    ("eat", "eats", "ate"),
+    ("read", "reads", "read"),
+    ("open", "opens", "opened"),
+    ("love", "loves", "loved"),
+    ("help", "helps", "helped"),
+    ("carry", "carries", "carried"),
+    ("follow", "follows", "followed"),
+    ("build", "builds", "built"),
+    ("visit", "visits", "visited"),
+    ("clean", "cleans", "cleaned"),
 )
-_ADJECTIVES = ("big", "small", "old", "new", "red", "green", "happy", "quiet", "long", "young", "dark",
-               "warm", "cold", "light", "fast", "late", "strange", "busy")
-_ADVERBS = ("quickly", "slowly", "often", "today", "yesterday", "again", "here", "there", "fast", "late",
-            "well", "together")
+_ADJECTIVES = (
+    "big",
+    "small",
+    "old",
+    "new",
+    "red",
+    "green",
+    "happy",
+    "quiet",
+    "long",
+    "young",
+    "dark",
+    "warm",
+    "cold",
+    "light",
+    "fast",
+    "late",
+    "strange",
+    "busy",
+)
+_ADVERBS = (
+    "quickly",
+    "slowly",
+    "often",
+    "today",
+    "yesterday",
+    "again",
+    "here",
+    "there",
+    "fast",
+    "late",
+    "well",
+    "together",
+)
 _MID_ADVERBS = ("never", "always", "often", "also", "really", "soon")  # between AUX and VERB
 _DETERMINERS = {"sg": ("the", "a", "this", "that", "every", "each"), "pl": ("the", "these", "those", "some", "all")}
 _POSSESSIVES = ("my", "your", "his", "her", "our", "their", "its")  # PRON in UD
@@ -211,16 +306,50 @@ _PREPOSITIONS = ("in", "on", "at", "near", "with", "from", "to", "under", "behin
 _MODALS = ("can", "will", "should", "must", "might", "could", "would")
 _SAY_VERBS = (("think", "thinks", "thought"), ("say", "says", "said"), ("know", "knows", "knew"))
 _WANT_VERBS = (("want", "wants", "wanted"), ("like", "likes", "liked"), ("need", "needs", "needed"))
-_CLAUSE_LINKS = (("and", "CCONJ"), ("but", "CCONJ"), ("or", "CCONJ"), ("because", "SCONJ"),
-                 ("when", "SCONJ"), ("if", "SCONJ"))
+_CLAUSE_LINKS = (
+    ("and", "CCONJ"),
+    ("but", "CCONJ"),
+    ("or", "CCONJ"),
+    ("because", "SCONJ"),
+    ("when", "SCONJ"),
+    ("if", "SCONJ"),
+)
 _INTERJECTIONS = ("Well", "Oh", "Yes", "No")
 # Kinds of predicate and their weights; "say" (a clause inside the clause) comes last: it is
 # only drawn at the top level, which bounds the recursion.
 _PREDICATES = (("verb", 4), ("modal", 3), ("do", 1), ("want", 1.5), ("copula", 1.5), ("say", 1))
 
 # Made-up words: syllables, then a suffix that gives the class away, as English suffixes do.
-_SYLLABLES = ("ka", "lo", "mi", "ren", "tor", "vel", "sa", "bri", "dun", "fe", "gol", "ith", "zor", "qua",
-              "ne", "pim", "ras", "tul", "wen", "dra", "sko", "ber", "nal", "quo", "jem", "fra", "ul", "tam")
+_SYLLABLES = (
+    "ka",
+    "lo",
+    "mi",
+    "ren",
+    "tor",
+    "vel",
+    "sa",
+    "bri",
+    "dun",
+    "fe",
+    "gol",
+    "ith",
+    "zor",
+    "qua",
+    "ne",
+    "pim",
+    "ras",
+    "tul",
+    "wen",
+    "dra",
+    "sko",
+    "ber",
+    "nal",
+    "quo",
+    "jem",
+    "fra",
+    "ul",
+    "tam",
+)
 _SUFFIXES = {
     "NOUN": ("er", "ness", "tion", "ment", "ist", "ling", "ery", "ship"),
     "ADJ": ("ous", "ful", "ive", "ish", "less", "al", "ic", "able"),

@@ -61,7 +61,9 @@ def corpus_files(path: Path) -> list[Path]:
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".gz", ""))
         if files:
             return files
-        raise DlError(f"{path} holds no text files (.txt, .gz or no suffix). Point data.path at a corpus file or folder.")
+        raise DlError(
+            f"{path} holds no text files (.txt, .gz or no suffix). Point data.path at a corpus file or folder."
+        )
     raise DlError(f"Corpus {path} does not exist. Set data.path to a text file or a folder of them.")
 
 

@@ -40,8 +40,9 @@ def greedy(model, src: torch.Tensor, bos: int, eos: int, pad: int, max_len: int)
 
 
 @torch.no_grad()
-def beam_search(model, src: torch.Tensor, bos: int, eos: int, pad: int, max_len: int, beam: int = 5,
-                length_penalty: float = 1.0) -> list[list[int]]:
+def beam_search(
+    model, src: torch.Tensor, bos: int, eos: int, pad: int, max_len: int, beam: int = 5, length_penalty: float = 1.0
+) -> list[list[int]]:
     """The best finished hypothesis of a `beam`-wide search for each source of the batch (B, S)."""
     if beam == 1:
         return greedy(model, src, bos, eos, pad, max_len)

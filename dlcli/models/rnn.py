@@ -117,7 +117,9 @@ class _ScratchRecurrent(nn.Module):
             output = output.transpose(0, 1)
         return output, (final if self.state_count == 2 else final[0])
 
-    def _run_layers(self, x: torch.Tensor, states: State, mask: torch.Tensor | None) -> tuple[torch.Tensor, list[State]]:
+    def _run_layers(
+        self, x: torch.Tensor, states: State, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, list[State]]:
         """The stack, time-major. x: (T, B, F); states: each (L*D, B, H).
 
         Returns the top layer's output (T, B, D*H) and every layer's and direction's last state.
@@ -168,7 +170,9 @@ class _ScratchRecurrent(nn.Module):
         if len(states) != self.state_count or any(tuple(s.shape) != shape for s in states):
             got = [tuple(s.shape) for s in states]
             name = type(self).__name__
-            raise ValueError(f"{name} expects an initial state of {self.state_count} tensor(s) of shape {shape}, got {got}")
+            raise ValueError(
+                f"{name} expects an initial state of {self.state_count} tensor(s) of shape {shape}, got {got}"
+            )
         return states
 
     def extra_repr(self) -> str:
@@ -291,5 +295,10 @@ def make_rnn(
     fused, scratch = RNN_CELLS[cell]
     layer = fused if impl == "torch" else scratch
     return layer(
-        input_size, hidden_size, num_layers=num_layers, batch_first=batch_first, dropout=dropout, bidirectional=bidirectional
+        input_size,
+        hidden_size,
+        num_layers=num_layers,
+        batch_first=batch_first,
+        dropout=dropout,
+        bidirectional=bidirectional,
     )

@@ -36,8 +36,9 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     return table
 
 
-def attention_mask(pad: torch.Tensor | None, causal: bool, queries: int, keys: int,
-                   device: torch.device) -> torch.Tensor | None:
+def attention_mask(
+    pad: torch.Tensor | None, causal: bool, queries: int, keys: int, device: torch.device
+) -> torch.Tensor | None:
     """Boolean (B or 1, 1, T, S) mask, True where a query may look, or None when all may."""
     allowed = None
     if pad is not None:
@@ -68,8 +69,15 @@ class MultiHeadAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, query: torch.Tensor, memory: torch.Tensor | None = None, *, pad: torch.Tensor | None = None,
-                causal: bool = False, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        query: torch.Tensor,
+        memory: torch.Tensor | None = None,
+        *,
+        pad: torch.Tensor | None = None,
+        causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """query (B, T, D) attends to memory (B, S, D) (itself when None).
 
         pad: (B, S) True at padded keys. Returns the output (B, T, D) and, with need_weights, the
@@ -106,8 +114,12 @@ class FeedForward(nn.Sequential):
     """Position-wise Linear(d, ff) -> ReLU (the paper) or GELU -> dropout -> Linear(ff, d)."""
 
     def __init__(self, dim: int, ff_dim: int, dropout: float, activation: str = "relu"):
-        super().__init__(nn.Linear(dim, ff_dim), nn.ReLU() if activation == "relu" else nn.GELU(), nn.Dropout(dropout),
-                         nn.Linear(ff_dim, dim))
+        super().__init__(
+            nn.Linear(dim, ff_dim),
+            nn.ReLU() if activation == "relu" else nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(ff_dim, dim),
+        )
 
 
 class EncoderLayer(nn.Module):
@@ -141,8 +153,14 @@ class DecoderLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.norm_first = norm_first
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, tgt_pad: torch.Tensor | None, src_pad: torch.Tensor | None,
-                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        tgt_pad: torch.Tensor | None,
+        src_pad: torch.Tensor | None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.norm_first:
             x = x + self.drop(self.self_attn(self.norm1(x), pad=tgt_pad, causal=True)[0])
             attended, weights = self.cross_attn(self.norm2(x), memory, pad=src_pad, need_weights=need_weights)
@@ -162,9 +180,19 @@ class Seq2SeqTransformer(nn.Module):
     layer's first logits are small (fairseq's initialisation).
     """
 
-    def __init__(self, vocab_size: int, pad_id: int, dim: int = 512, heads: int = 8, encoder_layers: int = 6,
-                 decoder_layers: int = 6, ff_dim: int = 2048, dropout: float = 0.1, norm_first: bool = False,
-                 activation: str = "relu"):
+    def __init__(
+        self,
+        vocab_size: int,
+        pad_id: int,
+        dim: int = 512,
+        heads: int = 8,
+        encoder_layers: int = 6,
+        decoder_layers: int = 6,
+        ff_dim: int = 2048,
+        dropout: float = 0.1,
+        norm_first: bool = False,
+        activation: str = "relu",
+    ):
         super().__init__()
         self.dim, self.pad_id = dim, pad_id
         self.embed = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
@@ -194,8 +222,9 @@ class Seq2SeqTransformer(nn.Module):
             x = layer(x, pad=src_pad)
         return self.encoder_norm(x), src_pad
 
-    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_pad: torch.Tensor,
-               need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def decode(
+        self, tgt_in: torch.Tensor, memory: torch.Tensor, src_pad: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, V) of the next tokens after each prefix of tgt_in, and with need_weights
         the last decoder layer's cross-attention (B, heads, T, S)."""
         tgt_pad = tgt_in == self.pad_id
@@ -217,9 +246,19 @@ class TransformerLM(nn.Module):
     sampling one token at a time attends to the whole window before it.
     """
 
-    def __init__(self, vocab_size: int, context: int, dim: int = 192, heads: int = 4, layers: int = 4,
-                 ff_dim: int | None = None, dropout: float = 0.1, norm_first: bool = True, positions: str = "learned",
-                 tie_weights: bool = False):
+    def __init__(
+        self,
+        vocab_size: int,
+        context: int,
+        dim: int = 192,
+        heads: int = 4,
+        layers: int = 4,
+        ff_dim: int | None = None,
+        dropout: float = 0.1,
+        norm_first: bool = True,
+        positions: str = "learned",
+        tie_weights: bool = False,
+    ):
         super().__init__()
         self.context, self.dim = context, dim
         self.embed = nn.Embedding(vocab_size, dim)

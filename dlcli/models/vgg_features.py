@@ -41,7 +41,9 @@ def layer_names(cfg: list, batch_norm: bool = False) -> list[str]:
             names.append(f"pool{block}")
             block, index = block + 1, 1
         else:
-            names += [f"conv{block}_{index}"] + ([f"bn{block}_{index}"] if batch_norm else []) + [f"relu{block}_{index}"]
+            names += (
+                [f"conv{block}_{index}"] + ([f"bn{block}_{index}"] if batch_norm else []) + [f"relu{block}_{index}"]
+            )
             index += 1
     return names
 
@@ -90,7 +92,9 @@ class VGGFeatures(nn.Module):
         self.eval()
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor] | None, taps: Iterable[str], pooling: str = "max") -> VGGFeatures:
+    def from_state_dict(
+        cls, state: dict[str, torch.Tensor] | None, taps: Iterable[str], pooling: str = "max"
+    ) -> VGGFeatures:
         """From a torchvision vgg11/13/16/19 (or _bn) state_dict; None: the fixed-seed random VGG19.
 
         Keys are torchvision's (`features.0.weight`, ...); the classifier's are ignored.

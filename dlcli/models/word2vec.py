@@ -31,7 +31,9 @@ class SkipGram(nn.Module):
         scores = self.in_vectors[targets] @ self.out_vectors.T  # (B, V)
         return F.cross_entropy(scores, contexts)
 
-    def negative_sampling_loss(self, targets: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    def negative_sampling_loss(
+        self, targets: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
         """Mean over pairs of the negative-sampling objective. negatives: (B, K) noise word ids."""
         v_in = self.in_vectors[targets]  # (B, D)
         positive = (self.out_vectors[contexts] * v_in).sum(-1)  # (B,)
@@ -64,7 +66,9 @@ def negative_sampling_grads(
     return error @ v_out, error[:, None] * v_in
 
 
-def softmax_grads(in_vectors: torch.Tensor, out_vectors: torch.Tensor, target: int, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+def softmax_grads(
+    in_vectors: torch.Tensor, out_vectors: torch.Tensor, target: int, context: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """d L / d v_I and d L / d out_vectors (all V rows) of one pair's full-softmax loss.
 
     With p = softmax(out_vectors @ v_I): dL/dv_I = sum_w (p_w - [w = O]) v'_w, dL/dv'_w = (p_w - [w = O]) v_I.

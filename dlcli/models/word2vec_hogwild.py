@@ -137,7 +137,9 @@ def _full_softmax(l1, syn1, target, alpha, neu1e, scores):
 
 
 @_jit
-def train_sentences(syn0, syn1, raw_ids, bounds, remap, keep, noise_prob, noise_alias, sg, negative, window, alpha, seed):
+def train_sentences(
+    syn0, syn1, raw_ids, bounds, remap, keep, noise_prob, noise_alias, sg, negative, window, alpha, seed
+):
     """Train on sentences raw_ids[bounds[s]:bounds[s+1]]; returns (loss sum, predictions, words kept).
 
     raw_ids: corpus-order word ids (before min_count), remap: raw id -> vocabulary id or -1,
@@ -183,7 +185,9 @@ def train_sentences(syn0, syn1, raw_ids, bounds, remap, keep, noise_prob, noise_
                         l1 = syn0[sentence[c]]
                         neu1e[:] = 0.0
                         if negative > 0:
-                            loss, state = _negative_sampling(l1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state)
+                            loss, state = _negative_sampling(
+                                l1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state
+                            )
                         else:
                             loss = _full_softmax(l1, syn1, target, alpha, neu1e, scores)
                         loss_sum += loss
@@ -204,7 +208,9 @@ def train_sentences(syn0, syn1, raw_ids, bounds, remap, keep, noise_prob, noise_
                         neu1[i] *= inv  # cbow_mean, gensim's default
                     neu1e[:] = 0.0
                     if negative > 0:
-                        loss, state = _negative_sampling(neu1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state)
+                        loss, state = _negative_sampling(
+                            neu1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state
+                        )
                     else:
                         loss = _full_softmax(neu1, syn1, target, alpha, neu1e, scores)
                     loss_sum += loss

@@ -63,7 +63,7 @@ def _known(name: object) -> str:
 
 
 def _load(target: str) -> Any:
-    """"module" or "module:attribute" -> that module or attribute, importing the module."""
+    """ "module" or "module:attribute" -> that module or attribute, importing the module."""
     module, _, attribute = target.partition(":")
     loaded = importlib.import_module(module)
     return getattr(loaded, attribute) if attribute else loaded

@@ -58,7 +58,9 @@ def check_arch(arch: str) -> None:
     if arch not in archs:
         close = difflib.get_close_matches(arch, archs, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise DlError(f"Unknown model.arch '{arch}'.{hint} `dl models` lists the classifiers; any of: {', '.join(archs)}.")
+        raise DlError(
+            f"Unknown model.arch '{arch}'.{hint} `dl models` lists the classifiers; any of: {', '.join(archs)}."
+        )
 
 
 def min_input_size(arch: str) -> int:
@@ -111,7 +113,11 @@ def check_model(model_cfg: ClassifyModel, image_size: int) -> None:
         )
     step = size_step(model_cfg.arch)
     if image_size % step:
-        why = f"it cuts images into {step} x {step} patches" if step < 224 else "its 7 x 7 attention windows must tile the feature maps"
+        why = (
+            f"it cuts images into {step} x {step} patches"
+            if step < 224
+            else "its 7 x 7 attention windows must tile the feature maps"
+        )
         raise DlError(
             f"{model_cfg.arch} needs data.image_size to be a multiple of {step} ({why}), but it is {image_size}. "
             f"Set data.image_size to {image_size // step * step or step} or {(image_size // step + 1) * step}."
@@ -150,7 +156,8 @@ def check_batch_norm_batch(model: nn.Module, cfg: Config, train_images: int, run
     if values > 2:
         return
     why = (
-        f"data.batch_size is {cfg.data.batch_size}" if cfg.data.batch_size == batch
+        f"data.batch_size is {cfg.data.batch_size}"
+        if cfg.data.batch_size == batch
         else f"the training split has {train_images} image(s) for {runtime.world_size} process(es)"
     )
     enough = 8  # values per channel where the gradients were tame (see above)
@@ -186,7 +193,9 @@ def smallest_batch_norm_map(model: nn.Module, image_size: int) -> tuple[str, tup
     ]
     if not hooks:
         return None
-    state = {name: torch.empty_like(t, device="meta") for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    state = {
+        name: torch.empty_like(t, device="meta") for name, t in [*model.named_parameters(), *model.named_buffers()]
+    }
     images = torch.empty(2, 3, image_size, image_size, device="meta")  # 2: torch's own check needs more than 1 value
     try:
         torch.func.functional_call(model, state, (images,))
@@ -223,7 +232,9 @@ def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, loa
         kwargs["dropout"] = model_cfg.dropout
     pretrained = model_cfg.pretrained and load_weights
     try:
-        model = torchvision.models.get_model(arch, weights=None, num_classes=1000 if pretrained else num_classes, **kwargs)
+        model = torchvision.models.get_model(
+            arch, weights=None, num_classes=1000 if pretrained else num_classes, **kwargs
+        )
     except TypeError as e:
         if "dropout" not in str(e):
             raise
@@ -235,13 +246,17 @@ def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, loa
             state = {k: v for k, v in state.items() if k.split(".")[0] not in AUX_HEADS}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if k.split(".")[0] not in AUX_HEADS]:
-            raise DlError(f"torchvision's {arch} weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}.")
+            raise DlError(
+                f"torchvision's {arch} weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}."
+            )
         if num_classes != 1000:
             replace_heads(model, num_classes)
     if model_cfg.weights and load_weights:
         skipped = load_weights_file(model, Path(model_cfg.weights))
         if skipped:
-            warnings.warn(f"model.weights: kept the fresh initialisation of {', '.join(skipped)} (shapes differ)", stacklevel=2)
+            warnings.warn(
+                f"model.weights: kept the fresh initialisation of {', '.join(skipped)} (shapes differ)", stacklevel=2
+            )
     if model_cfg.freeze_backbone:
         heads = set(head_names(model))
         for name, param in model.named_parameters():
@@ -356,7 +371,11 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     return Job(
         model=model,
         train_data=make_loader(splits["train"], cfg.data, cfg.seed, runtime, train=True),
-        eval_data={name: make_loader(splits[name], cfg.data, cfg.seed, runtime, train=False) for name in ("val", "test") if name in splits},
+        eval_data={
+            name: make_loader(splits[name], cfg.data, cfg.seed, runtime, train=False)
+            for name in ("val", "test")
+            if name in splits
+        },
         train_step=train_step,
         eval_step=eval_step,
         best_metric="top1",
@@ -368,7 +387,9 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
 def restore_model(cfg: Config, extra: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     """The classifier of a checkpoint (no pretrained files read) and its class names."""
     classes = extra["classes"]
-    return build_model(cfg.model, cfg.model.num_classes or len(classes), cfg.data.image_size, load_weights=False), {"classes": classes}
+    return build_model(cfg.model, cfg.model.num_classes or len(classes), cfg.data.image_size, load_weights=False), {
+        "classes": classes
+    }
 
 
 def eval_notes(cfg: Config) -> dict[str, str]:
@@ -408,7 +429,10 @@ def predict_images(
     k = min(top, probs.shape[1])
     values, indices = probs.topk(k, dim=1)
     return [
-        {"image": str(path), "top": [{"label": classes[i], "prob": p} for p, i in zip(v.tolist(), idx.tolist(), strict=True)]}
+        {
+            "image": str(path),
+            "top": [{"label": classes[i], "prob": p} for p, i in zip(v.tolist(), idx.tolist(), strict=True)],
+        }
         for path, v, idx in zip(images, values, indices, strict=True)
     ]
 
@@ -430,7 +454,11 @@ def _from_weights(arch: str | None, weights: str | None):
     # normalization, which predict() applies to every path alike.
     preset = meta.transforms()
     transform = transforms.Compose(
-        [transforms.Resize(preset.resize_size, antialias=True), transforms.CenterCrop(preset.crop_size), transforms.ToTensor()]
+        [
+            transforms.Resize(preset.resize_size, antialias=True),
+            transforms.CenterCrop(preset.crop_size),
+            transforms.ToTensor(),
+        ]
     )
     return model, list(meta.meta["categories"]), transform
 

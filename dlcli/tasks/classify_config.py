@@ -14,12 +14,17 @@ from dlcli.config import MAX_GENERATED, SHAPES_MIN_SIZE, BatchSize, DataSection,
 
 
 class ClassifyModel(Section):
-    arch: str = Field("resnet18", description="a torchvision classifier: resnet18, vgg16, densenet161, ... (`dl models`)")
+    arch: str = Field(
+        "resnet18", description="a torchvision classifier: resnet18, vgg16, densenet161, ... (`dl models`)"
+    )
     num_classes: int | None = Field(None, ge=2, description="output classes (default: the dataset's)")
     pretrained: bool = Field(False, description="start from torchvision's ImageNet weights (torch hub cache)")
     weights: str | None = Field(None, description="start from a state_dict file or a dl checkpoint (fine-tuning)")
     dropout: float | None = Field(
-        None, ge=0, lt=1, description="dropout before the classifier (default: torchvision's for the arch; not all archs have one)"
+        None,
+        ge=0,
+        lt=1,
+        description="dropout before the classifier (default: torchvision's for the arch; not all archs have one)",
     )
     freeze_backbone: bool = Field(False, description="train the classification head(s) only")
     aux_logits: Literal["auto", True, False] = Field(
@@ -31,18 +36,25 @@ class ImageDataConfig(DataSection):
     BATCH = BatchSize("batch_size", "images")
 
     dataset: Literal["shapes", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder"] = Field(
-        "shapes", description="shapes (generated), cifar10/100, mnist, fashion_mnist, imagefolder (root/train, root/val|test)"
+        "shapes",
+        description="shapes (generated), cifar10/100, mnist, fashion_mnist, imagefolder (root/train, root/val|test)",
     )
     root: str = Field("data", description="dataset folder (downloads go here; an image folder's root)")
     image_size: int = Field(
-        64, ge=8, le=1024, description="images are resized/cropped to this square size (8 to 1024; the arch may need more)"
+        64,
+        ge=8,
+        le=1024,
+        description="images are resized/cropped to this square size (8 to 1024; the arch may need more)",
     )
     batch_size: int = Field(128, ge=1, description="images per batch per process")
     eval_batch_size: int | None = Field(None, ge=1, description="images per evaluation batch (default: batch_size)")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes (streamed image folders only)")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out as val when the data has no val split")
+    val_fraction: float = Field(
+        0.1, gt=0, lt=1, description="share of train held out as val when the data has no val split"
+    )
     augment: Literal["random_crop", "random_resized_crop", "none"] = Field(
-        "random_crop", description="train augmentation, with a horizontal flip: padded random crop or Inception-style resized crop"
+        "random_crop",
+        description="train augmentation, with a horizontal flip: padded random crop or Inception-style resized crop",
     )
     on_bad_file: Literal["skip", "stop"] = Field(
         "skip",
@@ -61,7 +73,9 @@ class ImageDataConfig(DataSection):
     def _shapes_fit(cls, image_size: int, info: ValidationInfo) -> int:
         # The generator keeps a whole shape (radius up to 0.45 of the side) inside the frame.
         if info.data.get("dataset") == "shapes" and image_size < SHAPES_MIN_SIZE:
-            raise ValueError(f"the shapes dataset is drawn at {SHAPES_MIN_SIZE} px or more; set it to {SHAPES_MIN_SIZE} or more")
+            raise ValueError(
+                f"the shapes dataset is drawn at {SHAPES_MIN_SIZE} px or more; set it to {SHAPES_MIN_SIZE} or more"
+            )
         return image_size
 
 

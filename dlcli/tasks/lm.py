@@ -66,7 +66,9 @@ def load_text(data: LMData, seed: int) -> str:
 
         return "".join(" ".join(s.words) + "\n" for s in generated_tagged(seed, data.builtin_sentences))
     if not data.path:
-        raise DlError("data.dataset is 'text' but data.path is not set: give a text file, e.g. --set data.path=input.txt")
+        raise DlError(
+            "data.dataset is 'text' but data.path is not set: give a text file, e.g. --set data.path=input.txt"
+        )
     path = Path(data.path)
     if not path.is_file():
         raise DlError(
@@ -78,7 +80,9 @@ def load_text(data: LMData, seed: int) -> str:
     except (OSError, EOFError) as e:  # unreadable, or a corrupt .gz
         raise DlError(f"data.path: cannot read {path} ({e}).") from None
     if not text.strip():
-        raise DlError(f"data.path: {path} holds no text (it is empty or only whitespace). Give a UTF-8 text file to train on.")
+        raise DlError(
+            f"data.path: {path} holds no text (it is empty or only whitespace). Give a UTF-8 text file to train on."
+        )
     return text
 
 
@@ -186,9 +190,19 @@ class StreamBatches:
     evaluation keeps it, so every validation token counts.
     """
 
-    def __init__(self, ids: torch.Tensor, streams: int, bptt: int, device: torch.device, *,
-                 rank: int = 0, world_size: int = 1, drop_last: bool = True, what: str = "training",
-                 stateless: bool = False):
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        streams: int,
+        bptt: int,
+        device: torch.device,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = True,
+        what: str = "training",
+        stateless: bool = False,
+    ):
         self.stateless = stateless  # every window on its own (a transformer's context): no carried state
         rows = batchify(ids, streams * world_size)[rank * streams : (rank + 1) * streams]  # (B, n)
         n = rows.shape[1]
@@ -207,7 +221,9 @@ class StreamBatches:
         self.x = rows[:, :span].reshape(streams, self.full, bptt).transpose(0, 1).contiguous()
         self.y = rows[:, 1 : span + 1].reshape(streams, self.full, bptt).transpose(0, 1).contiguous()
         # Evaluation's last, shorter window (drop_last=False).
-        self.tail = (rows[:, span : n - 1].contiguous(), rows[:, span + 1 : n].contiguous()) if count > self.full else None
+        self.tail = (
+            (rows[:, span : n - 1].contiguous(), rows[:, span + 1 : n].contiguous()) if count > self.full else None
+        )
 
     def __len__(self) -> int:
         return self.count
@@ -226,8 +242,17 @@ class WindowBatches:
     Under DDP each rank reads every world_size-th batch of the epoch's order.
     """
 
-    def __init__(self, ids: torch.Tensor, batch_size: int, bptt: int, device: torch.device, seed: int, *,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        batch_size: int,
+        bptt: int,
+        device: torch.device,
+        seed: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.ids, self.batch_size, self.bptt, self.seed = ids.to(device), batch_size, bptt, seed
         self.rank, self.world_size = rank, world_size
         windows = (ids.numel() - 1 - (bptt - 1)) // bptt  # the count at the largest offset
@@ -266,8 +291,15 @@ class RecurrentLM(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, m.embedding_dim)
         # torch's dropout acts between layers; one more before the output layer (Zaremba et al. 2014)
-        self.rnn = make_rnn(m.arch, m.embedding_dim, m.hidden_size, m.num_layers, dropout=m.dropout if m.num_layers > 1 else 0.0,
-                            batch_first=True, impl=m.impl)
+        self.rnn = make_rnn(
+            m.arch,
+            m.embedding_dim,
+            m.hidden_size,
+            m.num_layers,
+            dropout=m.dropout if m.num_layers > 1 else 0.0,
+            batch_first=True,
+            impl=m.impl,
+        )
         self.drop = nn.Dropout(m.dropout)
         self.head = nn.Linear(m.hidden_size, vocab_size)
         if m.tie_weights:
@@ -293,8 +325,18 @@ def build_model(m: LMModel, vocab_size: int, context: int) -> nn.Module:
             f"model.embedding_dim ({m.embedding_dim}) must divide by model.heads ({m.heads}): each head gets "
             "embedding_dim / heads dimensions."
         )
-    return TransformerLM(vocab_size, context, dim=m.embedding_dim, heads=m.heads, layers=m.num_layers, ff_dim=m.ff_dim,
-                         dropout=m.dropout, norm_first=m.norm_first, positions=m.positions, tie_weights=m.tie_weights)
+    return TransformerLM(
+        vocab_size,
+        context,
+        dim=m.embedding_dim,
+        heads=m.heads,
+        layers=m.num_layers,
+        ff_dim=m.ff_dim,
+        dropout=m.dropout,
+        norm_first=m.norm_first,
+        positions=m.positions,
+        tie_weights=m.tie_weights,
+    )
 
 
 def detach(state: Any) -> Any:
@@ -327,11 +369,14 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     where = {"device": runtime.device, "rank": runtime.rank, "world_size": runtime.world_size}
     stateless = cfg.model.arch == "transformer"
     if stateless:
-        train_data: StreamBatches | WindowBatches = WindowBatches(train_ids, d.batch_size, d.bptt, seed=cfg.seed, **where)
+        train_data: StreamBatches | WindowBatches = WindowBatches(
+            train_ids, d.batch_size, d.bptt, seed=cfg.seed, **where
+        )
     else:
         train_data = StreamBatches(train_ids, d.batch_size, d.bptt, **where)
-    val_data = StreamBatches(val_ids, d.eval_batch_size, d.bptt, drop_last=False, what="validation", stateless=stateless,
-                             **where)
+    val_data = StreamBatches(
+        val_ids, d.eval_batch_size, d.bptt, drop_last=False, what="validation", stateless=stateless, **where
+    )
     state: dict[str, Any] = {"train": None, "eval": None}  # the carried states (not buffers: DDP would broadcast them)
 
     def train_step(net: nn.Module, chunk: Chunk) -> dict[str, torch.Tensor]:
@@ -385,8 +430,9 @@ def eval_notes(cfg: Config) -> dict[str, str]:
 
 
 @torch.no_grad()
-def sample(model: nn.Module, vocab: Vocab, prompt: str, length: int, temperature: float = 1.0, top_k: int = 0,
-           seed: int = 0) -> str:
+def sample(
+    model: nn.Module, vocab: Vocab, prompt: str, length: int, temperature: float = 1.0, top_k: int = 0, seed: int = 0
+) -> str:
     """`prompt` followed by `length` sampled tokens (characters or words), on the model's device.
 
     Args:
@@ -420,8 +466,15 @@ def sample(model: nn.Module, vocab: Vocab, prompt: str, length: int, temperature
     return prompt + vocab.detokenize(out, after=prompt)
 
 
-def generate(run_dir: Path, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0,
-             seed: int = 0, device: str | torch.device | None = None) -> str:
+def generate(
+    run_dir: Path,
+    prompt: str = "",
+    length: int = 200,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> str:
     """`dl generate`: the run's best checkpoint continues `prompt` by `length` tokens; returns prompt + continuation."""
     run = loading.load_run(run_dir, device, task=NAME)
     return sample(run.model, run.assets["vocab"], prompt, length, temperature, top_k, seed)

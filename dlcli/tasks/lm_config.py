@@ -7,7 +7,15 @@ from typing import Literal
 from pydantic import Field
 
 from dlcli.config import (
-    MAX_GENERATED, MAX_LAYERS, BatchSize, DataSection, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig,
+    MAX_GENERATED,
+    MAX_LAYERS,
+    BatchSize,
+    DataSection,
+    OptimConfig,
+    RunConfig,
+    ScheduleConfig,
+    Section,
+    TrainConfig,
 )
 
 
@@ -21,9 +29,12 @@ class LMModel(Section):
     embedding_dim: int = Field(128, ge=1, description="size of the token embeddings")
     hidden_size: int = Field(256, ge=1, description="units per recurrent layer")
     num_layers: int = Field(2, ge=1, le=MAX_LAYERS, description="stacked recurrent layers (transformer: blocks)")
-    dropout: float = Field(0.1, ge=0, lt=1, description="dropout between the recurrent layers and before the output layer")
+    dropout: float = Field(
+        0.1, ge=0, lt=1, description="dropout between the recurrent layers and before the output layer"
+    )
     tie_weights: bool = Field(
-        False, description="share the embedding and output matrices (Press & Wolf 2017; needs embedding_dim == hidden_size)"
+        False,
+        description="share the embedding and output matrices (Press & Wolf 2017; needs embedding_dim == hidden_size)",
     )
     heads: int = Field(4, ge=1, description="transformer: attention heads (embedding_dim must divide by it)")
     ff_dim: int | None = Field(None, ge=1, description="transformer: feed-forward width (default 4 x embedding_dim)")
@@ -34,21 +45,29 @@ class LMModel(Section):
 class LMData(DataSection):
     BATCH = BatchSize("batch_size", "streams")
 
-    dataset: Literal["builtin", "text"] = Field("builtin", description="builtin (generated sentences, offline) or text (data.path)")
+    dataset: Literal["builtin", "text"] = Field(
+        "builtin", description="builtin (generated sentences, offline) or text (data.path)"
+    )
     path: str | None = Field(None, description="text: a UTF-8 text file, e.g. tiny-shakespeare's input.txt")
     level: Literal["char", "word"] = Field("char", description="tokens: characters, or whitespace-separated words")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="the last this share of the text is the validation split")
     batch_size: int = Field(32, ge=1, description="parallel streams per batch per process")
     bptt: int = Field(
-        128, ge=1, description="tokens per stream per batch: how far back gradients flow (transformer: its context length)"
+        128,
+        ge=1,
+        description="tokens per stream per batch: how far back gradients flow (transformer: its context length)",
     )
     eval_batch_size: int = Field(16, ge=1, description="parallel streams of the validation text")
-    builtin_sentences: int = Field(5000, ge=10, le=MAX_GENERATED, description="builtin: sentences generated from the seed, one per line")
+    builtin_sentences: int = Field(
+        5000, ge=10, le=MAX_GENERATED, description="builtin: sentences generated from the seed, one per line"
+    )
 
 
 class LMTrain(TrainConfig):
     epochs: int = Field(10, ge=1, description="passes over the training text; sets the LR schedule's length")
-    clip_grad_norm: float | None = Field(1.0, gt=0, description="clip the global gradient norm (exploding RNN gradients)")
+    clip_grad_norm: float | None = Field(
+        1.0, gt=0, description="clip the global gradient norm (exploding RNN gradients)"
+    )
 
 
 class Config(RunConfig):

@@ -62,7 +62,9 @@ class SequenceClassifier(nn.Module):
     def __init__(self, cfg: SeqModel, n_tokens: int, n_labels: int):
         super().__init__()
         self.embed = nn.Embedding(n_tokens, cfg.embedding_dim, padding_idx=0)
-        self.rnn = encoder(cfg.arch, cfg.impl, cfg.embedding_dim, cfg.hidden_size, cfg.num_layers, cfg.bidirectional, cfg.dropout)
+        self.rnn = encoder(
+            cfg.arch, cfg.impl, cfg.embedding_dim, cfg.hidden_size, cfg.num_layers, cfg.bidirectional, cfg.dropout
+        )
         self.directions = 2 if cfg.bidirectional else 1
         self.drop = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(cfg.hidden_size * self.directions, n_labels)
@@ -79,8 +81,11 @@ def collate_labelled(examples: list[tuple[list[int], int]]) -> dict[str, torch.T
     tokens = torch.zeros(len(examples), longest, dtype=torch.long)
     for b, (t, _) in enumerate(examples):
         tokens[b, : len(t)] = torch.tensor(t)
-    return {"tokens": tokens, "lengths": torch.tensor([max(1, len(t)) for t, _ in examples]),
-            "labels": torch.tensor([label for _, label in examples])}
+    return {
+        "tokens": tokens,
+        "lengths": torch.tensor([max(1, len(t)) for t, _ in examples]),
+        "labels": torch.tensor([label for _, label in examples]),
+    }
 
 
 def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
@@ -104,8 +109,10 @@ def build(cfg: SeqConfig, runtime: Runtime, load_weights: bool = True) -> Job:
             raise DlError(f"Label '{unknown[0]}' does not occur in the training data ({', '.join(labels)}).")
         return [([t_index.get(t, 1) for t in toks], l_index[label]) for toks, label in pairs]
 
-    loaders = {name: Batches(encode(pairs), cfg.data.batch_size, collate_labelled, cfg.seed, runtime, shuffle=name == "train")
-               for name, pairs in splits.items()}
+    loaders = {
+        name: Batches(encode(pairs), cfg.data.batch_size, collate_labelled, cfg.seed, runtime, shuffle=name == "train")
+        for name, pairs in splits.items()
+    }
     model = SequenceClassifier(cfg.model, len(tokens), len(labels))
     device = runtime.device
 
@@ -119,13 +126,22 @@ def build(cfg: SeqConfig, runtime: Runtime, load_weights: bool = True) -> Job:
 
     def eval_step(net, batch):
         logits, labels_ = logits_of(net, batch)
-        return {"loss": F.cross_entropy(logits, labels_, reduction="sum"), "accuracy": (logits.argmax(1) == labels_).sum(),
-                "count": torch.tensor(len(labels_))}
+        return {
+            "loss": F.cross_entropy(logits, labels_, reduction="sum"),
+            "accuracy": (logits.argmax(1) == labels_).sum(),
+            "count": torch.tensor(len(labels_)),
+        }
 
     return Job(
-        model=model, train_data=loaders["train"], eval_data={k: v for k, v in loaders.items() if k != "train"},
-        train_step=train_step, eval_step=eval_step, best_metric="accuracy", best_mode="max",
-        items_per_batch=lambda batch: len(batch["labels"]), extra={"tokens": tokens, "labels": labels},
+        model=model,
+        train_data=loaders["train"],
+        eval_data={k: v for k, v in loaders.items() if k != "train"},
+        train_step=train_step,
+        eval_step=eval_step,
+        best_metric="accuracy",
+        best_mode="max",
+        items_per_batch=lambda batch: len(batch["labels"]),
+        extra={"tokens": tokens, "labels": labels},
     )
 
 
@@ -133,7 +149,6 @@ def restore_model(cfg: SeqConfig, extra: dict[str, Any]) -> tuple[SequenceClassi
     """The classifier of a checkpoint and its labels (the classes, in output order)."""
     tokens, labels = extra["tokens"], extra["labels"]
     return SequenceClassifier(cfg.model, len(tokens), len(labels)), {"classes": labels}
-
 
 
 def eval_notes(cfg: SeqConfig) -> dict[str, str]:

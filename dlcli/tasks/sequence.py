@@ -21,7 +21,6 @@ from dlcli.runtime import Runtime
 PAD, UNK = "<pad>", "<unk>"  # index 0 and 1 of every token vocabulary
 
 
-
 def index(tokens: Sequence[str]) -> dict[str, int]:
     return {token: i for i, token in enumerate(tokens)}
 
@@ -71,9 +70,19 @@ class Batches:
             yield self.collate([self.examples[i] for i in indices])
 
 
-def encoder(cell: str, impl: str, input_size: int, hidden: int, layers: int, bidirectional: bool, dropout: float) -> nn.Module:
-    return make_rnn(cell, input_size, hidden, num_layers=layers, bidirectional=bidirectional,
-                    dropout=dropout if layers > 1 else 0.0, batch_first=True, impl=impl)
+def encoder(
+    cell: str, impl: str, input_size: int, hidden: int, layers: int, bidirectional: bool, dropout: float
+) -> nn.Module:
+    return make_rnn(
+        cell,
+        input_size,
+        hidden,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        dropout=dropout if layers > 1 else 0.0,
+        batch_first=True,
+        impl=impl,
+    )
 
 
 def run_packed(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
@@ -82,4 +91,3 @@ def run_packed(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
     out, state = rnn(packed)
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
     return out, state
-

@@ -8,30 +8,54 @@ from typing import Literal
 from pydantic import Field
 
 from dlcli.config import (
-    MAX_GENERATED, MAX_LAYERS, BatchSize, DataSection, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig,
+    MAX_GENERATED,
+    MAX_LAYERS,
+    BatchSize,
+    DataSection,
+    OptimConfig,
+    RunConfig,
+    ScheduleConfig,
+    Section,
+    TrainConfig,
 )
 
 
 class TagModel(Section):
     arch: Literal["lstm", "gru", "rnn"] = Field("lstm", description="the sentence encoder's cell")
-    impl: Literal["torch", "scratch"] = Field("torch", description="torch's fused layers (cuDNN on GPU) or the cells written from the equations")
-    embedding_dim: int = Field(100, ge=1, description="word embedding size (must equal the vectors' size with pretrained_vectors)")
-    char_encoder: Literal["cnn", "lstm", "none"] = Field("cnn", description="character-level word encoder: spelling for unseen words")
+    impl: Literal["torch", "scratch"] = Field(
+        "torch", description="torch's fused layers (cuDNN on GPU) or the cells written from the equations"
+    )
+    embedding_dim: int = Field(
+        100, ge=1, description="word embedding size (must equal the vectors' size with pretrained_vectors)"
+    )
+    char_encoder: Literal["cnn", "lstm", "none"] = Field(
+        "cnn", description="character-level word encoder: spelling for unseen words"
+    )
     char_dim: int = Field(32, ge=1, description="character embedding size")
     char_hidden: int = Field(64, ge=1, description="char CNN filters (or char BiLSTM size per direction)")
     hidden_size: int = Field(256, ge=1, description="sentence RNN size per direction")
     num_layers: int = Field(2, ge=1, le=MAX_LAYERS, description="stacked sentence RNN layers")
     bidirectional: bool = Field(True, description="read sentences both ways")
-    dropout: float = Field(0.33, ge=0, lt=1, description="dropout on the RNN's inputs, between layers and on its outputs")
-    word_dropout: float = Field(0.25, ge=0, le=1, description="train: a word seen once is replaced by <unk> with this probability")
-    pretrained_vectors: str | None = Field(None, description="word2vec text/binary vectors to initialise the embeddings (e.g. runs/word2vec/vectors.txt)")
-    pretrained_limit: int = Field(200000, ge=0, description="the most frequent pretrained words added to the vocabulary")
+    dropout: float = Field(
+        0.33, ge=0, lt=1, description="dropout on the RNN's inputs, between layers and on its outputs"
+    )
+    word_dropout: float = Field(
+        0.25, ge=0, le=1, description="train: a word seen once is replaced by <unk> with this probability"
+    )
+    pretrained_vectors: str | None = Field(
+        None, description="word2vec text/binary vectors to initialise the embeddings (e.g. runs/word2vec/vectors.txt)"
+    )
+    pretrained_limit: int = Field(
+        200000, ge=0, description="the most frequent pretrained words added to the vocabulary"
+    )
 
 
 class TagData(DataSection):
     BATCH = BatchSize("batch_size", "sentences")
 
-    dataset: Literal["generated", "conllu"] = Field("generated", description="generated (built-in grammar) or conllu (data.train/val/test files)")
+    dataset: Literal["generated", "conllu"] = Field(
+        "generated", description="generated (built-in grammar) or conllu (data.train/val/test files)"
+    )
     train: str | None = Field(None, description="conllu: training file (.conllu or .conllu.gz)")
     val: str | None = Field(None, description="conllu: validation file (default: val_fraction of train)")
     test: str | None = Field(None, description="conllu: test file")
@@ -55,14 +79,21 @@ class TagConfig(RunConfig):
     task: Literal["tag"] = Field("tag", description="a label per token (part-of-speech tagging)")
     model: TagModel = Field(default_factory=TagModel, description="the tagger")
     data: TagData = Field(default_factory=TagData, description="tagged sentences")
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(name="adamw", lr=2e-3, weight_decay=0.01), description="the optimizer")
-    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="cosine", warmup_epochs=0.2), description="the learning-rate schedule")
+    optim: OptimConfig = Field(
+        default_factory=lambda: OptimConfig(name="adamw", lr=2e-3, weight_decay=0.01), description="the optimizer"
+    )
+    schedule: ScheduleConfig = Field(
+        default_factory=lambda: ScheduleConfig(name="cosine", warmup_epochs=0.2),
+        description="the learning-rate schedule",
+    )
     train: TagTrain = Field(default_factory=TagTrain, description="the training loop")
 
 
 class SeqModel(Section):
     arch: Literal["lstm", "gru", "rnn"] = Field("gru", description="the recurrent cell")
-    impl: Literal["torch", "scratch"] = Field("torch", description="torch's fused layers or the cells written from the equations")
+    impl: Literal["torch", "scratch"] = Field(
+        "torch", description="torch's fused layers or the cells written from the equations"
+    )
     embedding_dim: int = Field(32, ge=1, description="token embedding size")
     hidden_size: int = Field(64, ge=1, description="RNN size per direction")
     num_layers: int = Field(1, ge=1, le=MAX_LAYERS, description="stacked RNN layers")
@@ -73,7 +104,9 @@ class SeqModel(Section):
 class SeqData(DataSection):
     BATCH = BatchSize("batch_size", "sequences")
 
-    dataset: Literal["brackets", "tsv"] = Field("brackets", description="brackets (built-in: balanced or not) or tsv (text<TAB>label files)")
+    dataset: Literal["brackets", "tsv"] = Field(
+        "brackets", description="brackets (built-in: balanced or not) or tsv (text<TAB>label files)"
+    )
     train: str | None = Field(None, description="tsv: training file")
     val: str | None = Field(None, description="tsv: validation file (default: val_fraction of train)")
     test: str | None = Field(None, description="tsv: test file")
@@ -93,6 +126,10 @@ class SeqConfig(RunConfig):
     task: Literal["seqclass"] = Field("seqclass", description="a label per sequence")
     model: SeqModel = Field(default_factory=SeqModel, description="the classifier")
     data: SeqData = Field(default_factory=SeqData, description="labelled sequences")
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(name="adamw", lr=3e-3, weight_decay=0.01), description="the optimizer")
-    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(name="cosine"), description="the learning-rate schedule")
+    optim: OptimConfig = Field(
+        default_factory=lambda: OptimConfig(name="adamw", lr=3e-3, weight_decay=0.01), description="the optimizer"
+    )
+    schedule: ScheduleConfig = Field(
+        default_factory=lambda: ScheduleConfig(name="cosine"), description="the learning-rate schedule"
+    )
     train: TagTrain = Field(default_factory=TagTrain, description="the training loop")

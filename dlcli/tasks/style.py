@@ -42,7 +42,15 @@ from dlcli.runner import Job
 from dlcli.runtime import Runtime
 
 # The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
-from dlcli.tasks.style_config import CONTENT_LAYERS, STYLE_LAYERS, Config, StyleData, StyleModel, StyleOptions, StyleTrain  # noqa: F401
+from dlcli.tasks.style_config import (  # noqa: F401
+    CONTENT_LAYERS,
+    STYLE_LAYERS,
+    Config,
+    StyleData,
+    StyleModel,
+    StyleOptions,
+    StyleTrain,
+)
 
 NAME = "style"
 RUN_KIND = "a style-transfer grid"  # in the error for a run of another task
@@ -176,7 +184,9 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     if ckpt is not None:
         arch = (ckpt.get("config") or {}).get("model", {}).get("arch", "")
         if not str(arch).startswith("vgg"):
-            raise DlError(f"features: {path} is a checkpoint of a {arch or ckpt.get('task')} run; style transfer needs a VGG.")
+            raise DlError(
+                f"features: {path} is a checkpoint of a {arch or ckpt.get('task')} run; style transfer needs a VGG."
+            )
     return state
 
 
@@ -224,7 +234,12 @@ class Targets:
 
 
 def make_targets(
-    features: VGGFeatures, model: StyleModel, content: torch.Tensor, styles: list[torch.Tensor], blend: list[float], runtime: Runtime
+    features: VGGFeatures,
+    model: StyleModel,
+    content: torch.Tensor,
+    styles: list[torch.Tensor],
+    blend: list[float],
+    runtime: Runtime,
 ) -> Targets:
     """P_l of the content image and A_l = sum_k b_k A_l^(k) of the styles (neural-style's blend of Grams).
 
@@ -251,12 +266,19 @@ def _features(features: VGGFeatures, image: torch.Tensor, runtime: Runtime) -> d
 
 
 def losses(
-    features: VGGFeatures, image: torch.Tensor, targets: Targets, model: StyleModel, opts: StyleOptions, runtime: Runtime
+    features: VGGFeatures,
+    image: torch.Tensor,
+    targets: Targets,
+    model: StyleModel,
+    opts: StyleOptions,
+    runtime: Runtime,
 ) -> dict[str, torch.Tensor]:
     """{"content", "style", "tv": the unweighted losses, "total": alpha L_c + beta L_s + gamma TV}."""
     feats = _features(features, image, runtime)
     with torch.autocast(runtime.device.type, enabled=False):
-        l_content = sum(w * content_loss(feats[name], targets.content[name]) for name, w in model.content_layers.items())
+        l_content = sum(
+            w * content_loss(feats[name], targets.content[name]) for name, w in model.content_layers.items()
+        )
         l_style = image.new_zeros(())
         for name, w in model.style_layers.items():
             f = feats[name]
@@ -368,8 +390,14 @@ def optimise(
     """
     if opts.optimizer == "lbfgs":
         optimizer = torch.optim.LBFGS(
-            [image], lr=opts.step_size(), max_iter=opts.steps, max_eval=opts.steps,
-            tolerance_grad=0.0, tolerance_change=0.0, history_size=100, line_search_fn="strong_wolfe",
+            [image],
+            lr=opts.step_size(),
+            max_iter=opts.steps,
+            max_eval=opts.steps,
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+            history_size=100,
+            line_search_fn="strong_wolfe",
         )
         evals = 0
         best: dict[str, torch.Tensor] = {}
@@ -435,7 +463,9 @@ class _Problem:
         _check_size(out_size, features, f"The content image at {size} px", "Give a larger --size (or --scales).")
         style_sizes = [image_size_for(s, round(size * opts.style_scale)) for s in styles]
         for style_size in style_sizes:
-            _check_size(style_size, features, f"A style image at {size} x {opts.style_scale} px", "Give a larger --style-scale.")
+            _check_size(
+                style_size, features, f"A style image at {size} x {opts.style_scale} px", "Give a larger --style-scale."
+            )
         content_t = to_tensor(content, out_size).to(device)
         style_ts = [to_tensor(s, style_size).to(device) for s, style_size in zip(styles, style_sizes, strict=True)]
         first_style = to_tensor(styles[0], out_size).to(device)
@@ -563,7 +593,16 @@ def stylize_files(
         markup=False,
     )
     result = stylize(
-        content_image, style_images, features, model, opts, runtime, blend=blend, seed=seed, logger=logger, on_save=on_save
+        content_image,
+        style_images,
+        features,
+        model,
+        opts,
+        runtime,
+        blend=blend,
+        seed=seed,
+        logger=logger,
+        on_save=on_save,
     )
     save_image(result.image, output)
     return {"output": str(output), "steps": result.steps, "seconds": round(result.seconds, 3), "losses": result.losses}
@@ -603,8 +642,13 @@ def place(features: VGGFeatures, runtime: Runtime) -> VGGFeatures:
 def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
     """A resumed grid must keep its pictures and output size (the images in the checkpoint)."""
     data, opts = config["data"], config["stylize"]
-    return {"data.dataset": data["dataset"], "data.contents": data["contents"], "data.styles": data["styles"],
-            "data.generated": data["generated"], "stylize.size": opts["size"]}
+    return {
+        "data.dataset": data["dataset"],
+        "data.contents": data["contents"],
+        "data.styles": data["styles"],
+        "data.generated": data["generated"],
+        "stylize.size": opts["size"],
+    }
 
 
 class StyleGrid(nn.Module):
@@ -647,7 +691,9 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     def update_step(net: StyleGrid, batch: list[int], lr: float) -> dict[str, torch.Tensor]:
         (k,) = batch
         c, s = pairs[k]
-        result = stylize(contents[c][1], [styles[s][1]], features, cfg.model, cfg.stylize, runtime, seed=cfg.seed + k, logger=logger)
+        result = stylize(
+            contents[c][1], [styles[s][1]], features, cfg.model, cfg.stylize, runtime, seed=cfg.seed + k, logger=logger
+        )
         with torch.no_grad():
             net.images[k].copy_(to_tensor(result.image, result.image.size)[0])
         return {"loss": torch.tensor(result.losses["total"], device=runtime.device)}
@@ -655,7 +701,9 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     def eval_step(net: StyleGrid, batch: list[int]) -> dict[str, torch.Tensor]:
         (k,) = batch
         c, s = pairs[k]
-        problem = _Problem.at(cfg.stylize.size, contents[c][1], [styles[s][1]], [1.0], features, cfg.model, cfg.stylize, runtime)
+        problem = _Problem.at(
+            cfg.stylize.size, contents[c][1], [styles[s][1]], [1.0], features, cfg.model, cfg.stylize, runtime
+        )
         image = net.images[k].unsqueeze(0).float()
         if cfg.stylize.preserve_color:
             image = rgb_to_yiq(image)[:, :1]

@@ -21,9 +21,15 @@ class StyleModel(Section):
         description="imagenet (torchvision's VGG19 from the torch hub cache), random (a fixed random VGG19, "
         "offline, cruder results) or a state_dict / dl checkpoint of a torchvision VGG",
     )
-    pooling: Literal["avg", "max"] = Field("avg", description="avg: the paper's choice (better gradient flow); max: as trained")
-    content_layers: dict[str, float] = Field(default_factory=lambda: dict(CONTENT_LAYERS), description="content layer -> weight")
-    style_layers: dict[str, float] = Field(default_factory=lambda: dict(STYLE_LAYERS), description="style layer -> weight w_l")
+    pooling: Literal["avg", "max"] = Field(
+        "avg", description="avg: the paper's choice (better gradient flow); max: as trained"
+    )
+    content_layers: dict[str, float] = Field(
+        default_factory=lambda: dict(CONTENT_LAYERS), description="content layer -> weight"
+    )
+    style_layers: dict[str, float] = Field(
+        default_factory=lambda: dict(STYLE_LAYERS), description="style layer -> weight w_l"
+    )
 
     @field_validator("content_layers", "style_layers")
     @classmethod
@@ -39,17 +45,25 @@ class StyleOptions(Section):
     scales: list[int] | None = Field(
         None, description="coarse to fine: optimise at each long side in turn (e.g. [256, 512]); the last one is size"
     )
-    steps: int = Field(500, ge=1, description="loss evaluations per scale (L-BFGS makes several per step(), as neural-style counts)")
+    steps: int = Field(
+        500, ge=1, description="loss evaluations per scale (L-BFGS makes several per step(), as neural-style counts)"
+    )
     optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="lbfgs (the paper's) or adam")
-    lr: float | None = Field(None, gt=0, description="step size (default: 1 for lbfgs, 0.02 for adam, on pixels in [0, 1])")
+    lr: float | None = Field(
+        None, gt=0, description="step size (default: 1 for lbfgs, 0.02 for adam, on pixels in [0, 1])"
+    )
     content_weight: float = Field(1.0, ge=0, description="alpha")
     style_weight: float = Field(
-        1.0e6, ge=0, description="beta; L_content grows with the image's area, L_style does not: larger images want more"
+        1.0e6,
+        ge=0,
+        description="beta; L_content grows with the image's area, L_style does not: larger images want more",
     )
     tv_weight: float = Field(0.1, ge=0, description="gamma: total variation (squared neighbour differences), smooths")
     init: Literal["content", "style", "noise"] = Field("content", description="the image the optimisation starts from")
     preserve_color: bool = Field(False, description="transfer on luminance only and keep the content's colours (YIQ)")
-    save_every: int | None = Field(None, ge=1, description="also write the image every N evaluations (OUT_000100.png, ...)")
+    save_every: int | None = Field(
+        None, ge=1, description="also write the image every N evaluations (OUT_000100.png, ...)"
+    )
 
     @field_validator("scales")
     @classmethod
@@ -63,7 +77,9 @@ class StyleOptions(Section):
         if self.scales is None:
             return [self.size]
         if self.scales[-1] != self.size:
-            raise DlError(f"--scales {','.join(map(str, self.scales))} must end at the output size {self.size} (--size).")
+            raise DlError(
+                f"--scales {','.join(map(str, self.scales))} must end at the output size {self.size} (--size)."
+            )
         return list(self.scales)
 
     def step_size(self) -> float:
@@ -74,7 +90,8 @@ class StyleData(DataSection):
     BATCH = BatchSize(None, "pairs", accumulates=False)  # one content x style pair per step
 
     dataset: Literal["files", "generated"] = Field(
-        "files", description="files: data.contents and data.styles; generated: built-in pictures from the seed (offline tests)"
+        "files",
+        description="files: data.contents and data.styles; generated: built-in pictures from the seed (offline tests)",
     )
     contents: list[str] = Field(default_factory=list, description="content images: files, folders or glob patterns")
     styles: list[str] = Field(default_factory=list, description="style images: files, folders or glob patterns")
@@ -82,10 +99,13 @@ class StyleData(DataSection):
 
 
 class StyleTrain(TrainConfig):
-    epochs: int = Field(1, ge=1, le=1, description="always 1: each pair is optimised once, for stylize.steps evaluations")
+    epochs: int = Field(
+        1, ge=1, le=1, description="always 1: each pair is optimised once, for stylize.steps evaluations"
+    )
     log_every: int = Field(1, ge=1, description="pairs between log lines")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 autocast for the VGG on a GPU that has it, fp32 on CPU (the Gram sums are always fp32)"
+        "auto",
+        description="auto: bf16 autocast for the VGG on a GPU that has it, fp32 on CPU (the Gram sums are always fp32)",
     )
 
 
@@ -93,7 +113,11 @@ class Config(RunConfig):
     task: Literal["style"] = Field("style", description="Gatys style transfer over a grid of contents x styles")
     model: StyleModel = Field(default_factory=StyleModel, description="the feature network and its loss layers")
     data: StyleData = Field(default_factory=StyleData, description="the content and style images")
-    optim: OptimConfig = Field(default_factory=OptimConfig, description="unused: stylize.optimizer optimises each image")
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="unused: stylize.optimizer optimises each image")
+    optim: OptimConfig = Field(
+        default_factory=OptimConfig, description="unused: stylize.optimizer optimises each image"
+    )
+    schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="unused: stylize.optimizer optimises each image"
+    )
     train: StyleTrain = Field(default_factory=StyleTrain, description="the loop over pairs")
     stylize: StyleOptions = Field(default_factory=StyleOptions, description="the optimisation, as dl stylize's flags")

@@ -66,7 +66,9 @@ def load_tagged(data: TagData, seed: int) -> dict[str, list]:
         a, b = data.train_sentences, data.train_sentences + data.val_sentences
         return {"train": sentences[:a], "val": sentences[a:b], "test": sentences[b:]}
     if not data.train:
-        raise DlError("data.dataset is 'conllu' but data.train is not set: give a .conllu file, e.g. --set data.train=en_ewt-ud-train.conllu.gz")
+        raise DlError(
+            "data.dataset is 'conllu' but data.train is not set: give a .conllu file, e.g. --set data.train=en_ewt-ud-train.conllu.gz"
+        )
     splits = {"train": read_conllu(data.train, data.column)}
     if data.val:
         splits["val"] = read_conllu(data.val, data.column)
@@ -96,12 +98,14 @@ def encode_tagged(sentences: list, vocab: TagVocab, max_word_length: int) -> lis
         unknown = [t for t in tags if t not in t_index]
         if unknown:
             raise DlError(f"Tag '{unknown[0]}' is not among the training tags ({', '.join(vocab.tags)}).")
-        examples.append((
-            [w_index.get(w.lower(), 1) for w in words],
-            [[c_index.get(c, 1) for c in w[:max_word_length]] or [1] for w in words],
-            [t_index[t] for t in tags],
-            [w.lower() not in vocab.train_words for w in words],
-        ))
+        examples.append(
+            (
+                [w_index.get(w.lower(), 1) for w in words],
+                [[c_index.get(c, 1) for c in w[:max_word_length]] or [1] for w in words],
+                [t_index[t] for t in tags],
+                [w.lower() not in vocab.train_words for w in words],
+            )
+        )
     return examples
 
 
@@ -187,10 +191,25 @@ def _word_dropout(words: torch.Tensor, singletons: torch.Tensor, p: float) -> to
 
 def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
     model, data = config["model"], config["data"]
-    keys = ("arch", "embedding_dim", "char_encoder", "char_dim", "char_hidden", "hidden_size", "num_layers", "bidirectional",
-            "pretrained_vectors", "pretrained_limit")
-    return {**{f"model.{k}": model[k] for k in keys}, "data.dataset": data["dataset"], "data.train": data["train"],
-            "data.column": data["column"], "data.min_count": data["min_count"]}
+    keys = (
+        "arch",
+        "embedding_dim",
+        "char_encoder",
+        "char_dim",
+        "char_hidden",
+        "hidden_size",
+        "num_layers",
+        "bidirectional",
+        "pretrained_vectors",
+        "pretrained_limit",
+    )
+    return {
+        **{f"model.{k}": model[k] for k in keys},
+        "data.dataset": data["dataset"],
+        "data.train": data["train"],
+        "data.column": data["column"],
+        "data.min_count": data["min_count"],
+    }
 
 
 def build(cfg: TagConfig, runtime: Runtime, load_weights: bool = True, vocab: TagVocab | None = None) -> Job:
@@ -203,8 +222,14 @@ def build(cfg: TagConfig, runtime: Runtime, load_weights: bool = True, vocab: Ta
     counts = Counter(w.lower() for words, _ in splits["train"] for w in words)
     singletons = torch.tensor([counts.get(w, 0) == 1 for w in vocab.words], device=runtime.device)
     loaders = {
-        name: Batches(encode_tagged(sentences, vocab, cfg.data.max_word_length), cfg.data.batch_size, collate_tagged,
-                      cfg.seed, runtime, shuffle=name == "train")
+        name: Batches(
+            encode_tagged(sentences, vocab, cfg.data.max_word_length),
+            cfg.data.batch_size,
+            collate_tagged,
+            cfg.seed,
+            runtime,
+            shuffle=name == "train",
+        )
         for name, sentences in splits.items()
     }
     device = runtime.device
@@ -223,19 +248,32 @@ def build(cfg: TagConfig, runtime: Runtime, load_weights: bool = True, vocab: Ta
         return tag_metric_sums(logits, batch["tags"], batch["oov"], vocab.tags)
 
     return Job(
-        model=model, train_data=loaders["train"], eval_data={k: v for k, v in loaders.items() if k != "train"},
-        train_step=train_step, eval_step=eval_step, best_metric="accuracy", best_mode="max",
+        model=model,
+        train_data=loaders["train"],
+        eval_data={k: v for k, v in loaders.items() if k != "train"},
+        train_step=train_step,
+        eval_step=eval_step,
+        best_metric="accuracy",
+        best_mode="max",
         items_per_batch=lambda batch: int(batch["lengths"].sum()),
-        finish_metrics=lambda m: finish_tag_metrics(m, vocab.tags), extra=vocab.to_extra(),
+        finish_metrics=lambda m: finish_tag_metrics(m, vocab.tags),
+        extra=vocab.to_extra(),
     )
 
 
-def tag_metric_sums(logits: torch.Tensor, tags: torch.Tensor, oov: torch.Tensor, tag_names: list[str]) -> dict[str, torch.Tensor]:
+def tag_metric_sums(
+    logits: torch.Tensor, tags: torch.Tensor, oov: torch.Tensor, tag_names: list[str]
+) -> dict[str, torch.Tensor]:
     """Sums over real tokens: correct, OOV tokens and their correct ones, and per tag tp / predicted / gold."""
     real = tags != IGNORE
     predicted = logits.argmax(-1)
     correct = (predicted == tags) & real
-    sums = {"accuracy": correct.sum(), "oov_accuracy": (correct & oov).sum(), "oov_count": (oov & real).sum(), "count": real.sum()}
+    sums = {
+        "accuracy": correct.sum(),
+        "oov_accuracy": (correct & oov).sum(),
+        "oov_count": (oov & real).sum(),
+        "count": real.sum(),
+    }
     for i, tag in enumerate(tag_names):
         sums[f"tp.{tag}"] = (correct & (tags == i)).sum()
         sums[f"pred.{tag}"] = ((predicted == i) & real).sum()
@@ -245,8 +283,11 @@ def tag_metric_sums(logits: torch.Tensor, tags: torch.Tensor, oov: torch.Tensor,
 
 def finish_tag_metrics(m: dict[str, float], tag_names: list[str]) -> dict[str, float]:
     """The runner divided every sum by the token count; ratios of sums survive that."""
-    out = {"accuracy": m["accuracy"], "oov_accuracy": m["oov_accuracy"] / m["oov_count"] if m["oov_count"] else 0.0,
-           "oov_share": m["oov_count"]}
+    out = {
+        "accuracy": m["accuracy"],
+        "oov_accuracy": m["oov_accuracy"] / m["oov_count"] if m["oov_count"] else 0.0,
+        "oov_share": m["oov_count"],
+    }
     for tag in tag_names:
         tp, pred, gold = m[f"tp.{tag}"], m[f"pred.{tag}"], m[f"gold.{tag}"]
         if gold or pred:
@@ -268,7 +309,9 @@ def _pretrained(model_cfg: TagModel):
     else:
         vectors = load_word2vec_format(path)
     if vectors.vectors.shape[1] != model_cfg.embedding_dim:
-        raise DlError(f"model.pretrained_vectors has {vectors.vectors.shape[1]} dimensions; set model.embedding_dim to that.")
+        raise DlError(
+            f"model.pretrained_vectors has {vectors.vectors.shape[1]} dimensions; set model.embedding_dim to that."
+        )
     return vectors
 
 
@@ -313,4 +356,3 @@ def tag_sentence(model: Tagger, vocab: TagVocab, cfg: TagConfig, sentence: str) 
     with torch.no_grad():
         predicted = model(batch["words"], batch["chars"], batch["lengths"]).argmax(-1)[0]
     return [{"token": t, "tag": vocab.tags[i]} for t, i in zip(tokens, predicted.tolist(), strict=True)]
-

@@ -61,13 +61,20 @@ def load_splits(d: TranslateData, seed: int) -> dict[str, parallel.Pairs]:
     if d.dataset == "numbers":
         return parallel.number_splits(seed, d.numbers_train, d.numbers_val, d.numbers_test)
     if d.dataset == "multi30k":
-        return {split: parallel.multi30k(Path(d.root), split, d.source_lang, d.target_lang) for split in ("train", "val", "test")}
+        return {
+            split: parallel.multi30k(Path(d.root), split, d.source_lang, d.target_lang)
+            for split in ("train", "val", "test")
+        }
     if d.dataset == "folder":
         root = Path(d.root)
         if not root.is_dir():
-            raise DlError(f"data.root: {root} is not a folder (relative paths start at the current directory, {Path.cwd()}).")
-        splits = {s: parallel.read_folder(root, name, d.source_lang, d.target_lang)
-                  for s, name in (("train", "train"), ("val", "val"))}
+            raise DlError(
+                f"data.root: {root} is not a folder (relative paths start at the current directory, {Path.cwd()})."
+            )
+        splits = {
+            s: parallel.read_folder(root, name, d.source_lang, d.target_lang)
+            for s, name in (("train", "train"), ("val", "val"))
+        }
         if any(root.glob(f"{d.test_split}.{d.source_lang}*")):
             splits["test"] = parallel.read_folder(root, d.test_split, d.source_lang, d.target_lang)
         return splits
@@ -136,8 +143,19 @@ class TokenBatches:
     the device); training reshuffles their order every epoch. Under DDP rank r reads batches
     r, r + world_size, ... (training: the same number on every rank)."""
 
-    def __init__(self, sources: list[list[int]], targets: list[list[int]], max_tokens: int, device: torch.device, *,
-                 seed: int, split: str, beam: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        sources: list[list[int]],
+        targets: list[list[int]],
+        max_tokens: int,
+        device: torch.device,
+        *,
+        seed: int,
+        split: str,
+        beam: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         shuffle = split == "train"
         self.seed, self.shuffle = seed, shuffle
         srcs = [s + [EOS] for s in sources]
@@ -163,8 +181,14 @@ class TokenBatches:
                 "or more data."
             )
         self.batches_ = [
-            Batch(_pad([srcs[i] for i in g]).to(device), _pad([tgts[i] for i in g]).to(device), g,
-                  sum(len(srcs[i]) + len(tgts[i]) for i in g), split, beam)
+            Batch(
+                _pad([srcs[i] for i in g]).to(device),
+                _pad([tgts[i] for i in g]).to(device),
+                g,
+                sum(len(srcs[i]) + len(tgts[i]) for i in g),
+                split,
+                beam,
+            )
             for g in groups[rank::world_size]
         ]
 
@@ -174,7 +198,9 @@ class TokenBatches:
     def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         order = list(range(len(self.batches_)))
         if self.shuffle:
-            order = torch.randperm(len(order), generator=torch.Generator().manual_seed(mix_seed(self.seed, epoch))).tolist()
+            order = torch.randperm(
+                len(order), generator=torch.Generator().manual_seed(mix_seed(self.seed, epoch))
+            ).tolist()
         for i in order[start:]:
             yield self.batches_[i]
 
@@ -184,10 +210,21 @@ class TokenBatches:
 
 def build_model(m: TranslateModel, vocab_size: int) -> Seq2SeqTransformer:
     if m.dim % m.heads:
-        raise DlError(f"model.dim ({m.dim}) must divide by model.heads ({m.heads}): each head gets dim / heads dimensions.")
-    return Seq2SeqTransformer(vocab_size, PAD, dim=m.dim, heads=m.heads, encoder_layers=m.encoder_layers,
-                              decoder_layers=m.decoder_layers, ff_dim=m.ff_dim, dropout=m.dropout,
-                              norm_first=m.norm_first, activation=m.activation)
+        raise DlError(
+            f"model.dim ({m.dim}) must divide by model.heads ({m.heads}): each head gets dim / heads dimensions."
+        )
+    return Seq2SeqTransformer(
+        vocab_size,
+        PAD,
+        dim=m.dim,
+        heads=m.heads,
+        encoder_layers=m.encoder_layers,
+        decoder_layers=m.decoder_layers,
+        ff_dim=m.ff_dim,
+        dropout=m.dropout,
+        norm_first=m.norm_first,
+        activation=m.activation,
+    )
 
 
 def bleu_scorer():
@@ -239,7 +276,9 @@ def bleu_from_totals(m: dict[str, float]) -> float:
 
     correct = [round(m[f"total.bleu_correct{n}"]) for n in range(1, 5)]  # counts, summed as floats
     total = [round(m[f"total.bleu_total{n}"]) for n in range(1, 5)]
-    return BLEU.compute_bleu(correct, total, round(m["total.sys_len"]), round(m["total.ref_len"]), smooth_method="exp").score
+    return BLEU.compute_bleu(
+        correct, total, round(m["total.sys_len"]), round(m["total.ref_len"]), smooth_method="exp"
+    ).score
 
 
 def chrf_totals(scorer, hypotheses: list[str], refs: list[str]) -> dict[str, torch.Tensor]:
@@ -287,12 +326,20 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     src_ids, tgt_ids = encoded["train"]
     keep = [i for i in range(len(src_ids)) if len(src_ids[i]) + 1 <= d.max_len and len(tgt_ids[i]) + 2 <= d.max_len]
     where = {"device": runtime.device, "rank": runtime.rank, "world_size": runtime.world_size}
-    train_data = TokenBatches([src_ids[i] for i in keep], [tgt_ids[i] for i in keep], d.max_tokens, seed=cfg.seed,
-                              split="train", **where)
+    train_data = TokenBatches(
+        [src_ids[i] for i in keep], [tgt_ids[i] for i in keep], d.max_tokens, seed=cfg.seed, split="train", **where
+    )
     eval_data = {
-        split: TokenBatches(*encoded[split], d.max_tokens, seed=cfg.seed, split=split,
-                            beam=1 if split == "val" else decode.beam, **where)
-        for split in splits if split != "train"
+        split: TokenBatches(
+            *encoded[split],
+            d.max_tokens,
+            seed=cfg.seed,
+            split=split,
+            beam=1 if split == "val" else decode.beam,
+            **where,
+        )
+        for split in splits
+        if split != "train"
     }
     model = build_model(cfg.model, vocab_size)
     scorer, chrf = bleu_scorer(), chrf_scorer()
@@ -301,8 +348,9 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     def train_step(net: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         logits = net(batch.src, batch.tgt[:, :-1])
         target = batch.tgt[:, 1:]
-        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=PAD,
-                               label_smoothing=cfg.train.label_smoothing)
+        loss = F.cross_entropy(
+            logits.flatten(0, 1), target.flatten(), ignore_index=PAD, label_smoothing=cfg.train.label_smoothing
+        )
         return {"loss": loss}
 
     def eval_step(net: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
@@ -316,7 +364,9 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
             if with_bleu:
                 metrics.update(bleu_totals(scorer, hypotheses, refs))
             metrics.update(chrf_totals(chrf, hypotheses, refs))
-            metrics["total.exact"] = torch.tensor(float(sum(h.strip() == r.strip() for h, r in zip(hypotheses, refs, strict=True))))
+            metrics["total.exact"] = torch.tensor(
+                float(sum(h.strip() == r.strip() for h, r in zip(hypotheses, refs, strict=True)))
+            )
             metrics["total.sentences"] = torch.tensor(float(len(refs)))
         return metrics
 
@@ -371,7 +421,9 @@ def write_averaged_checkpoint(folder: Path) -> Path:
     weights (Vaswani et al. average the last checkpoints; it smooths the end of training)."""
     files = sorted(folder.glob("epoch-*.weights.pt"))
     if not files:
-        raise DlError(f"No epoch-*.weights.pt in {folder} to average: train.average_last keeps them at each epoch's end.")
+        raise DlError(
+            f"No epoch-*.weights.pt in {folder} to average: train.average_last keeps them at each epoch's end."
+        )
     states = [checkpoint.load_weights(f) for f in files]
     averaged = {}
     for key, value in states[0].items():
@@ -389,7 +441,9 @@ def write_averaged_checkpoint(folder: Path) -> Path:
 # --------------------------------------------------------------------------- translating
 
 
-def translate_batch(model: Seq2SeqTransformer, tokenizer, src: torch.Tensor, decode: DecodeConfig, beam: int) -> list[str]:
+def translate_batch(
+    model: Seq2SeqTransformer, tokenizer, src: torch.Tensor, decode: DecodeConfig, beam: int
+) -> list[str]:
     """Detokenized translations of a padded batch of sources (B, S) (subwords + EOS)."""
     limit = max_length(src.shape[1], decode.max_len_a, decode.max_len_b)
     ids = beam_search(model, src, BOS, EOS, PAD, limit, beam, decode.length_penalty)
@@ -402,8 +456,13 @@ def restore_model(cfg: Config, extra: dict[str, Any]) -> tuple[Seq2SeqTransforme
     return build_model(cfg.model, tokenizer.get_vocab_size()), {"tokenizer": tokenizer}
 
 
-def translate(run_dir: Path, sentences: list[str], beam: int | None = None, device: str | torch.device | None = None,
-              batch_size: int = 64) -> list[dict[str, str]]:
+def translate(
+    run_dir: Path,
+    sentences: list[str],
+    beam: int | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 64,
+) -> list[dict[str, str]]:
     """`dl translate`: [{"source": S, "translation": T}, ...] from the run's best checkpoint.
 
     beam: the beam width (default: the recipe's decode.beam; 1 is greedy). Characters the
@@ -413,8 +472,14 @@ def translate(run_dir: Path, sentences: list[str], beam: int | None = None, devi
     return translate_sentences(run.model, run.assets["tokenizer"], run.config.decode, sentences, beam, batch_size)
 
 
-def translate_sentences(model: Seq2SeqTransformer, tokenizer, decode: DecodeConfig, sentences: list[str],
-                        beam: int | None = None, batch_size: int = 64) -> list[dict[str, str]]:
+def translate_sentences(
+    model: Seq2SeqTransformer,
+    tokenizer,
+    decode: DecodeConfig,
+    sentences: list[str],
+    beam: int | None = None,
+    batch_size: int = 64,
+) -> list[dict[str, str]]:
     """[{"source": S, "translation": T}, ...] with a loaded model (eval mode), on its device.
 
     beam: the beam width (default: decode.beam; 1 is greedy).
@@ -433,8 +498,9 @@ def translate_sentences(model: Seq2SeqTransformer, tokenizer, decode: DecodeConf
 
 
 @torch.no_grad()
-def cross_attention(run_dir: Path, source: str, translation: str, device: str | torch.device | None = None
-                    ) -> tuple[list[str], list[str], torch.Tensor]:
+def cross_attention(
+    run_dir: Path, source: str, translation: str, device: str | torch.device | None = None
+) -> tuple[list[str], list[str], torch.Tensor]:
     """The last decoder layer's attention over the source, averaged over heads, while the model
     reads `translation`: source subwords, target subwords and weights (T, S), row t the step that
     predicts target subword t."""
@@ -457,7 +523,9 @@ def plot_attention(source_tokens: list[str], target_tokens: list[str], weights: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.5 + 0.45 * len(source_tokens)), max(3.0, 1.2 + 0.4 * len(target_tokens))))
+    fig, ax = plt.subplots(
+        figsize=(max(5.0, 1.5 + 0.45 * len(source_tokens)), max(3.0, 1.2 + 0.4 * len(target_tokens)))
+    )
     ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, aspect="auto")
     ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right")
     ax.set_yticks(range(len(target_tokens)), target_tokens)

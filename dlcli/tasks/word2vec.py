@@ -58,7 +58,9 @@ def load_corpus(data: Word2VecData, seed: int) -> EncodedCorpus:
         path = Path(data.path) if data.path else download_text8(Path(data.root))
     else:
         if not data.path:
-            raise DlError("data.dataset is 'text' but data.path is not set: give a text file or folder, e.g. --set data.path=corpus.txt")
+            raise DlError(
+                "data.dataset is 'text' but data.path is not set: give a text file or folder, e.g. --set data.path=corpus.txt"
+            )
         path = Path(data.path)
     return cached_encode(path, cache, data.token_pattern)
 
@@ -78,7 +80,9 @@ def download_text8(root: Path) -> Path:
         return text8
     archive = fetch(TEXT8_URL, root / "text8.zip", what="The text8 corpus")
     if archive.stat().st_size != TEXT8_ZIP_BYTES:
-        raise DlError(f"{archive} has {archive.stat().st_size} bytes, text8.zip has {TEXT8_ZIP_BYTES}: delete it and download it again.")
+        raise DlError(
+            f"{archive} has {archive.stat().st_size} bytes, text8.zip has {TEXT8_ZIP_BYTES}: delete it and download it again."
+        )
     try:
         with zipfile.ZipFile(archive) as z:
             z.extract("text8", root)  # raises BadZipFile on a CRC mismatch
@@ -157,10 +161,24 @@ def hogwild_step(cfg: Config, tables: Tables, pool: ThreadPoolExecutor):
             ids = np.asarray(tables.ids[first:last])  # a memory-mapped slice: read from disk here
             bounds = tables.bounds[lo : hi + 1] - first
             seed = mix_seed(cfg.seed, batch.epoch, batch.index, k)
-            futures.append(pool.submit(
-                hogwild.train_sentences, syn0, syn1, ids, bounds, tables.remap, tables.keep, tables.noise_prob, tables.noise_alias,
-                bool(m.sg), m.negative, m.window, lr, seed,
-            ))
+            futures.append(
+                pool.submit(
+                    hogwild.train_sentences,
+                    syn0,
+                    syn1,
+                    ids,
+                    bounds,
+                    tables.remap,
+                    tables.keep,
+                    tables.noise_prob,
+                    tables.noise_alias,
+                    bool(m.sg),
+                    m.negative,
+                    m.window,
+                    lr,
+                    seed,
+                )
+            )
         results = [f.result() for f in futures]
         loss = sum(r[0] for r in results) / max(1, sum(r[1] for r in results))
         return {"loss": torch.tensor(loss)}
@@ -225,9 +243,13 @@ def choose_impl(cfg: Config, runtime: Runtime) -> str:
         impl = "hogwild" if runtime.device.type == "cpu" and hogwild.available() else "batched"
     if impl == "hogwild":
         if runtime.device.type != "cpu":
-            raise DlError(f"model.impl=hogwild trains on the CPU; this run is on {runtime.device}. Use model.impl=batched (or auto).")
+            raise DlError(
+                f"model.impl=hogwild trains on the CPU; this run is on {runtime.device}. Use model.impl=batched (or auto)."
+            )
         if not hogwild.available():
-            raise DlError("model.impl=hogwild needs numba: pip install numba (or use model.impl=batched, much slower on a CPU).")
+            raise DlError(
+                "model.impl=hogwild needs numba: pip install numba (or use model.impl=batched, much slower on a CPU)."
+            )
     return impl
 
 
@@ -242,8 +264,12 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     vocab = Vocabulary.from_corpus(corpus, cfg.data.min_count, cfg.data.max_vocab_size)
     noise = vocab.counts.astype(np.float64) ** cfg.model.ns_exponent
     tables = Tables(
-        corpus.ids, corpus.bounds, vocab.remap, vocab.keep_probabilities(cfg.data.sample),
-        *hogwild.alias_table(vocab.counts, cfg.model.ns_exponent), np.cumsum(noise / noise.sum()),
+        corpus.ids,
+        corpus.bounds,
+        vocab.remap,
+        vocab.keep_probabilities(cfg.data.sample),
+        *hogwild.alias_table(vocab.counts, cfg.model.ns_exponent),
+        np.cumsum(noise / noise.sum()),
     )
     model = SkipGram(len(vocab), cfg.model.vector_size, seed=cfg.seed)
     impl = choose_impl(cfg, runtime)
@@ -253,7 +279,9 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         update = hogwild_step(cfg, tables, ThreadPoolExecutor(cfg.train.workers, thread_name_prefix="word2vec"))
     else:
         batch_words = cfg.data.batch_words
-        pairs = cfg.train.pairs_per_update or auto_pairs_per_update(vocab.counts, cfg.model.negative, cfg.model.ns_exponent)
+        pairs = cfg.train.pairs_per_update or auto_pairs_per_update(
+            vocab.counts, cfg.model.negative, cfg.model.ns_exponent
+        )
         update = batched_step(cfg, tables, runtime.device, pairs)
     questions = _questions(cfg.data)
 
@@ -290,7 +318,9 @@ def _questions(data: Word2VecData) -> list[str]:
     if data.questions:
         path = Path(data.questions)
         if not path.is_file():
-            raise DlError(f"data.questions: {path} does not exist. Give a questions-words file (': section' lines, then 'a b c d').")
+            raise DlError(
+                f"data.questions: {path} does not exist. Give a questions-words file (': section' lines, then 'a b c d')."
+            )
         return read_text(path).splitlines()
     if data.dataset == "planted":
         from dlcli.data.planted import planted_questions

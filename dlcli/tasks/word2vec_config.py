@@ -7,14 +7,29 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from dlcli.config import MAX_GENERATED, BatchSize, DataSection, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
+from dlcli.config import (
+    MAX_GENERATED,
+    BatchSize,
+    DataSection,
+    OptimConfig,
+    RunConfig,
+    ScheduleConfig,
+    Section,
+    TrainConfig,
+)
 
 
 class Word2VecModel(Section):
-    sg: Literal[0, 1] = Field(1, description="1: skip-gram (each word predicts its context), 0: CBOW (the context predicts the word)")
+    sg: Literal[0, 1] = Field(
+        1, description="1: skip-gram (each word predicts its context), 0: CBOW (the context predicts the word)"
+    )
     vector_size: int = Field(100, ge=1, description="dimensions of the word vectors")
-    window: int = Field(5, ge=1, description="largest distance between a word and its context (a reduced width is drawn per word)")
-    negative: int = Field(5, ge=0, description="noise words per prediction (negative sampling); 0: the full softmax (small vocabularies)")
+    window: int = Field(
+        5, ge=1, description="largest distance between a word and its context (a reduced width is drawn per word)"
+    )
+    negative: int = Field(
+        5, ge=0, description="noise words per prediction (negative sampling); 0: the full softmax (small vocabularies)"
+    )
     ns_exponent: float = Field(0.75, description="noise distribution: unigram counts to this power (0.75 in the paper)")
     impl: Literal["auto", "hogwild", "batched"] = Field(
         "auto", description="hogwild: numba SGD threads on the CPU; batched: PyTorch batches (GPU); auto: by device"
@@ -27,16 +42,26 @@ class Word2VecData(DataSection):
     dataset: Literal["planted", "text8", "text"] = Field(
         "planted", description="planted (built-in corpus with planted relations), text8 (downloads), text (data.path)"
     )
-    path: str | None = Field(None, description="text: a file or folder of .txt/.gz files, one sentence per line; text8: a local copy")
+    path: str | None = Field(
+        None, description="text: a file or folder of .txt/.gz files, one sentence per line; text8: a local copy"
+    )
     root: str = Field("data", description="where text8 is downloaded and encoded corpora are cached")
-    token_pattern: str = Field(r"[^\W\d_]+", description="regex of a token in lowercased text (letters; text8's is [a-z]+)")
+    token_pattern: str = Field(
+        r"[^\W\d_]+", description="regex of a token in lowercased text (letters; text8's is [a-z]+)"
+    )
     min_count: int = Field(5, ge=1, description="ignore words seen fewer times")
     max_vocab_size: int | None = Field(None, ge=1, description="keep only the most frequent words")
     sample: float = Field(1e-3, ge=0, description="subsampling threshold of frequent words (0: off)")
     batch_words: int = Field(10000, ge=100, description="corpus words per batch (per thread for hogwild)")
-    planted_sentences: int = Field(55000, ge=100, le=MAX_GENERATED, description="planted: sentences generated from the seed")
-    questions: str | None = Field(None, description="questions-words file for the validation accuracy (planted: built in)")
-    restrict: int = Field(30000, ge=1, description="validation: questions and answers among this many most frequent words")
+    planted_sentences: int = Field(
+        55000, ge=100, le=MAX_GENERATED, description="planted: sentences generated from the seed"
+    )
+    questions: str | None = Field(
+        None, description="questions-words file for the validation accuracy (planted: built in)"
+    )
+    restrict: int = Field(
+        30000, ge=1, description="validation: questions and answers among this many most frequent words"
+    )
 
     @field_validator("token_pattern")
     @classmethod
@@ -56,7 +81,9 @@ class Word2VecTrain(TrainConfig):
     workers: int = Field(2, ge=1, description="hogwild: training threads (gensim's workers); 1 is exactly reproducible")
     log_every: int = Field(100, ge=1, description="batches between progress/metrics.jsonl log lines")
     pairs_per_update: int | None = Field(
-        None, ge=1, description="batched: predictions read from the same vectors before their summed updates land (default: auto)"
+        None,
+        ge=1,
+        description="batched: predictions read from the same vectors before their summed updates land (default: auto)",
     )
 
 
@@ -64,8 +91,11 @@ class Config(RunConfig):
     task: Literal["word2vec"] = Field("word2vec", description="word vectors")
     model: Word2VecModel = Field(default_factory=Word2VecModel, description="the embedding model")
     data: Word2VecData = Field(default_factory=Word2VecData, description="the corpus and vocabulary")
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(name="sgd", lr=0.025, momentum=0.0), description="SGD; lr is gensim's alpha")
+    optim: OptimConfig = Field(
+        default_factory=lambda: OptimConfig(name="sgd", lr=0.025, momentum=0.0), description="SGD; lr is gensim's alpha"
+    )
     schedule: ScheduleConfig = Field(
-        default_factory=lambda: ScheduleConfig(name="linear", min_lr=1e-4), description="linear decay to min_lr (gensim's min_alpha)"
+        default_factory=lambda: ScheduleConfig(name="linear", min_lr=1e-4),
+        description="linear decay to min_lr (gensim's min_alpha)",
     )
     train: Word2VecTrain = Field(default_factory=Word2VecTrain, description="the training loop")
