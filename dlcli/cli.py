@@ -759,9 +759,9 @@ def stylize(
     """Neural style transfer (Gatys et al. 2016): CONTENT redrawn in the style of STYLE (several: blended)."""
     from dlcli.config import TrainConfig
     from dlcli.runtime import create_runtime
-    from dlcli.tasks import style as style_task
+    from dlcli.stylize import parse_numbers, settings_from_flags, stylize_files
 
-    model_cfg, opts = style_task.settings_from_flags(
+    model_cfg, opts = settings_from_flags(
         dict(
             features=features,
             pooling=pooling,
@@ -781,9 +781,9 @@ def stylize(
             save_every=save_every,
         )
     )
-    blend = style_task.parse_numbers(style_blend, "--style-blend") if style_blend else None
+    blend = parse_numbers(style_blend, "--style-blend") if style_blend else None
     runtime = create_runtime(TrainConfig(device=device or "auto", precision=precision))
-    result = style_task.stylize_files(
+    result = stylize_files(
         content, styles, output, model_cfg, opts, runtime, blend=blend, seed=seed, logger=Logger(quiet=quiet)
     )
     if json_:

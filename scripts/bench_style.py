@@ -35,9 +35,11 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 
+from dlcli import stylize as stylize_command
+from dlcli.models import gatys
 from dlcli.models.vgg_features import VGGFeatures, random_vgg19_layers
 from dlcli.runtime import Runtime
-from dlcli.tasks import style
+from dlcli.tasks.style_config import StyleModel, StyleOptions
 
 from benchlib import REPO, append_section, load_note, machine, sync
 
@@ -190,13 +192,13 @@ def time_plain(content: torch.Tensor, style_img: torch.Tensor, evals: int, devic
 
 
 def time_dl(content_pil, style_pil, size: int, evals: int, runtime: Runtime) -> tuple[float, int]:
-    model = style.StyleModel(features="random", pooling="max")
-    features = style.place(
+    model = StyleModel(features="random", pooling="max")
+    features = stylize_command.place(
         VGGFeatures.from_state_dict(None, [*model.content_layers, *model.style_layers], "max"), runtime
     )
-    opts = style.StyleOptions(size=size, steps=evals)
+    opts = StyleOptions(size=size, steps=evals)
     sync(runtime.device)
-    result = style.stylize(content_pil, [style_pil], features, model, opts, runtime)
+    result = gatys.stylize(content_pil, [style_pil], features, model, opts, runtime)
     sync(runtime.device)
     return result.seconds / result.steps, result.steps
 
@@ -204,13 +206,13 @@ def time_dl(content_pil, style_pil, size: int, evals: int, runtime: Runtime) -> 
 def speed(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     runtime = Runtime(device, "fp32", False)
-    content_pil, style_pil = style.read_image(args.content), style.read_image(args.style)
-    shape = style.image_size_for(content_pil, args.size)
+    content_pil, style_pil = stylize_command.read_image(args.content), stylize_command.read_image(args.style)
+    shape = gatys.image_size_for(content_pil, args.size)
     # The tutorial's loop needs the style image at the content's shape (the style passes through its
     # content-loss module); dl gets the very same pixels.
     content_pil, style_pil = content_pil.resize(shape), style_pil.resize(shape)  # resizing is not timed
-    content = style.to_tensor(content_pil, shape).to(device)
-    style_t = style.to_tensor(style_pil, shape).to(device)
+    content = gatys.to_tensor(content_pil, shape).to(device)
+    style_t = gatys.to_tensor(style_pil, shape).to(device)
     dl_times, plain_times, plain_evals = [], [], 0
     for r in range(args.rounds):
         t, _ = time_dl(content_pil, style_pil, args.size, args.evals, runtime)

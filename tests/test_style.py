@@ -12,8 +12,10 @@ import torch
 from PIL import Image
 from typer.testing import Result
 
+from dlcli import stylize as stylize_command
 from dlcli.console import Logger
 from dlcli.errors import DlError
+from dlcli.models import gatys
 from dlcli.models.vgg_features import VGGFeatures, layer_names, random_vgg19_layers
 from dlcli.runtime import Runtime
 from dlcli.tasks import style
@@ -66,37 +68,37 @@ G_HAND = torch.tensor([[6.0, 3.0], [3.0, 11.0]])
 
 
 def test_gram_is_f_f_transpose_by_hand() -> None:
-    assert torch.equal(style.gram(F_HAND), G_HAND)
+    assert torch.equal(gatys.gram(F_HAND), G_HAND)
 
 
 def test_gram_of_channels_last_features_is_the_same() -> None:
     features = torch.rand(1, 8, 5, 6)
     nhwc = features.contiguous(memory_format=torch.channels_last)
-    assert torch.allclose(style.gram(nhwc), style.gram(features), atol=1e-5)
+    assert torch.allclose(gatys.gram(nhwc), gatys.gram(features), atol=1e-5)
 
 
 def test_layer_style_loss_is_the_papers_e_l_by_hand() -> None:
     a = torch.eye(2)
     # G - A = [[5, 3], [3, 10]]: sum of squares 25 + 9 + 9 + 100 = 143; 4 N^2 M^2 = 4 * 4 * 16 = 256
-    assert style.layer_style_loss(G_HAND, a, n=2, m=4).item() == pytest.approx(143 / 256)
+    assert gatys.layer_style_loss(G_HAND, a, n=2, m=4).item() == pytest.approx(143 / 256)
 
 
 def test_content_loss_is_half_the_squared_error_by_hand() -> None:
     p = torch.ones(1, 2, 2, 2)
     # F - P = [[0, 1, -1, 0], [-1, 0, 2, 0]]: squares 0+1+1+0+1+0+4+0 = 7, halved
-    assert style.content_loss(F_HAND, p).item() == pytest.approx(3.5)
+    assert gatys.content_loss(F_HAND, p).item() == pytest.approx(3.5)
 
 
 def test_total_is_alpha_content_plus_beta_weighted_style_plus_gamma_tv_by_hand() -> None:
     f2 = torch.tensor([2.0, 0.0, 1.0, 1.0]).reshape(1, 1, 2, 2)  # N=1, M=4: G = [[6]]
     model = style.StyleModel(content_layers={"conv4_2": 1.0}, style_layers={"conv1_1": 0.25, "conv2_1": 0.75})
-    targets = style.Targets(
+    targets = gatys.Targets(
         content={"conv4_2": torch.ones(1, 2, 2, 2)}, style={"conv1_1": torch.eye(2), "conv2_1": torch.tensor([[2.0]])}
     )
     opts = style.StyleOptions(content_weight=2.0, style_weight=10.0, tv_weight=0.5)
     image = torch.tensor([[[[0.0, 1.0], [0.5, 0.5]]]]).expand(1, 3, 2, 2)
     features = _Fixed({"conv4_2": F_HAND, "conv1_1": F_HAND, "conv2_1": f2})
-    values = style.losses(features, image, targets, model, opts, CPU)
+    values = gatys.losses(features, image, targets, model, opts, CPU)
     e1 = 143 / 256  # as above
     e2 = (6 - 2) ** 2 / (4 * 1 * 16)  # N=1, M=4
     l_style = 0.25 * e1 + 0.75 * e2
@@ -113,15 +115,15 @@ def test_style_targets_blend_grams_and_scale_to_the_outputs_positions(random_fea
     content = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     small = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     large = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
-    one = style.make_targets(random_features, model, content, [small], [1.0], CPU)
+    one = gatys.make_targets(random_features, model, content, [small], [1.0], CPU)
     with torch.no_grad():
         feats = random_features(small)
-    assert torch.allclose(one.style["conv1_1"], style.gram(feats["conv1_1"]))  # same size: the paper's A exactly
-    big = style.make_targets(random_features, model, content, [large], [1.0], CPU)
+    assert torch.allclose(one.style["conv1_1"], gatys.gram(feats["conv1_1"]))  # same size: the paper's A exactly
+    big = gatys.make_targets(random_features, model, content, [large], [1.0], CPU)
     with torch.no_grad():
         big_feats = random_features(large)
-    assert torch.allclose(big.style["conv3_1"], style.gram(big_feats["conv3_1"]) / 4)  # 4x the positions
-    blend = style.make_targets(random_features, model, content, [small, large], [0.7, 0.3], CPU)
+    assert torch.allclose(big.style["conv3_1"], gatys.gram(big_feats["conv3_1"]) / 4)  # 4x the positions
+    blend = gatys.make_targets(random_features, model, content, [small, large], [0.7, 0.3], CPU)
     assert torch.allclose(blend.style["conv2_1"], 0.7 * one.style["conv2_1"] + 0.3 * big.style["conv2_1"], rtol=1e-5)
 
 
@@ -173,9 +175,9 @@ def test_unknown_layer_lists_the_valid_ones(cli: Callable[..., Result], pictures
 
 
 def test_layer_weights_from_the_command_line() -> None:
-    assert style.parse_layers("conv1_1,conv2_1,conv3_1,conv4_1,conv5_1", "style_layers") == style.STYLE_LAYERS
-    assert style.parse_layers("conv1_1,conv2_1:0.5", "style_layers") == {"conv1_1": 0.5, "conv2_1": 0.5}
-    assert style.parse_layers("conv4_2:2", "content_layers") == {"conv4_2": 2.0}
+    assert stylize_command.parse_layers("conv1_1,conv2_1,conv3_1,conv4_1,conv5_1", "style_layers") == style.STYLE_LAYERS
+    assert stylize_command.parse_layers("conv1_1,conv2_1:0.5", "style_layers") == {"conv1_1": 0.5, "conv2_1": 0.5}
+    assert stylize_command.parse_layers("conv4_2:2", "content_layers") == {"conv4_2": 2.0}
 
 
 # --------------------------------------------------------------------------- weights
@@ -288,7 +290,7 @@ def test_exif_orientation_is_respected_and_the_aspect_ratio_kept(cli, pictures, 
     exif = Image.Exif()
     exif[0x0112] = 6  # ... stored landscape, to be rotated 90 degrees clockwise for display
     upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "photo.jpg", exif=exif)
-    assert style.read_image(tmp_path / "photo.jpg").size == (40, 80)
+    assert stylize_command.read_image(tmp_path / "photo.jpg").size == (40, 80)
     answer = _json(
         cli(
             "stylize",
@@ -324,11 +326,11 @@ def test_output_format_comes_from_the_extension(cli, pictures) -> None:
 # --------------------------------------------------------------------------- the optimisation
 
 
-def _stylize(features, **options) -> style.Result:
+def _stylize(features, **options) -> gatys.Result:
     contents, styles = style.generated_pictures(seed=0, count=2, size=64)
     model = style.StyleModel(features="random")
     opts = style.StyleOptions(**{"size": 48, "steps": 12, **options})
-    return style.stylize(contents[0][1], [styles[1][1]], features, model, opts, CPU)
+    return gatys.stylize(contents[0][1], [styles[1][1]], features, model, opts, CPU)
 
 
 def test_all_three_losses_fall_from_noise(random_features: VGGFeatures) -> None:
@@ -362,7 +364,7 @@ def test_adam_and_the_other_inits(random_features: VGGFeatures) -> None:
 def test_preserve_color_keeps_the_contents_colours(random_features: VGGFeatures) -> None:
     contents, styles = style.generated_pictures(seed=0, count=2, size=64)
     model = style.StyleModel(features="random")
-    result = style.stylize(
+    result = gatys.stylize(
         contents[0][1],
         [styles[0][1]],
         random_features,
@@ -370,15 +372,15 @@ def test_preserve_color_keeps_the_contents_colours(random_features: VGGFeatures)
         style.StyleOptions(size=48, steps=10, preserve_color=True),
         CPU,
     )
-    out = style.rgb_to_yiq(style.to_tensor(result.image, result.image.size))
-    content = style.rgb_to_yiq(style.to_tensor(contents[0][1], result.image.size))
+    out = gatys.rgb_to_yiq(gatys.to_tensor(result.image, result.image.size))
+    content = gatys.rgb_to_yiq(gatys.to_tensor(contents[0][1], result.image.size))
     assert (out[:, 1:] - content[:, 1:]).abs().mean() < 0.02  # chroma (I, Q): the content's
     assert (out[:, 0] - content[:, 0]).abs().mean() > 0.02  # luminance: restyled
 
 
 def test_yiq_round_trip() -> None:
     image = torch.rand(1, 3, 5, 7)
-    assert torch.allclose(style.yiq_to_rgb(style.rgb_to_yiq(image)), image, atol=1e-5)
+    assert torch.allclose(gatys.yiq_to_rgb(gatys.rgb_to_yiq(image)), image, atol=1e-5)
 
 
 def test_stylize_command_writes_the_image_and_answers_json(cli, pictures) -> None:
@@ -442,10 +444,10 @@ def test_several_styles_blend_and_coarse_to_fine_scales(cli, pictures) -> None:
 
 
 def test_blend_weights_are_normalised() -> None:
-    assert style.normalised_blend([3, 1], 2) == [0.75, 0.25]
-    assert style.normalised_blend(None, 4) == [0.25] * 4
+    assert gatys.normalised_blend([3, 1], 2) == [0.75, 0.25]
+    assert gatys.normalised_blend(None, 4) == [0.25] * 4
     with pytest.raises(DlError):
-        style.normalised_blend([0, 0], 2)
+        gatys.normalised_blend([0, 0], 2)
 
 
 # --------------------------------------------------------------------------- the grid (dl train)
@@ -486,9 +488,9 @@ def test_random_features_at_128_px_cut_the_style_loss_tenfold_within_a_minute() 
         pytest.skip("needs ../shared/datasets/style")
     # One thread (conftest's): on 2 shared cores, two threads that wait on each other are slower.
     model = style.StyleModel(features="random")
-    features = style.place(style.load_features(model, QUIET), CPU)
-    content = style.read_image(shared / "content" / "tubingen.jpg")
-    painting = style.read_image(shared / "style" / "starry_night.jpg")
-    result = style.stylize(content, [painting], features, model, style.StyleOptions(size=128, steps=300), CPU)
+    features = stylize_command.place(stylize_command.load_features(model, QUIET), CPU)
+    content = stylize_command.read_image(shared / "content" / "tubingen.jpg")
+    painting = stylize_command.read_image(shared / "style" / "starry_night.jpg")
+    result = gatys.stylize(content, [painting], features, model, style.StyleOptions(size=128, steps=300), CPU)
     assert result.history[-1]["style"] <= result.history[0]["style"] / 10
     assert result.seconds <= 60

@@ -1,4 +1,4 @@
-"""The recipe schema of the `style` task and the settings of `dl stylize` (dlcli/tasks/style.py).
+"""The recipe schema of the `style` task and the settings of `dl stylize` (dlcli/tasks/style.py, dlcli/stylize.py).
 Torch-free: see dlcli/tasks/__init__.py."""
 
 from __future__ import annotations
