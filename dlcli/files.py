@@ -33,5 +33,5 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, data: Any, **dumps_options: Any) -> None:
-    """json.dumps(data, **dumps_options) as write_text_atomic writes text."""
-    write_text_atomic(path, json.dumps(data, **dumps_options))
+    """json.dumps(data, **dumps_options) and a final newline, as write_text_atomic writes text."""
+    write_text_atomic(path, json.dumps(data, **dumps_options) + "\n")

@@ -17,7 +17,6 @@ micro-batches and restores the RNGs, so its remaining steps equal the uninterrup
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
@@ -33,7 +32,7 @@ from dlcli import checkpoint, failures
 from dlcli.config import RunConfig, render_yaml, to_dict
 from dlcli.console import Logger, MetricsFile, TensorBoardScalars, fmt_metrics
 from dlcli.errors import DlError, Interrupted, RunFailed  # Interrupted: also runner.Interrupted, as before
-from dlcli.files import write_text_atomic
+from dlcli.files import write_json_atomic, write_text_atomic
 from dlcli.optim import build_optimizer, build_scheduler
 from dlcli.runtime import Runtime
 
@@ -183,7 +182,7 @@ def train(
     if runtime.is_main and job.export is not None:
         job.export(model, run_dir)
     if runtime.is_main:
-        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_json_atomic(run_dir / "summary.json", summary, indent=2)
     return summary
 
 
@@ -222,17 +221,11 @@ def best_checkpoint(run_dir: Path) -> Path:
     )
 
 
-def evaluate_run(run: RunCheckpoint, split: str | None, runtime: Runtime) -> tuple[str, dict[str, float]]:
-    """Evaluate a run's checkpoint (dlcli.loading.open_run) on a split (default: test when the data has one, else val)."""
-    split, job, model = restore_for_eval(run, split, runtime)
-    return split, evaluate(model, job.eval_data[split], job, runtime)
-
-
 def restore_for_eval(run: RunCheckpoint, split: str | None, runtime: Runtime) -> tuple[str, Job, nn.Module]:
     """A run's checkpoint (dlcli.loading.open_run, read once) rebuilt for evaluation: the split's name
     (default: test when the data has one, else val), the task's Job (its loaders and steps) and the
-    model with the weights loaded. What evaluate_run scores; other passes over the split (dl eval
-    --confusion) start here too."""
+    model with the weights loaded. What dl eval scores; its other passes over the split (--confusion)
+    start here too."""
     job = run.task.build(run.config, runtime, load_weights=False)
     split = split or ("test" if "test" in job.eval_data else "val")
     if split not in job.eval_data:

@@ -68,9 +68,7 @@ class Runtime:
         """True on every rank when it is true on any rank."""
         if not self._distributed:
             return flag
-        tensor = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-        return bool(tensor.item())
+        return bool(self.max_across_ranks(torch.tensor(1.0 if flag else 0.0, device=self.device)).item())
 
     def gather_objects(self, obj: Any) -> list[Any]:
         """[obj of rank 0, obj of rank 1, ...] on every rank (picklable objects, e.g. RNG states)."""

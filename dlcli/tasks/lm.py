@@ -27,7 +27,6 @@ softmax(logits / temperature), restricted to the `top_k` most likely tokens when
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +39,7 @@ from torch import nn
 from dlcli import loading
 from dlcli.data.textfile import read_text
 from dlcli.errors import DlError
-from dlcli.files import write_text_atomic
+from dlcli.files import write_json_atomic, write_text_atomic
 from dlcli.models.rnn import make_rnn
 from dlcli.models.transformer import TransformerLM
 from dlcli.runner import Job
@@ -396,7 +395,7 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         return m
 
     def export(net: nn.Module, run_dir: Path) -> None:
-        write_text_atomic(run_dir / "vocab.json", json.dumps(vocab.to_dict(), ensure_ascii=False) + "\n")
+        write_json_atomic(run_dir / "vocab.json", vocab.to_dict(), ensure_ascii=False)
         text = sample(net, vocab, "", SAMPLE_LENGTH[d.level], temperature=0.8, top_k=0, seed=cfg.seed)
         write_text_atomic(run_dir / "samples.txt", text + "\n")
 
