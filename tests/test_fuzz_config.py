@@ -488,6 +488,22 @@ def test_a_batch_of_one_trains_a_model_without_batchnorm(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
 
 
+def test_fewer_training_images_than_processes_is_refused_naming_the_split() -> None:
+    """Under DDP each process trains on its share: 1 image for 2 processes leaves each BatchNorm 0 values."""
+    import torch
+
+    from dlcli.api import load_config
+    from dlcli.errors import DlError
+    from dlcli.runtime import Runtime
+    from dlcli.tasks import classify
+
+    _, cfg = load_config("resnet", ["data.batch_size=4"])
+    model = classify.build_model(cfg.model, 10, cfg.data.image_size)
+    runtime = Runtime(torch.device("cpu"), "fp32", channels_last=False, world_size=2)
+    with pytest.raises(DlError, match=r"on only 0 value\(s\) per channel .* the training split has 1 image\(s\) for 2"):
+        classify.check_batch_norm_batch(model, cfg, 1, runtime)
+
+
 @pytest.mark.parametrize("arch", ["vit_b_32", "maxvit_t"])
 def test_vit_and_maxvit_are_built_for_the_image_size(arch: str) -> None:
     """They were built for 224 px whatever data.image_size said, and failed at the first step."""

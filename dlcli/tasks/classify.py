@@ -161,7 +161,7 @@ def check_batch_norm_batch(model: nn.Module, cfg: Config, train_images: int, run
         else f"the training split has {train_images} image(s) for {runtime.world_size} process(es)"
     )
     enough = 8  # values per channel where the gradients were tame (see above)
-    size_factor = math.ceil(math.sqrt(enough / values))
+    size_factor = math.ceil(math.sqrt(enough / max(values, 1)))  # 0 values: fewer images than processes
     raise DlError(
         f"{cfg.model.arch} at {cfg.data.image_size} px would train {layers} BatchNorm layer(s) on only {values} value(s) "
         f"per channel ({layer}: {'x'.join(map(str, shape)) or '1'} maps x {batch} image(s) per batch; {why}). BatchNorm "
