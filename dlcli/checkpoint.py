@@ -66,7 +66,7 @@ def save_atomic(obj: Any, path: Path, previous: Path | None = None) -> None:
             f.flush()
             os.fsync(f.fileno())
         if previous is not None and path.exists():
-            _keep_as(path, Path(previous))
+            link_atomic(path, Path(previous))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -116,18 +116,26 @@ def _seal(f) -> None:
     f.write(_SEAL_LEN.to_bytes(2, "little") + _MAGIC + digest.encode())
 
 
-def _keep_as(path: Path, previous: Path) -> None:
-    """`previous` becomes the file `path` holds now, atomically (a link, else a copy, then a rename)."""
-    tmp = temp_path(previous)
+def link_atomic(source: Path, target: Path, previous: Path | None = None) -> None:
+    """`target` becomes a second name of the complete file `source`, atomically (a hard link, else a
+    copy, then a rename); with `previous`, the file `target` replaces is kept under that name.
+
+    Safe beside save_atomic: no writer changes a checkpoint in place (each save renames a new file
+    over the name), so a file shared by two names never changes under either."""
+    source, target = Path(source), Path(target)
+    if previous is not None and target.exists():
+        link_atomic(target, Path(previous))
+    tmp = temp_path(target)
     try:
         try:
-            os.link(path, tmp)
+            os.link(source, tmp)
         except OSError:  # file systems without hard links
-            shutil.copyfile(path, tmp)
-        os.replace(tmp, previous)
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+    _fsync_dir(target.parent)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -181,6 +181,30 @@ def test_a_damaged_last_pt_is_exit_2_offering_last_prev_pt_which_resumes_exactly
     assert_same_training_state(checkpoint.load(ckpt_dir(straight) / "last.pt"), checkpoint.load(last))
 
 
+def test_last_pt_saved_at_best_pt_s_step_is_that_file_and_the_next_save_leaves_best_pt_alone(tmp_path):
+    run = tmp_path / "run"
+    assert dl("--out", run, "--set", "train.epochs=1").exit_code == 0  # validated once, at the end: best is last
+    folder = ckpt_dir(run)
+    last, best, prev = folder / "last.pt", folder / "best.pt", folder / "last.prev.pt"
+    assert os.path.samefile(last, best)  # linked, not serialised twice
+    assert step_of(prev) < step_of(last) and not os.path.samefile(prev, last)
+    best_bytes = best.read_bytes()
+    # The next save of last.pt (as a resumed run makes it) renames a new file over the name; the file
+    # best.pt shares is kept as last.prev.pt and is never written in place.
+    checkpoint.save_atomic({**checkpoint.load(last), "position": {"step": 99}}, last, previous=prev)
+    assert best.read_bytes() == best_bytes and checkpoint.is_intact(best)
+    assert os.path.samefile(prev, best) and step_of(last) == 99
+
+
+def test_link_atomic_gives_a_second_name_keeping_what_it_replaces(tmp_path):
+    source, target, previous = tmp_path / "best.pt", tmp_path / "last.pt", tmp_path / "last.prev.pt"
+    checkpoint.save_atomic({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "x": 1}, source)
+    checkpoint.save_atomic({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "x": 2}, target)
+    checkpoint.link_atomic(source, target, previous=previous)
+    assert checkpoint.load(target)["x"] == 1 and checkpoint.load(previous)["x"] == 2
+    assert temp_files(tmp_path) == []
+
+
 # --------------------------------------------------------------------------- SIGKILL at random moments
 #
 # Two ways to start `dl train`, each a process of its own that SIGKILL ends at once:
