@@ -1,9 +1,10 @@
-"""Checkpoints: atomic save, checked load, format and version check.
+"""Checkpoints: the record a training run saves, atomic save, checked load, format and version check.
 
-A checkpoint is a dict of tensors and plain values, so it loads with `weights_only=True`
-(no pickled code runs): format name, version, task, resolved config, state_dicts of the
-model, optimizer, scheduler and scaler, the position (epoch, step, batches consumed in the
-epoch), the RNG states and the best metric so far.
+A checkpoint is a `Record` (below): what the runner writes and what resume, `dl runs`, the loaders
+and export read, through this module only. On disk it is a dict of tensors and plain values, so it
+loads with `weights_only=True` (no pickled code runs): format name, version, task, resolved config,
+state_dicts of the model, optimizer, scheduler and scaler, the position (epoch, step, batches
+consumed in the epoch), the RNG states and the best metric so far.
 
 The file is the zip archive torch.save writes, sealed with the sha256 of its bytes in the
 archive's comment (the zip format's own place for trailing text, so torch.load and any zip
@@ -23,6 +24,7 @@ import os
 import random
 import re
 import shutil
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,63 @@ FORMAT = "dlcli-checkpoint"
 VERSION = 2  # 2: sealed with a sha256; 1: unsealed (still read)
 READS = (1, 2)
 
+
+# --------------------------------------------------------------------------- the record
+
+
+@dataclass
+class Position:
+    """Where training stands: what resume starts from (see dlcli.runner)."""
+
+    epoch: int = 0  # the epoch in progress
+    batch: int = 0  # micro-batches of it already trained on
+    step: int = 0  # optimizer steps done in total
+
+
+@dataclass
+class Record:
+    """What a training checkpoint holds: the runner writes it, everything else reads it through
+    load() and peek(). Fields added after version 1 have defaults, so older files still read."""
+
+    task: str  # the task's name (dlcli.tasks.TASKS)
+    config: dict[str, Any]  # the resolved recipe (config.to_dict), validated by the reader against the task's schema
+    model: dict[str, torch.Tensor]  # the state_dict
+    position: Position
+    extra: dict[str, Any] = field(default_factory=dict)  # the task's own values: vocabulary, class names...
+    optimizer: dict[str, Any] = field(default_factory=dict)  # state_dicts: optimizer, LR scheduler, AMP scaler
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    scaler: dict[str, Any] = field(default_factory=dict)
+    best_value: float | None = None  # the best validation value so far, and the val metrics it came with
+    best_metrics: dict[str, float] | None = None
+    wall_s: float = 0.0  # training time so far (resumed runs add up)
+    skipped_steps: int = 0  # optimizer steps dropped for a NaN/Inf loss or gradient (train.on_nonfinite=skip)
+    skips_in_a_row: int = 0  # of them, the latest run of consecutive ones
+    metrics_bytes: int | None = None  # metrics.jsonl's size when written: what a resume cuts the file back to
+    rng: list[dict[str, Any]] = field(default_factory=list)  # each process's RNG states (rng_state())
+
+    @property
+    def step(self) -> int:
+        return self.position.step
+
+    def to_file(self) -> dict[str, Any]:
+        """The dict torch.save writes: plain values and tensors only."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: it deep-copies the tensors
+        return {"format": FORMAT, "version": VERSION, **values, "position": vars(self.position).copy()}
+
+    @classmethod
+    def from_file(cls, values: dict[str, Any], path: Path) -> Record:
+        """The record in a dict load_file() accepted; one without a training run's fields is a DlError."""
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(
+                **{**{k: v for k, v in values.items() if k in known}, "position": Position(**values["position"])}
+            )
+        except (KeyError, TypeError):
+            raise DlError(
+                f"{path} is a dl file but not a training checkpoint (it lacks the task, config, model or position)."
+            ) from None
+
+
 _MAGIC = b"dlcli-sha256:"
 _SEAL_LEN = len(_MAGIC) + 64  # the archive comment: magic + hex digest
 _EOCD = b"PK\x05\x06"  # the zip's end-of-central-directory record: 22 bytes, then the comment
@@ -43,6 +102,11 @@ _CHUNK = 1 << 20
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def save(record: Record, path: Path, previous: Path | None = None) -> None:
+    """Write a training checkpoint atomically (save_atomic), keeping the one it replaces as `previous`."""
+    save_atomic(record.to_file(), path, previous)
 
 
 def save_atomic(obj: Any, path: Path, previous: Path | None = None) -> None:
@@ -216,7 +280,7 @@ def is_intact(path: Path) -> bool:
         return False
     if seal != "unsealed":
         return seal == "ok"
-    header = peek(path)
+    header = _peek_file(path)
     return header is not None and header.get("version") == 1
 
 
@@ -226,8 +290,13 @@ def previous_of(path: Path) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
-def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a dl checkpoint with weights_only=True after checking its sha256; anything torn,
+def load(path: Path, map_location: str | torch.device = "cpu") -> Record:
+    """A training checkpoint's record (load_file, then its fields checked)."""
+    return Record.from_file(load_file(path, map_location), Path(path))
+
+
+def load_file(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a dl file with weights_only=True after checking its sha256; anything torn,
     corrupt or foreign is a DlError that names the previous checkpoint when one is kept."""
     path = Path(path)
     if not path.is_file():
@@ -275,12 +344,12 @@ def load_weights(path: Path) -> dict[str, Any]:
     return _unpickle(path, "cpu", str(path))
 
 
-def read_state_dict(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+def read_state_dict(path: Path, what: str) -> tuple[dict[str, torch.Tensor], Record | None]:
     """The tensors of a weights file a user names (`what`: the setting, e.g. "model.weights"): a plain
     state_dict (torchvision's .pth) or the model of a dl checkpoint, whose sha256 seal is checked.
 
-    Returns the state_dict and, for a dl checkpoint, the checkpoint itself (its task and config);
-    None for a plain state_dict. Anything else is a DlError naming `what` and the file.
+    Returns the state_dict and, for a dl checkpoint, its record (its task and config); None for a
+    plain state_dict. Anything else is a DlError naming `what` and the file.
     """
     path = Path(path)
     if _read_seal(path, f"{what}: ") == "mismatch":
@@ -289,12 +358,13 @@ def read_state_dict(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dic
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for torn or foreign files
         raise DlError(f"{what}: {path} cannot be read as a PyTorch file ({type(e).__name__}).") from None
-    ckpt = None
+    record = None
     if isinstance(state, dict) and state.get("format") == FORMAT:
-        ckpt, state = state, state["model"]
+        record = Record.from_file(state, path)
+        state = record.model
     if not is_state_dict(state):
         raise DlError(f"{what}: {path} is not a state_dict (a dict of tensors) or a dl checkpoint.")
-    return state, ckpt
+    return state, record
 
 
 def is_state_dict(obj: Any) -> bool:
@@ -336,15 +406,26 @@ def _fallback_hint(path: Path) -> str:
     )
 
 
-def peek(path: Path) -> dict[str, Any] | None:
-    """A checkpoint's plain values (task, position, best metrics, wall time) without reading its
-    weights: the file is memory-mapped, so `dl runs` lists folders of 1 GB checkpoints at once.
-    None when the file is missing, torn or not a dl checkpoint (a listing shows what it can)."""
+def peek(path: Path) -> Record | None:
+    """A checkpoint's record for its plain values (task, position, best metrics, wall time) without
+    reading its weights: the file is memory-mapped, so `dl runs` lists folders of 1 GB checkpoints at
+    once. The seal is not checked. None when the file is missing, torn or not a training checkpoint
+    (a listing shows what it can)."""
+    values = _peek_file(path)
+    if values is None:
+        return None
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return Record.from_file(values, Path(path))
+    except DlError:
+        return None
+
+
+def _peek_file(path: Path) -> dict[str, Any] | None:
+    try:
+        values = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # torch raises several types for torn or foreign files
         return None
-    return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT else None
+    return values if isinstance(values, dict) and values.get("format") == FORMAT else None
 
 
 def rng_state() -> dict[str, Any]:

@@ -179,7 +179,7 @@ def eval_(
             f"--confusion draws an image classifier's confusion matrix, but {run} is a run of task '{opened.task.NAME}'."
         )
     runtime = create_runtime(opened.config.train, device)
-    used_split, job, model = runner.restore_for_eval(opened, split, runtime)
+    used_split, job, model = loading.restore_for_eval(opened, split, runtime)
     metrics = runner.evaluate(model, job.eval_data[used_split], job, runtime)
     drawn = _draw_confusion(run, used_split, job, model, runtime, confusion) if confusion is not None else None
     notes = opened.task.eval_notes(opened.config)  # e.g. sacreBLEU's signature

@@ -32,10 +32,10 @@ def kept_checkpoint(run_dir: Path) -> str:
     last = Path(run_dir) / "checkpoints" / "last.pt"
     for path in (last, checkpoint.previous_of(last)):
         if path.is_file() and checkpoint.is_intact(path):
-            header = checkpoint.peek(path)
-            if header is None:
+            record = checkpoint.peek(path)
+            if record is None:
                 continue
-            step = header["position"]["step"]
+            step = record.step
             if path == last:
                 return f"The last good checkpoint, {path} (step {step}), is kept."
             return f"The last good checkpoint is {path} (step {step}): continue from it with --resume-from {path}."

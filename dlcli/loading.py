@@ -6,7 +6,7 @@
 open_run reads the checkpoint once (its seal checked by checkpoint.load) and validates its config
 against the task's schema; load_run then rebuilds the model through the task's restore_model and
 loads the weights. `dl eval` stops at open_run: it rebuilds the whole Job (model and data) itself
-(runner.restore_for_eval). Every command that reads a run's weights and the Python API come here.
+(restore_for_eval). Every command that reads a run's weights and the Python API come here.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from torch import nn
 from dlcli import checkpoint
 from dlcli.config import RunConfig, validate
 from dlcli.errors import DlError
-from dlcli.runner import best_checkpoint
-from dlcli.runtime import pick_device
+from dlcli.runner import Job
+from dlcli.runtime import Runtime, pick_device
 from dlcli.tasks import get_task
 from dlcli.tasks.contract import Task
 
@@ -32,27 +32,25 @@ class RunCheckpoint:
     """A run's checkpoint, read once, and its config validated against its task's schema."""
 
     run_dir: Path
-    path: Path  # the checkpoint file: averaged.pt, best.pt or last.pt (runner.best_checkpoint), or the one named
+    path: Path  # the checkpoint file: averaged.pt, best.pt or last.pt (best_checkpoint), or the one named
     task: Task
     config: RunConfig
-    payload: dict[str, Any] = field(
-        repr=False
-    )  # what checkpoint.load gives: "model" (the state_dict), "extra", "position"...
+    record: checkpoint.Record = field(repr=False)  # what checkpoint.load read: the weights, extra, position...
 
     @property
     def state(self) -> dict[str, torch.Tensor]:
         """The model's state_dict, on the CPU."""
-        return self.payload["model"]
+        return self.record.model
 
     @property
     def extra(self) -> dict[str, Any]:
         """What the task saved beside the weights (class names, vocabulary, tokenizer...)."""
-        return self.payload["extra"]
+        return self.record.extra
 
     @property
     def step(self) -> int:
         """The optimizer steps trained when the checkpoint was written."""
-        return self.payload["position"]["step"]
+        return self.record.step
 
 
 @dataclass
@@ -74,6 +72,19 @@ class LoadedRun:
     device: torch.device
 
 
+def best_checkpoint(run_dir: Path) -> Path:
+    """A run's averaged.pt (weights averaged over its last epochs, when the recipe asked for
+    it), else its best.pt, else its last.pt."""
+    run_dir = Path(run_dir)
+    for name in ("averaged.pt", "best.pt", "last.pt"):
+        path = run_dir / "checkpoints" / name
+        if path.is_file():
+            return path
+    raise DlError(
+        f"{run_dir} holds no checkpoint (checkpoints/best.pt or last.pt). Is it a dl run folder? Train one with `dl train`."
+    )
+
+
 def open_run(run_dir: str | Path, checkpoint_name: str | None = None, task: str | None = None) -> RunCheckpoint:
     """Read a run folder's best checkpoint (or checkpoints/<checkpoint_name>) and validate its config.
 
@@ -85,13 +96,12 @@ def open_run(run_dir: str | Path, checkpoint_name: str | None = None, task: str 
     """
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / checkpoint_name if checkpoint_name else best_checkpoint(run_dir)
-    payload = checkpoint.load(path)
-    found = payload.get("task")
-    if task is not None and found != task:
+    record = checkpoint.load(path)
+    if task is not None and record.task != task:
         wanted = get_task(task)
-        raise DlError(f"{run_dir} is a '{found}' run, not {wanted.RUN_KIND} (task {task}).")
-    run_task = get_task(found)
-    return RunCheckpoint(run_dir, path, run_task, validate(payload["config"], run_task.Config), payload)
+        raise DlError(f"{run_dir} is a '{record.task}' run, not {wanted.RUN_KIND} (task {task}).")
+    run_task = get_task(record.task)
+    return RunCheckpoint(run_dir, path, run_task, validate(record.config, run_task.Config), record)
 
 
 def load_run(
@@ -117,3 +127,18 @@ def restore(run: RunCheckpoint, device: str | torch.device | None = None) -> Loa
         model.load_state_dict(run.state)
         model = model.to(device).eval()
     return LoadedRun(run.run_dir, run.path, run.step, run.task, run.config, run.extra, model, assets, device)
+
+
+def restore_for_eval(run: RunCheckpoint, split: str | None, runtime: Runtime) -> tuple[str, Job, nn.Module]:
+    """A checkpoint already read (open_run) rebuilt for evaluation: the split's name (default: test
+    when the data has one, else val), the task's Job (its loaders and steps) and the model with the
+    weights loaded. What dl eval scores; its other passes over the split (--confusion) start here too."""
+    job = run.task.build(run.config, runtime, load_weights=False)
+    split = split or ("test" if "test" in job.eval_data else "val")
+    if split not in job.eval_data:
+        raise DlError(f"{run.run_dir}'s data has no '{split}' split; it has: {', '.join(job.eval_data)}.")
+    model = job.model.to(runtime.device)
+    model.load_state_dict(run.state)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return split, job, model

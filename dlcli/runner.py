@@ -23,21 +23,19 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from dlcli import checkpoint, failures
+from dlcli.checkpoint import Position
 from dlcli.config import RunConfig, render_yaml, to_dict
 from dlcli.console import Logger, MetricsFile, TensorBoardScalars, fmt_metrics
 from dlcli.errors import DlError, Interrupted, RunFailed  # Interrupted: also runner.Interrupted, as before
 from dlcli.files import write_json_atomic, write_text_atomic
 from dlcli.optim import build_optimizer, build_scheduler
 from dlcli.runtime import Runtime
-
-if TYPE_CHECKING:
-    from dlcli.loading import RunCheckpoint  # dlcli.loading imports this module
 
 Batch = Any
 Metrics = dict[str, torch.Tensor]
@@ -79,13 +77,6 @@ class Job:
         if (self.train_step is None) == (self.update_step is None):
             given = "both" if self.train_step is not None else "neither"
             raise TypeError(f"A Job trains one way: give train_step or update_step, not {given}.")
-
-
-@dataclass
-class Position:
-    epoch: int = 0  # the epoch in progress
-    batch: int = 0  # micro-batches of it already trained on
-    step: int = 0  # optimizer steps done in total
 
 
 @dataclass
@@ -139,18 +130,17 @@ def train(
     scaler = runtime.grad_scaler()
     state = RunState(Position())
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        scaler.load_state_dict(resume["scaler"])
+        model.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(resume.scheduler)
+        scaler.load_state_dict(resume.scaler)
         state = RunState(
-            Position(**resume["position"]),
-            resume["best_value"],
-            resume["best_metrics"],
-            resume["wall_s"],
-            # absent from older checkpoints
-            resume.get("skipped_steps", 0),
-            resume.get("skips_in_a_row", 0),
+            resume.position,
+            resume.best_value,
+            resume.best_metrics,
+            resume.wall_s,
+            resume.skipped_steps,
+            resume.skips_in_a_row,
         )
     forward = _wrap_for_forward(model, cfg, runtime)
     loop = _Loop(
@@ -161,16 +151,16 @@ def train(
         for folder in (run_dir, run_dir / "checkpoints"):
             checkpoint.remove_stale_temps(folder)  # left by a process killed mid-write
         same_run = resume_from is not None and Path(resume_from).resolve().parent.parent == Path(run_dir).resolve()
-        if resume is not None and same_run and resume.get("metrics_bytes") is not None:
+        if resume is not None and same_run and resume.metrics_bytes is not None:
             # The steps after the checkpoint are trained (and logged) again: drop their first records.
-            MetricsFile(run_dir / "metrics.jsonl").truncate(resume["metrics_bytes"])
+            MetricsFile(run_dir / "metrics.jsonl").truncate(resume.metrics_bytes)
     logger.info(
         f"[bold]{cfg.name}[/]: {cfg.task} on {runtime.device} ({runtime.precision}), {steps_per_epoch} steps/epoch x "
         f"{cfg.train.epochs} epochs, global batch {global_batch(cfg, runtime)}"
         + (f", resuming at epoch {state.position.epoch + 1} step {state.position.step}" if resume else "")
     )
     if resume is not None:
-        saved = resume["rng"]
+        saved = resume.rng
         checkpoint.set_rng_state(saved[runtime.rank] if len(saved) == runtime.world_size else saved[0])
     try:
         loop.run()
@@ -206,35 +196,6 @@ def evaluate(model: nn.Module, loader: Loader, job: Job, runtime: Runtime) -> di
     return job.finish_metrics(
         {name: value if name.startswith("total.") else value / count for name, value in values.items()}
     )
-
-
-def best_checkpoint(run_dir: Path) -> Path:
-    """A run's averaged.pt (weights averaged over its last epochs, when the recipe asked for
-    it), else its best.pt, else its last.pt."""
-    run_dir = Path(run_dir)
-    for name in ("averaged.pt", "best.pt", "last.pt"):
-        path = run_dir / "checkpoints" / name
-        if path.is_file():
-            return path
-    raise DlError(
-        f"{run_dir} holds no checkpoint (checkpoints/best.pt or last.pt). Is it a dl run folder? Train one with `dl train`."
-    )
-
-
-def restore_for_eval(run: RunCheckpoint, split: str | None, runtime: Runtime) -> tuple[str, Job, nn.Module]:
-    """A run's checkpoint (dlcli.loading.open_run, read once) rebuilt for evaluation: the split's name
-    (default: test when the data has one, else val), the task's Job (its loaders and steps) and the
-    model with the weights loaded. What dl eval scores; its other passes over the split (--confusion)
-    start here too."""
-    job = run.task.build(run.config, runtime, load_weights=False)
-    split = split or ("test" if "test" in job.eval_data else "val")
-    if split not in job.eval_data:
-        raise DlError(f"{run.run_dir}'s data has no '{split}' split; it has: {', '.join(job.eval_data)}.")
-    model = job.model.to(runtime.device)
-    model.load_state_dict(run.state)
-    if runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return split, job, model
 
 
 def global_batch(cfg: RunConfig, runtime: Runtime) -> int | str:
@@ -320,51 +281,66 @@ class _Loop:
             self.logger.info(f"train.max_minutes ({limit:g}) reached at step {self.state.position.step}: stopping")
 
     def _train_epoch(self) -> bool:
-        """Train from the current position to the epoch's end (True) or to max_steps (False)."""
+        """Train from the current position to the epoch's end (True) or to a stop (False: max_steps,
+        max_minutes or Ctrl-C). A pass of the loop is one micro-batch; the last of a group of
+        train.grad_accum makes one optimizer step, and then what that step calls for is done here."""
         pos, train = self.state.position, self.cfg.train
         n_batches = len(self.job.train_data)
         self.forward.train()
-        window = self.window = _Window(self.rt.device)
+        self.window = _Window(self.rt.device)
         bar = self.logger.bar(n_batches, f"epoch {pos.epoch + 1}/{train.epochs}", initial=pos.batch, unit="batch")
-        in_group, drop_group = 0, False
+        group = _Group()
         for batch in self.job.train_data.batches(pos.epoch, pos.batch):
-            if self.job.update_step is not None:
-                loss = self.job.update_step(self.model, batch, self.optimizer.param_groups[0]["lr"])["loss"]
-            else:
-                loss = self._backward(batch, first_in_group=in_group == 0)
-            if loss is None:  # non-finite, on_nonfinite=skip: the whole group's update is dropped
-                drop_group = True
-            else:
-                window.add(loss.detach(), self.job.items_per_batch(batch), pos.step + 1)
-            in_group += 1
+            self._train_micro_batch(batch, group)
             bar.update(1)
-            end_of_epoch = pos.batch + in_group == n_batches
-            if in_group < train.grad_accum and not end_of_epoch:
+            if group.size < train.grad_accum and pos.batch + group.size < n_batches:
                 continue
-            if drop_group:
-                self._skip_step("the loss is NaN/Inf")
-            elif not self._optimizer_step():
-                self._skip_step("a gradient is NaN/Inf (the loss was finite)")
-            else:
-                self.state.skips_in_a_row = 0
-            pos.batch, pos.step, in_group, drop_group = pos.batch + in_group, pos.step + 1, 0, False
-            self._check_time_budget(pos.step % train.log_every == 0 or end_of_epoch)
-            save_now = bool(train.checkpoint_every) and pos.step % train.checkpoint_every == 0
-            log_now = pos.step % train.log_every == 0 or end_of_epoch or save_now or self._done()
-            interrupted = self._agreed_interrupt(log_now)
-            stop_now = interrupted or self._done()
-            # Logging checks the loss is finite, so it runs before any checkpoint is written.
-            if log_now or stop_now:
-                self._log_train(window, bar)
-            if interrupted:
+            self._update(group)
+            pos.batch, pos.step, group = pos.batch + group.size, pos.step + 1, _Group()
+            due = self._due(end_of_epoch=pos.batch == n_batches)
+            if due.log:
+                self._log_train(self.window, bar)  # it checks the loss is finite: before any save
+            if due.save:
                 self._save("last.pt")
+            if due.interrupted:
                 raise Interrupted
-            if save_now and not end_of_epoch and not stop_now:  # run() saves at the epoch's end or the stop
-                self._save("last.pt")
-            if stop_now:
+            if due.stop:
                 break
         bar.close()
         return pos.batch == n_batches
+
+    def _due(self, end_of_epoch: bool) -> _Due:
+        """What the optimizer step just taken calls for: the one place that decides it."""
+        pos, train = self.state.position, self.cfg.train
+        self._check_time_budget(pos.step % train.log_every == 0 or end_of_epoch)
+        checkpoint_due = bool(train.checkpoint_every) and pos.step % train.checkpoint_every == 0
+        log = pos.step % train.log_every == 0 or end_of_epoch or checkpoint_due or self._done()
+        interrupted = self._agreed_interrupt(log)
+        stop = interrupted or self._done()
+        # run() saves at an epoch's end and at a stop; here: train.checkpoint_every within an epoch, and Ctrl-C.
+        save = interrupted or (checkpoint_due and not end_of_epoch and not stop)
+        return _Due(log=log or stop, save=save, stop=stop, interrupted=interrupted)
+
+    def _train_micro_batch(self, batch: Batch, group: _Group) -> None:
+        """Forward and backward (the gradients add up over the group), or the task's own update_step."""
+        if self.job.update_step is not None:
+            loss = self.job.update_step(self.model, batch, self.optimizer.param_groups[0]["lr"])["loss"]
+        else:
+            loss = self._backward(batch, first_in_group=group.size == 0)
+        if loss is None:  # non-finite, on_nonfinite=skip: the whole group's update is dropped
+            group.dropped = True
+        else:
+            self.window.add(loss.detach(), self.job.items_per_batch(batch), self.state.position.step + 1)
+        group.size += 1
+
+    def _update(self, group: _Group) -> None:
+        """One optimizer step from the group's gradients, or the group's update dropped (on_nonfinite=skip)."""
+        if group.dropped:
+            self._skip_step("the loss is NaN/Inf")
+        elif not self._optimizer_step():
+            self._skip_step("a gradient is NaN/Inf (the loss was finite)")
+        else:
+            self.state.skips_in_a_row = 0
 
     def _backward(self, batch: Batch, first_in_group: bool) -> torch.Tensor | None:
         """The micro-batch's loss, its gradients added to the group's; None (and no backward) when
@@ -513,7 +489,7 @@ class _Loop:
         best_path = self.run_dir / "checkpoints" / "best.pt"
         self.rt.barrier()  # every rank waits until rank 0 has written best.pt
         if best_path.exists():
-            self.model.load_state_dict(checkpoint.load(best_path, self.rt.device)["model"])
+            self.model.load_state_dict(checkpoint.load(best_path, self.rt.device).model)
         metrics = evaluate(self.forward, self.job.eval_data["test"], self.job, self.rt)
         self._check_eval_finite("test", metrics)
         self.final_metrics["test"] = metrics
@@ -541,25 +517,23 @@ class _Loop:
         if not self.rt.is_main:
             return
         state = self.state
-        payload = {
-            "format": checkpoint.FORMAT,
-            "version": checkpoint.VERSION,
-            "task": self.cfg.task,
-            "config": to_dict(self.cfg),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "position": vars(state.position).copy(),
-            "best_value": state.best_value,
-            "best_metrics": state.best_metrics,
-            "wall_s": self._elapsed(),
-            "skipped_steps": state.skipped_steps,
-            "skips_in_a_row": state.skips_in_a_row,
-            "metrics_bytes": self.metrics_file.size() if self.metrics_file else None,  # what a resume cuts back to
-            "rng": rng_per_rank,
-            "extra": self.job.extra,
-        }
+        record = checkpoint.Record(
+            task=self.cfg.task,
+            config=to_dict(self.cfg),
+            model=self.model.state_dict(),
+            position=Position(**vars(state.position)),
+            extra=self.job.extra,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(),
+            best_value=state.best_value,
+            best_metrics=state.best_metrics,
+            wall_s=self._elapsed(),
+            skipped_steps=state.skipped_steps,
+            skips_in_a_row=state.skips_in_a_row,
+            metrics_bytes=self.metrics_file.size() if self.metrics_file else None,
+            rng=rng_per_rank,
+        )
         path = self.run_dir / "checkpoints" / name
         # The last.pt being replaced is kept as last.prev.pt, a fallback should last.pt ever be
         # damaged. Only an intact one: after a resume from last.prev.pt the old last.pt may be the
@@ -574,7 +548,7 @@ class _Loop:
                 # is 135 MB, half a second a save on a 2-core machine).
                 checkpoint.link_atomic(path.parent / "best.pt", path, previous=previous)
             else:
-                checkpoint.save_atomic(payload, path, previous=previous)
+                checkpoint.save(record, path, previous=previous)
         except OSError as e:
             raise failures.checkpoint_write_failed(path, step, e, self._kept_checkpoint()) from e
         self._wrote_last = self._wrote_last or name == "last.pt"
@@ -626,6 +600,24 @@ class _Loop:
         if self.rt.device.type == "cuda":
             summary["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(self.rt.device) / 2**20, 1)
         return summary
+
+
+@dataclass
+class _Group:
+    """The micro-batches of the optimizer step in progress (train.grad_accum of them, fewer at an epoch's end)."""
+
+    size: int = 0
+    dropped: bool = False  # a micro-batch's loss was NaN/Inf under on_nonfinite=skip: no update for the group
+
+
+@dataclass
+class _Due:
+    """What an optimizer step calls for (_Loop._due)."""
+
+    log: bool  # a train record (mean loss, lr, speed); it checks the losses are finite
+    save: bool  # last.pt now (run() saves at epochs' ends and stops itself)
+    stop: bool  # leave the epoch: max_steps, max_minutes or Ctrl-C
+    interrupted: bool  # Ctrl-C: exit 130 after the save
 
 
 class _Window:
@@ -688,11 +680,11 @@ def _wrap_for_forward(model: nn.Module, cfg: RunConfig, runtime: Runtime) -> nn.
     return forward
 
 
-def _load_resume(task: Any, cfg: RunConfig, path: Path) -> dict[str, Any]:
-    ckpt = checkpoint.load(path)
-    if ckpt["task"] != cfg.task:
-        raise DlError(f"Checkpoint {path} is from a '{ckpt['task']}' run; this recipe is task '{cfg.task}'.")
-    before, now = task.shape_signature(ckpt["config"]), task.shape_signature(to_dict(cfg))
+def _load_resume(task: Any, cfg: RunConfig, path: Path) -> checkpoint.Record:
+    resume = checkpoint.load(path)
+    if resume.task != cfg.task:
+        raise DlError(f"Checkpoint {path} is from a '{resume.task}' run; this recipe is task '{cfg.task}'.")
+    before, now = task.shape_signature(resume.config), task.shape_signature(to_dict(cfg))
     changed = [k for k in now if before.get(k) != now[k]]
     if changed:
         diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
@@ -700,7 +692,7 @@ def _load_resume(task: Any, cfg: RunConfig, path: Path) -> dict[str, Any]:
             f"Cannot resume {path}: the recipe changes the model's shape ({diffs}). Resume with the "
             "original values, or start a new run with --out DIR (or --overwrite)."
         )
-    return ckpt
+    return resume
 
 
 def _write_run_files(run_dir: Path, cfg: RunConfig, runtime: Runtime, steps_per_epoch: int, batches: int) -> None:

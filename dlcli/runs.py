@@ -53,11 +53,11 @@ def describe(run: Path) -> dict[str, Any]:
     summary = _read_json(run / "summary.json")
     ckpt = peek_checkpoint(run)
     best = best_metric(ckpt)
-    task = (summary or {}).get("task") or (ckpt or {}).get("task") or _config_task(run)
+    task = (summary or {}).get("task") or (ckpt.task if ckpt else None) or _config_task(run)
     if summary is not None:
         steps, wall_s = summary.get("steps"), summary.get("wall_s")
     elif ckpt is not None:
-        steps, wall_s = ckpt["position"]["step"], round(ckpt["wall_s"], 3)
+        steps, wall_s = ckpt.step, round(ckpt.wall_s, 3)
     else:
         steps, wall_s = None, None
     return {
@@ -72,8 +72,8 @@ def describe(run: Path) -> dict[str, Any]:
     }
 
 
-def peek_checkpoint(run: Path) -> dict[str, Any] | None:
-    """The plain values of a run's newest checkpoint (see checkpoint.peek); None when it has none.
+def peek_checkpoint(run: Path) -> checkpoint.Record | None:
+    """The record of a run's newest checkpoint, its weights unread (checkpoint.peek); None when it has none.
 
     last.pt holds the newest position and the best metrics so far; best.pt stands in when a run
     has only that."""
@@ -81,15 +81,15 @@ def peek_checkpoint(run: Path) -> dict[str, Any] | None:
     return checkpoint.peek(run / "checkpoints" / "last.pt") or checkpoint.peek(run / "checkpoints" / "best.pt")
 
 
-def best_metric(ckpt: dict[str, Any] | None) -> tuple[str, float] | None:
-    """(name, value) of the metric that chose best.pt, from a checkpoint's plain values.
+def best_metric(ckpt: checkpoint.Record | None) -> tuple[str, float] | None:
+    """(name, value) of the metric that chose best.pt, from a checkpoint's record.
 
     A checkpoint keeps the best value and the val metrics it came with, not the metric's name:
     the name is the first of those metrics with that value (top1 before top5 when both are 1.0).
     """
     if ckpt is None:
         return None
-    value, metrics = ckpt.get("best_value"), ckpt.get("best_metrics") or {}
+    value, metrics = ckpt.best_value, ckpt.best_metrics or {}
     if value is None:
         return None
     for name, metric_value in metrics.items():

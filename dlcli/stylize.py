@@ -104,12 +104,12 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
             f"features: {path} does not exist. Give imagenet, random, a torchvision VGG state_dict (.pth) "
             "or a dl checkpoint of a vgg run (runs/NAME/checkpoints/best.pt)."
         )
-    state, ckpt = checkpoint.read_state_dict(path, "features")
-    if ckpt is not None:
-        arch = (ckpt.get("config") or {}).get("model", {}).get("arch", "")
+    state, record = checkpoint.read_state_dict(path, "features")
+    if record is not None:
+        arch = (record.config.get("model") or {}).get("arch", "")
         if not str(arch).startswith("vgg"):
             raise DlError(
-                f"features: {path} is a checkpoint of a {arch or ckpt.get('task')} run; style transfer needs a VGG."
+                f"features: {path} is a checkpoint of a {arch or record.task} run; style transfer needs a VGG."
             )
     return state
 

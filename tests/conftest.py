@@ -86,13 +86,13 @@ def sets(*items: str) -> list[str]:
 TINY_SHAPES = sets("data.batch_size=4", "data.train_size=20", "data.val_size=10", "data.test_size=10")
 
 
-def assert_same_training_state(a: dict, b: dict) -> None:
-    """Two checkpoints' position, weights, optimizer moments and schedule equal bit for bit."""
-    assert a["position"] == b["position"]
-    assert a["model"].keys() == b["model"].keys()
-    for key, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][key]), key
-    for key, state in a["optimizer"]["state"].items():
+def assert_same_training_state(a, b) -> None:
+    """Two checkpoint records' position, weights, optimizer moments and schedule equal bit for bit."""
+    assert a.position == b.position
+    assert a.model.keys() == b.model.keys()
+    for key, tensor in a.model.items():
+        assert torch.equal(tensor, b.model[key]), key
+    for key, state in a.optimizer["state"].items():
         for name, value in state.items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["optimizer"]["state"][key][name])), (key, name)
-    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b.optimizer["state"][key][name])), (key, name)
+    assert a.scheduler["last_epoch"] == b.scheduler["last_epoch"]

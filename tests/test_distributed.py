@@ -95,7 +95,7 @@ def test_two_process_ddp_matches_one_process_and_resumes_in_one(tmp_path):
     assert "processes 2, global batch 8" in (tmp_path / "ddp" / "config.yaml").read_text()
     from dlcli import checkpoint
 
-    rng = checkpoint.load(tmp_path / "ddp" / "checkpoints" / "last.pt")["rng"]
+    rng = checkpoint.load(tmp_path / "ddp" / "checkpoints" / "last.pt").rng
     assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])  # per-rank seeds, both saved
 
     # The DDP checkpoint (an unwrapped state_dict) continues in one process, on the same curve.
@@ -169,4 +169,4 @@ def test_a_rank_dying_stops_the_job_and_keeps_the_last_checkpoint(tmp_path):
     job.communicate(timeout=120)
     assert job.returncode != 0
     assert time.time() - started < 60  # within the 30 s collective timeout (plus shutdown)
-    assert checkpoint.load(last)["position"]["step"] >= 2
+    assert checkpoint.load(last).step >= 2

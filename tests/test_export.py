@@ -82,9 +82,9 @@ def _exported(result: Result) -> dict:
 def _pytorch_classifier(run: Path) -> torch.nn.Module:
     """The run's model as `dl predict --run` builds it, in eval mode."""
     ckpt = checkpoint.load(run / "checkpoints" / "best.pt")
-    cfg = validate(ckpt["config"], classify.Config)
-    model = classify.build_model(cfg.model, len(ckpt["extra"]["classes"]), cfg.data.image_size, load_weights=False)
-    model.load_state_dict(ckpt["model"])
+    cfg = validate(ckpt.config, classify.Config)
+    model = classify.build_model(cfg.model, len(ckpt.extra["classes"]), cfg.data.image_size, load_weights=False)
+    model.load_state_dict(ckpt.model)
     return model.eval()
 
 
@@ -123,7 +123,7 @@ def test_onnx_matches_pytorch_at_two_batch_sizes(
     assert expected.std(dim=1).min() > 1e-3  # logits that vary: the comparison is not of near-constants
 
     card = json.loads(session.get_modelmeta().custom_metadata_map["dlcli"])
-    assert card["classes"] == checkpoint.load(run / "checkpoints" / "best.pt")["extra"]["classes"]
+    assert card["classes"] == checkpoint.load(run / "checkpoints" / "best.pt").extra["classes"]
     assert card["input"]["mean"] == [0.485, 0.456, 0.406]
 
 
@@ -195,7 +195,7 @@ def test_safetensors_holds_the_checkpoints_state_dict(
     report = _exported(cli("export", run, "--format", "safetensors", "--json"))
     assert Path(report["path"]) == run / "export" / "model.safetensors"
 
-    state = checkpoint.load(run / "checkpoints" / "best.pt")["model"]
+    state = checkpoint.load(run / "checkpoints" / "best.pt").model
     if name == "tied_lm":  # the case safetensors' save_file refuses: two names, one storage
         assert state["head.weight"].data_ptr() == state["embed.weight"].data_ptr()
     loaded = safetensors_torch.load_file(report["path"])

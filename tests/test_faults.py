@@ -101,7 +101,7 @@ def ckpt_dir(run: Path) -> Path:
 
 
 def step_of(path: Path) -> int:
-    return checkpoint.load(path)["position"]["step"]
+    return checkpoint.load(path).step
 
 
 def temp_files(folder: Path) -> list[str]:
@@ -139,13 +139,13 @@ def test_a_checkpoint_is_sealed_with_its_sha256_and_still_a_plain_torch_file(tmp
     assert checkpoint.seal_status(path) == "ok"
     assert zipfile.ZipFile(path).comment.startswith(b"dlcli-sha256:")  # the seal is the zip's comment
     assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(5))  # readable without dlcli
-    assert torch.equal(checkpoint.load(path)["x"], torch.arange(5))
+    assert torch.equal(checkpoint.load_file(path)["x"], torch.arange(5))
 
 
 def test_version_1_checkpoints_still_load_but_an_unsealed_version_2_is_refused(tmp_path):
     old = tmp_path / "v1.pt"
     torch.save({"format": checkpoint.FORMAT, "version": 1, "x": torch.ones(2)}, old)  # as dl wrote before the seal
-    assert checkpoint.load(old)["version"] == 1 and checkpoint.is_intact(old)
+    assert checkpoint.load_file(old)["version"] == 1 and checkpoint.is_intact(old)
     stripped = tmp_path / "v2.pt"
     torch.save({"format": checkpoint.FORMAT, "version": 2, "x": torch.ones(2)}, stripped)
     with pytest.raises(DlError, match="lost its sha256 seal"):
@@ -191,7 +191,9 @@ def test_last_pt_saved_at_best_pt_s_step_is_that_file_and_the_next_save_leaves_b
     best_bytes = best.read_bytes()
     # The next save of last.pt (as a resumed run makes it) renames a new file over the name; the file
     # best.pt shares is kept as last.prev.pt and is never written in place.
-    checkpoint.save_atomic({**checkpoint.load(last), "position": {"step": 99}}, last, previous=prev)
+    moved_on = checkpoint.load(last)
+    moved_on.position.step = 99
+    checkpoint.save(moved_on, last, previous=prev)
     assert best.read_bytes() == best_bytes and checkpoint.is_intact(best)
     assert os.path.samefile(prev, best) and step_of(last) == 99
 
@@ -201,7 +203,7 @@ def test_link_atomic_gives_a_second_name_keeping_what_it_replaces(tmp_path):
     checkpoint.save_atomic({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "x": 1}, source)
     checkpoint.save_atomic({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "x": 2}, target)
     checkpoint.link_atomic(source, target, previous=previous)
-    assert checkpoint.load(target)["x"] == 1 and checkpoint.load(previous)["x"] == 2
+    assert checkpoint.load_file(target)["x"] == 1 and checkpoint.load_file(previous)["x"] == 2
     assert temp_files(tmp_path) == []
 
 
@@ -419,7 +421,7 @@ def _kill_loop(tmp_path: Path, launcher, kills_wanted: int, budget_s: float) -> 
     ref = launcher.start(["train", RECIPE, "--out", str(reference), *args], tmp_path / "reference.log")
     assert ref.wait(timeout=budget_s) == 0, (tmp_path / "reference.log").read_text()
     expected = checkpoint.load(ckpt_dir(reference) / "last.pt")
-    expected_best = checkpoint.load(ckpt_dir(reference) / "best.pt")["model"]
+    expected_best = checkpoint.load(ckpt_dir(reference) / "best.pt").model
     summary = json.loads((reference / "summary.json").read_text())
     records = read_metrics(reference)
     eval_steps = {a["step"] for a, b in zip(records, records[1:]) if a["split"] == "train" and b["split"] == "val"}
@@ -468,7 +470,7 @@ def _kill_loop(tmp_path: Path, launcher, kills_wanted: int, budget_s: float) -> 
             assert code == 0, log.read_text()  # finished (also when it ended just before the kill)
             break
         assert_same_training_state(expected, checkpoint.load(ckpt_dir(run) / "last.pt"))
-        best = checkpoint.load(ckpt_dir(run) / "best.pt")["model"]
+        best = checkpoint.load(ckpt_dir(run) / "best.pt").model
         assert all(torch.equal(expected_best[k], best[k]) for k in expected_best)
         assert temp_files(ckpt_dir(run)) == [] and temp_files(run) == []  # killed writers' temp files removed
         # metrics.jsonl reads after torn appends, and holds each step once, as the uninterrupted run's:
@@ -618,8 +620,8 @@ def test_a_nan_loss_stops_naming_the_step_with_the_last_good_checkpoint_intact(t
     assert "at optimizer step 5" in message and f"{ckpt_dir(run) / 'last.pt'} (step 4), is kept" in message
     assert "train.on_nonfinite=skip" in message and "Traceback" not in result.output
     saved = checkpoint.load(ckpt_dir(run) / "last.pt")
-    assert saved["position"]["step"] == 4
-    assert all(torch.isfinite(t.float()).all() for t in saved["model"].values())
+    assert saved.step == 4
+    assert all(torch.isfinite(t.float()).all() for t in saved.model.values())
 
 
 def test_a_nan_loss_between_log_steps_stops_at_the_next_check_naming_its_step(tmp_path, monkeypatch):
@@ -707,10 +709,10 @@ def test_on_nonfinite_skip_drops_those_updates_counts_them_and_finishes(tmp_path
     assert json.loads(result.stdout)["skipped_steps"] == 2
     assert "step 5 (epoch 1): the loss is NaN/Inf; its update is skipped (1 skipped so far)" in result.stderr
     saved = checkpoint.load(ckpt_dir(run) / "last.pt")
-    assert saved["position"]["step"] == 12 and saved["skipped_steps"] == 2
-    assert all(torch.isfinite(t.float()).all() for t in saved["model"].values())
+    assert saved.step == 12 and saved.skipped_steps == 2
+    assert all(torch.isfinite(t.float()).all() for t in saved.model.values())
     # AdamW counts the updates it made: the two skipped steps made none.
-    assert {int(s["step"]) for s in saved["optimizer"]["state"].values()} == {10}
+    assert {int(s["step"]) for s in saved.optimizer["state"].values()} == {10}
     assert all(r["loss"] == r["loss"] for r in read_metrics(run) if r["split"] == "train")  # no NaN logged
 
 
@@ -742,8 +744,8 @@ def test_nan_weights_behind_a_finite_loss_are_never_written_over_the_last_good_c
     )
     assert f"{ckpt_dir(run) / 'last.pt'} (step 2), is kept" in result.stderr and "Traceback" not in result.output
     saved = checkpoint.load(ckpt_dir(run) / "last.pt")
-    assert saved["position"]["step"] == 2
-    assert all(torch.isfinite(t.float()).all() for t in saved["model"].values())
+    assert saved.step == 2
+    assert all(torch.isfinite(t.float()).all() for t in saved.model.values())
 
 
 def test_on_nonfinite_skip_also_drops_an_update_whose_gradient_overflowed(tmp_path, monkeypatch):
@@ -753,9 +755,9 @@ def test_on_nonfinite_skip_also_drops_an_update_whose_gradient_overflowed(tmp_pa
     assert result.exit_code == 0, result.output
     assert "step 5 (epoch 1): a gradient is NaN/Inf (the loss was finite); its update is skipped" in result.stderr
     saved = checkpoint.load(ckpt_dir(run) / "last.pt")
-    assert saved["skipped_steps"] == 1 and saved["skips_in_a_row"] == 0
-    assert all(torch.isfinite(t.float()).all() for t in saved["model"].values())
-    assert {int(s["step"]) for s in saved["optimizer"]["state"].values()} == {11}
+    assert saved.skipped_steps == 1 and saved.skips_in_a_row == 0
+    assert all(torch.isfinite(t.float()).all() for t in saved.model.values())
+    assert {int(s["step"]) for s in saved.optimizer["state"].values()} == {11}
 
 
 def test_on_nonfinite_skip_stops_after_max_skips_in_a_row(tmp_path, monkeypatch):

@@ -153,7 +153,7 @@ def test_the_run_folder_holds_the_vocabulary_and_a_sample(char_run):
     sample = (char_run / "samples.txt").read_text()
     assert len(sample) == lm.SAMPLE_LENGTH["char"] + 1 and set(sample) <= set(vocab["tokens"])
     ckpt = checkpoint.load(char_run / "checkpoints" / "best.pt")  # weights_only=True
-    assert ckpt["extra"]["vocab"] == vocab
+    assert ckpt.extra["vocab"] == vocab
 
 
 def test_resume_at_an_epoch_boundary_equals_the_uninterrupted_run(tmp_path):
@@ -162,13 +162,13 @@ def test_resume_at_an_epoch_boundary_equals_the_uninterrupted_run(tmp_path):
     train(cfg, tmp_path / "straight")
     train(cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": steps})}), tmp_path / "resumed")
     resumed_ckpt = tmp_path / "resumed" / "checkpoints" / "last.pt"
-    assert checkpoint.load(resumed_ckpt)["position"] == {"epoch": 1, "batch": 0, "step": steps}
+    assert checkpoint.load(resumed_ckpt).position == checkpoint.Position(epoch=1, batch=0, step=steps)
     train(cfg, tmp_path / "resumed", resume_from=resumed_ckpt)
     a = checkpoint.load(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = checkpoint.load(tmp_path / "resumed" / "checkpoints" / "last.pt")
-    assert a["position"] == b["position"] == {"epoch": 2, "batch": 0, "step": 2 * steps}
-    for key, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][key]), key
+    assert a.position == b.position == checkpoint.Position(epoch=2, batch=0, step=2 * steps)
+    for key, tensor in a.model.items():
+        assert torch.equal(tensor, b.model[key]), key
 
 
 def test_tied_weights_need_equal_sizes():
@@ -288,8 +288,8 @@ def test_transformer_resume_is_exact(tmp_path):
     half = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": steps + 2})})
     train(half, tmp_path / "resumed")  # stops in the middle of epoch 2
     train(cfg, tmp_path / "resumed", resume_from=tmp_path / "resumed" / "checkpoints" / "last.pt")
-    a = checkpoint.load(tmp_path / "straight" / "checkpoints" / "last.pt")["model"]
-    b = checkpoint.load(tmp_path / "resumed" / "checkpoints" / "last.pt")["model"]
+    a = checkpoint.load(tmp_path / "straight" / "checkpoints" / "last.pt").model
+    b = checkpoint.load(tmp_path / "resumed" / "checkpoints" / "last.pt").model
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -321,4 +321,4 @@ def test_transformer_lm_recipe_trains_a_few_steps(cli, repo_configs, tmp_path):
 def test_max_minutes_stops_the_run_and_keeps_a_checkpoint(tmp_path):
     summary = train(config("train.max_minutes=1e-6", "train.epochs=3"), tmp_path / "timed")
     assert summary["steps"] == 1  # the budget is checked after every step (no host sync needed)
-    assert checkpoint.load(tmp_path / "timed" / "checkpoints" / "last.pt")["position"]["step"] == 1
+    assert checkpoint.load(tmp_path / "timed" / "checkpoints" / "last.pt").step == 1

@@ -43,8 +43,8 @@ TINY = [
 ]
 
 
-def final_state(run: Path) -> dict:
-    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+def final_state(run: Path) -> checkpoint.Record:
+    return checkpoint.load(run / "checkpoints" / "last.pt")
 
 
 @pytest.mark.parametrize("stop_at, grad_accum", [(7, 1), (10, 1), (4, 2)])
@@ -56,7 +56,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, stop_at, grad
     assert straight.exit_code == 0, straight.output
     first = dl("train", recipe, "--out", tmp_path / "resumed", *TINY, *accum, "--set", f"train.max_steps={stop_at}")
     assert first.exit_code == 0, first.output
-    assert final_state(tmp_path / "resumed")["position"]["step"] == stop_at
+    assert final_state(tmp_path / "resumed").step == stop_at
     second = dl(
         "train", recipe, "--out", tmp_path / "resumed", "--resume", *TINY, *accum, "--set", f"train.max_steps={total}"
     )
@@ -105,7 +105,7 @@ def test_sigint_saves_a_loadable_checkpoint_and_exits_130(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err.decode()
     ckpt = checkpoint.load(run / "checkpoints" / "last.pt")
-    assert ckpt["position"]["step"] >= 3
+    assert ckpt.step >= 3
     assert b"Traceback" not in err
 
 
@@ -129,7 +129,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
     assert "step" in result.stderr and "Traceback" not in result.output
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     if last.exists():  # any checkpoint written holds finite weights
-        for tensor in checkpoint.load(last)["model"].values():
+        for tensor in checkpoint.load(last).model.values():
             assert torch.isfinite(tensor.float()).all()
 
 
@@ -145,7 +145,7 @@ def test_atomic_save_leaves_no_temp_files_and_round_trips(tmp_path):
     path = tmp_path / "ckpt" / "last.pt"
     checkpoint.save_atomic({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "x": torch.arange(3)}, path)
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
-    assert torch.equal(checkpoint.load(path)["x"], torch.arange(3))
+    assert torch.equal(checkpoint.load_file(path)["x"], torch.arange(3))
 
 
 def test_rng_state_round_trips_through_weights_only_load(tmp_path):
@@ -210,4 +210,4 @@ def test_compiled_training_runs_on_cpu(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["steps"] == 4
     # The checkpoint holds the plain module's names, not torch.compile's "_orig_mod." wrapper.
-    assert not any(k.startswith("_orig_mod.") for k in final_state(tmp_path / "run")["model"])
+    assert not any(k.startswith("_orig_mod.") for k in final_state(tmp_path / "run").model)

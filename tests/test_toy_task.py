@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import dlcli
-from dlcli import tasks
+from dlcli import checkpoint, tasks
 from dlcli.tasks.contract import Task
 
 from conftest import assert_same_training_state, dl
@@ -53,8 +53,8 @@ def toy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     return recipe
 
 
-def last_checkpoint(run: Path) -> dict:
-    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+def last_checkpoint(run: Path) -> checkpoint.Record:
+    return checkpoint.load(run / "checkpoints" / "last.pt")
 
 
 def test_the_toy_task_provides_the_contract(toy) -> None:
@@ -91,7 +91,7 @@ def test_a_task_added_through_the_contract_trains_resumes_evaluates_lists_and_lo
     resumed = tmp_path / "runs" / "resumed"
     first = dl("train", toy, "--out", resumed, "-q", "--json", "--set", "train.max_steps=5")
     assert first.exit_code == 0, first.output
-    assert last_checkpoint(resumed)["position"] == {"epoch": 0, "batch": 5, "step": 5}
+    assert last_checkpoint(resumed).position == checkpoint.Position(epoch=0, batch=5, step=5)
     second = dl("train", toy, "--out", resumed, "--resume", "-q", "--json")
     assert second.exit_code == 0, second.output
     assert_same_training_state(last_checkpoint(straight), last_checkpoint(resumed))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcli import checkpoint, runner
+from dlcli import checkpoint, loading, runner
 from dlcli.config import apply_overrides, validate
 from dlcli.console import Logger
 from dlcli.data import parallel
@@ -307,6 +307,6 @@ def test_average_last_checkpoints(tmp_path):
     a, b = (torch.load(folder / name, weights_only=True) for name in kept)
     averaged = checkpoint.load(folder / "averaged.pt")
     for key in a:
-        torch.testing.assert_close(averaged["model"][key], (a[key] + b[key]) / 2)
-    assert runner.best_checkpoint(run_dir) == folder / "averaged.pt"  # what translate and eval read
+        torch.testing.assert_close(averaged.model[key], (a[key] + b[key]) / 2)
+    assert loading.best_checkpoint(run_dir) == folder / "averaged.pt"  # what translate and eval read
     assert translate.translate(run_dir, ["seven"], beam=1)[0]["source"] == "seven"

@@ -470,7 +470,7 @@ def _from_weights(arch: str | None, weights: str | None):
 def confusion_matrix(model: nn.Module, loader: Any, runtime: Runtime) -> torch.Tensor:
     """Counts over a split, (C, C) int64 on the CPU: row = true class, column = top-1 prediction.
 
-    `loader` is a Job's eval loader (runner.restore_for_eval gives it and the model)."""
+    `loader` is a Job's eval loader (loading.restore_for_eval gives it and the model)."""
     model.eval()
     counts: torch.Tensor | None = None
     with runtime.autocast():

@@ -431,10 +431,10 @@ def write_averaged_checkpoint(folder: Path) -> Path:
             averaged[key] = torch.stack([s[key].float() for s in states]).mean(0).to(value.dtype)
         else:
             averaged[key] = value
-    payload = checkpoint.load(folder / "last.pt")
-    payload["model"] = averaged
-    payload["extra"] = {**payload["extra"], "averaged_epochs": [f.name for f in files]}
-    checkpoint.save_atomic(payload, folder / "averaged.pt")
+    record = checkpoint.load(folder / "last.pt")
+    record.model = averaged
+    record.extra = {**record.extra, "averaged_epochs": [f.name for f in files]}
+    checkpoint.save(record, folder / "averaged.pt")
     return folder / "averaged.pt"
 
 
