@@ -26,6 +26,9 @@ lecture's GRU in two ways:
 The scratch layers accept what torch's do (batch_first, num_layers, bidirectional, dropout between layers,
 an initial state, PackedSequence) plus a `lengths` tensor; padded steps leave the state alone, so the
 reverse direction starts at each sequence's last real token. Tests: `pytest tests/test_rnn.py`.
+
+`make_encoder` and `run_packed` are what the recurrent models (recurrent_lm.py, tagger.py,
+sequence_classifier.py) build their layers with and run them by over padded batches.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 State = tuple[torch.Tensor, ...]  # (h,) for the Elman RNN and the GRU, (h, c) for the LSTM; each (B, H)
 
@@ -302,3 +305,37 @@ def make_rnn(
         dropout=dropout,
         bidirectional=bidirectional,
     )
+
+
+def make_encoder(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    impl: str = "torch",
+) -> nn.Module:
+    """`make_rnn`, batch-first, whose dropout acts only when there are layers to act between (one layer: none;
+    torch warns about dropout on a single layer)."""
+    return make_rnn(
+        cell,
+        input_size,
+        hidden_size,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        dropout=dropout if num_layers > 1 else 0.0,
+        batch_first=True,
+        impl=impl,
+    )
+
+
+# --------------------------------------------------------------------------- padded batches
+
+
+def run_packed(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
+    """rnn over a padded batch (B, T, F) of true `lengths`: (padded output (B, T, H'), final state)."""
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, state = rnn(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    return out, state

@@ -241,8 +241,8 @@ class Seq2SeqTransformer(nn.Module):
 class TransformerLM(nn.Module):
     """A decoder-only (GPT) language model: token + position embeddings, causal blocks, a head.
 
-    forward(x (B, T), state) -> (logits (B, T, V), state) matches the recurrent LMs of
-    tasks/lm.py: here the state is the preceding tokens (up to `context - 1` of them), so
+    forward(x (B, T), state) -> (logits (B, T, V), state) matches RecurrentLM's
+    (recurrent_lm.py): here the state is the preceding tokens (up to `context - 1` of them), so
     sampling one token at a time attends to the whole window before it.
     """
 

@@ -23,6 +23,9 @@ nats per token; perplexity = exp(loss) and, for characters, bits per character =
 
 Generation feeds the prompt through the network, then samples one token at a time from
 softmax(logits / temperature), restricted to the `top_k` most likely tokens when top_k > 0.
+
+The networks are dlcli/models/recurrent_lm.py's RecurrentLM and dlcli/models/transformer.py's
+TransformerLM; `build_model` chooses one from the recipe's `model.arch`.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from dlcli import loading
 from dlcli.data.textfile import read_text
 from dlcli.errors import DlError
 from dlcli.files import write_json_atomic, write_text_atomic
-from dlcli.models.rnn import make_rnn
+from dlcli.models.recurrent_lm import RecurrentLM
 from dlcli.models.transformer import TransformerLM
 from dlcli.runner import Job
 from dlcli.runtime import Runtime
@@ -280,35 +283,6 @@ class WindowBatches:
 # --------------------------------------------------------------------------- the model
 
 
-class RecurrentLM(nn.Module):
-    """Embedding -> stacked RNN/LSTM/GRU -> dropout -> linear over the vocabulary.
-
-    forward(x (B, T), state) -> logits (B, T, V) and the new state (h, or (h, c) for the LSTM).
-    """
-
-    def __init__(self, vocab_size: int, m: LMModel):
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, m.embedding_dim)
-        # torch's dropout acts between layers; one more before the output layer (Zaremba et al. 2014)
-        self.rnn = make_rnn(
-            m.arch,
-            m.embedding_dim,
-            m.hidden_size,
-            m.num_layers,
-            dropout=m.dropout if m.num_layers > 1 else 0.0,
-            batch_first=True,
-            impl=m.impl,
-        )
-        self.drop = nn.Dropout(m.dropout)
-        self.head = nn.Linear(m.hidden_size, vocab_size)
-        if m.tie_weights:
-            self.head.weight = self.embed.weight
-
-    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
-        out, state = self.rnn(self.embed(x), state)  # (B, T, H)
-        return self.head(self.drop(out)), state
-
-
 def build_model(m: LMModel, vocab_size: int, context: int) -> nn.Module:
     """The network for `model.arch` (the one place that switches on it); `context` (data.bptt) is
     how many tokens a transformer attends over."""
@@ -318,7 +292,16 @@ def build_model(m: LMModel, vocab_size: int, context: int) -> nn.Module:
             f"must equal model.hidden_size ({m.hidden_size}). Set them equal or tie_weights=false."
         )
     if m.arch in ("rnn", "lstm", "gru"):
-        return RecurrentLM(vocab_size, m)
+        return RecurrentLM(
+            vocab_size,
+            arch=m.arch,
+            embedding_dim=m.embedding_dim,
+            hidden_size=m.hidden_size,
+            num_layers=m.num_layers,
+            dropout=m.dropout,
+            tie_weights=m.tie_weights,
+            impl=m.impl,
+        )
     if m.embedding_dim % m.heads:
         raise DlError(
             f"model.embedding_dim ({m.embedding_dim}) must divide by model.heads ({m.heads}): each head gets "

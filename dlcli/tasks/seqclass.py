@@ -2,8 +2,8 @@
 
     dl train configs/brackets_gru.yaml                   # many-to-one: are these brackets balanced?
 
-The classifier reads characters (or words) with an RNN and classifies its final hidden state
-(both directions when bidirectional).
+The classifier (dlcli/models/sequence_classifier.py) reads characters (or words) with an RNN and
+classifies its final hidden state (both directions when bidirectional).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from dlcli.errors import DlError
+from dlcli.models.sequence_classifier import SequenceClassifier
 from dlcli.runner import Job
 from dlcli.runtime import Runtime
-from dlcli.tasks.sequence import Batches, counted_vocab, encoder, hold_out, index, run_packed
+from dlcli.tasks.sequence import Batches, counted_vocab, hold_out, index
 
 # The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
 from dlcli.tasks.sequence_config import SeqConfig, SeqData, SeqModel  # noqa: F401
@@ -58,22 +58,19 @@ def load_labelled(data: SeqData, seed: int) -> dict[str, list[tuple[list[str], s
     return splits
 
 
-class SequenceClassifier(nn.Module):
-    def __init__(self, cfg: SeqModel, n_tokens: int, n_labels: int):
-        super().__init__()
-        self.embed = nn.Embedding(n_tokens, cfg.embedding_dim, padding_idx=0)
-        self.rnn = encoder(
-            cfg.arch, cfg.impl, cfg.embedding_dim, cfg.hidden_size, cfg.num_layers, cfg.bidirectional, cfg.dropout
-        )
-        self.directions = 2 if cfg.bidirectional else 1
-        self.drop = nn.Dropout(cfg.dropout)
-        self.out = nn.Linear(cfg.hidden_size * self.directions, n_labels)
-
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        _, state = run_packed(self.rnn, self.embed(tokens), lengths)
-        h = state[0] if isinstance(state, tuple) else state  # (layers x directions, B, H)
-        last = torch.cat(list(h[-self.directions :]), dim=1)  # the top layer's final state(s)
-        return self.out(self.drop(last))
+def build_classifier(m: SeqModel, n_tokens: int, n_labels: int) -> SequenceClassifier:
+    """The network for the recipe's model section (dlcli/models/sequence_classifier.py)."""
+    return SequenceClassifier(
+        n_tokens,
+        n_labels,
+        arch=m.arch,
+        embedding_dim=m.embedding_dim,
+        hidden_size=m.hidden_size,
+        num_layers=m.num_layers,
+        bidirectional=m.bidirectional,
+        dropout=m.dropout,
+        impl=m.impl,
+    )
 
 
 def collate_labelled(examples: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
@@ -113,7 +110,7 @@ def build(cfg: SeqConfig, runtime: Runtime, load_weights: bool = True) -> Job:
         name: Batches(encode(pairs), cfg.data.batch_size, collate_labelled, cfg.seed, runtime, shuffle=name == "train")
         for name, pairs in splits.items()
     }
-    model = SequenceClassifier(cfg.model, len(tokens), len(labels))
+    model = build_classifier(cfg.model, len(tokens), len(labels))
     device = runtime.device
 
     def logits_of(net, batch):
@@ -148,7 +145,7 @@ def build(cfg: SeqConfig, runtime: Runtime, load_weights: bool = True) -> Job:
 def restore_model(cfg: SeqConfig, extra: dict[str, Any]) -> tuple[SequenceClassifier, dict[str, Any]]:
     """The classifier of a checkpoint and its labels (the classes, in output order)."""
     tokens, labels = extra["tokens"], extra["labels"]
-    return SequenceClassifier(cfg.model, len(tokens), len(labels)), {"classes": labels}
+    return build_classifier(cfg.model, len(tokens), len(labels)), {"classes": labels}
 
 
 def eval_notes(cfg: SeqConfig) -> dict[str, str]:

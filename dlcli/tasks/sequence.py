@@ -1,6 +1,7 @@
 """What the recurrent sequence tasks share: `tag` (dlcli/tasks/tag.py, a label per token) and
 `seqclass` (dlcli/tasks/seqclass.py, a label per sequence). Token vocabularies, held-out splits,
-length-bucketed batches and the packed RNN encoder.
+length-bucketed batches. Their networks, and the packed RNN encoder they share, are in dlcli/models/
+(tagger.py, sequence_classifier.py, rnn.py).
 """
 
 from __future__ import annotations
@@ -10,12 +11,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import torch
-from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
 from dlcli.data.loaders import epoch_order, mix_seed
-from dlcli.models.rnn import make_rnn
 from dlcli.runtime import Runtime
 
 PAD, UNK = "<pad>", "<unk>"  # index 0 and 1 of every token vocabulary
@@ -68,26 +64,3 @@ class Batches:
     def batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
         for indices in self._order(epoch)[start:]:
             yield self.collate([self.examples[i] for i in indices])
-
-
-def encoder(
-    cell: str, impl: str, input_size: int, hidden: int, layers: int, bidirectional: bool, dropout: float
-) -> nn.Module:
-    return make_rnn(
-        cell,
-        input_size,
-        hidden,
-        num_layers=layers,
-        bidirectional=bidirectional,
-        dropout=dropout if layers > 1 else 0.0,
-        batch_first=True,
-        impl=impl,
-    )
-
-
-def run_packed(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
-    """rnn over a padded batch (B, T, F) of true `lengths`: (padded output (B, T, H'), final state)."""
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out, state = rnn(packed)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-    return out, state

@@ -4,11 +4,13 @@
     dl tag "The wide road shimmered in the hot sun ." --run runs/pos-lstm
     dl eval runs/pos-lstm --split test --json            # accuracy, OOV accuracy, per-tag precision/recall
 
-The tagger (Plank et al. 2016, Lample et al. 2016): each word is its embedding (lowercased
-lookup, optionally initialised from word2vec vectors) joined with a character-level encoding
-(a CNN or a BiLSTM over its characters, so unseen words still get a representation from their
-spelling), then a bidirectional RNN over the sentence and a linear layer per token. Sentences
-of a batch are padded and packed, so the RNN never reads the padding.
+The tagger (Plank et al. 2016, Lample et al. 2016; the network is dlcli/models/tagger.py): each
+word is its embedding (lowercased lookup, optionally initialised from word2vec vectors) joined
+with a character-level encoding (a CNN or a BiLSTM over its characters, so unseen words still get
+a representation from their spelling), then a bidirectional RNN over the sentence and a linear
+layer per token. Sentences of a batch are padded and packed, so the RNN never reads the padding.
+This module reads the data, builds the vocabularies and the network from the recipe, and trains
+with word dropout (Kiperwasser & Goldberg 2016).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from torch import nn
 
 from dlcli import loading
 from dlcli.errors import DlError
+from dlcli.models.tagger import Tagger
 from dlcli.runner import Job
 from dlcli.runtime import Runtime
-from dlcli.tasks.sequence import PAD, UNK, Batches, counted_vocab, encoder, hold_out, index, run_packed
+from dlcli.tasks.sequence import PAD, UNK, Batches, counted_vocab, hold_out, index
 
 # The recipe schema is in a torch-free module, for `dl config show`; the task's surface re-exports it.
 from dlcli.tasks.sequence_config import TagConfig, TagData, TagModel, TagTrain  # noqa: F401
@@ -128,57 +131,23 @@ def collate_tagged(examples: list[tuple]) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- tagging: model
 
 
-class CharCNN(nn.Module):
-    """A word's characters -> max over positions of a width-3 convolution (Ma & Hovy 2016)."""
-
-    def __init__(self, n_chars: int, dim: int, filters: int):
-        super().__init__()
-        self.embed = nn.Embedding(n_chars, dim, padding_idx=0)
-        self.conv = nn.Conv1d(dim, filters, kernel_size=3, padding=1)
-        self.out_size = filters
-
-    def forward(self, chars: torch.Tensor) -> torch.Tensor:  # (N, L) -> (N, filters)
-        x = self.conv(self.embed(chars).transpose(1, 2))  # (N, filters, L)
-        x = x.masked_fill((chars == 0)[:, None, :], float("-inf")).amax(dim=2)
-        return torch.nan_to_num(x, neginf=0.0)  # an all-padding row (a padding word) -> 0
-
-
-class CharLSTM(nn.Module):
-    """A word's characters -> the final states of a BiLSTM over them (Lample et al. 2016)."""
-
-    def __init__(self, n_chars: int, dim: int, hidden: int, impl: str):
-        super().__init__()
-        self.embed = nn.Embedding(n_chars, dim, padding_idx=0)
-        self.rnn = encoder("lstm", impl, dim, hidden, 1, True, 0.0)
-        self.out_size = 2 * hidden
-
-    def forward(self, chars: torch.Tensor) -> torch.Tensor:  # (N, L) -> (N, 2 hidden)
-        lengths = (chars != 0).sum(1).clamp(min=1)
-        _, (h, _) = run_packed(self.rnn, self.embed(chars), lengths)
-        return torch.cat([h[0], h[1]], dim=1)
-
-
-class Tagger(nn.Module):
-    def __init__(self, cfg: TagModel, n_words: int, n_chars: int, n_tags: int):
-        super().__init__()
-        self.words = nn.Embedding(n_words, cfg.embedding_dim, padding_idx=0)
-        self.chars: nn.Module | None = None
-        if cfg.char_encoder == "cnn":
-            self.chars = CharCNN(n_chars, cfg.char_dim, cfg.char_hidden)
-        elif cfg.char_encoder == "lstm":
-            self.chars = CharLSTM(n_chars, cfg.char_dim, cfg.char_hidden, cfg.impl)
-        in_size = cfg.embedding_dim + (self.chars.out_size if self.chars is not None else 0)
-        self.rnn = encoder(cfg.arch, cfg.impl, in_size, cfg.hidden_size, cfg.num_layers, cfg.bidirectional, cfg.dropout)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.out = nn.Linear(cfg.hidden_size * (2 if cfg.bidirectional else 1), n_tags)
-
-    def forward(self, words: torch.Tensor, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.words(words)  # (B, T, E)
-        if self.chars is not None:
-            b, t, length = chars.shape
-            x = torch.cat([x, self.chars(chars.view(b * t, length)).view(b, t, -1)], dim=2)
-        out, _ = run_packed(self.rnn, self.drop(x), lengths)
-        return self.out(self.drop(out))  # (B, T, tags)
+def build_tagger(m: TagModel, vocab: TagVocab) -> Tagger:
+    """The network for the recipe's model section, sized by the vocabularies (dlcli/models/tagger.py)."""
+    return Tagger(
+        len(vocab.words),
+        len(vocab.chars),
+        len(vocab.tags),
+        embedding_dim=m.embedding_dim,
+        char_encoder=m.char_encoder,
+        char_dim=m.char_dim,
+        char_hidden=m.char_hidden,
+        arch=m.arch,
+        hidden_size=m.hidden_size,
+        num_layers=m.num_layers,
+        bidirectional=m.bidirectional,
+        dropout=m.dropout,
+        impl=m.impl,
+    )
 
 
 def _word_dropout(words: torch.Tensor, singletons: torch.Tensor, p: float) -> torch.Tensor:
@@ -216,7 +185,7 @@ def build(cfg: TagConfig, runtime: Runtime, load_weights: bool = True, vocab: Ta
     splits = load_tagged(cfg.data, cfg.seed)
     pretrained = _pretrained(cfg.model) if vocab is None else None
     vocab = vocab or build_tag_vocab(splits["train"], cfg.model, cfg.data, pretrained)
-    model = Tagger(cfg.model, len(vocab.words), len(vocab.chars), len(vocab.tags))
+    model = build_tagger(cfg.model, vocab)
     if pretrained is not None and load_weights:
         _init_embeddings(model.words, vocab.words, pretrained)
     counts = Counter(w.lower() for words, _ in splits["train"] for w in words)
@@ -326,7 +295,7 @@ def _init_embeddings(embedding: nn.Embedding, words: list[str], pretrained) -> N
 def restore_model(cfg: TagConfig, extra: dict[str, Any]) -> tuple[Tagger, dict[str, Any]]:
     """The tagger of a checkpoint and its vocabularies (words, characters, tags)."""
     vocab = TagVocab.from_extra(extra)
-    return Tagger(cfg.model, len(vocab.words), len(vocab.chars), len(vocab.tags)), {"vocab": vocab}
+    return build_tagger(cfg.model, vocab), {"vocab": vocab}
 
 
 def eval_notes(cfg: TagConfig) -> dict[str, str]:
