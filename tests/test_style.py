@@ -253,6 +253,7 @@ def test_features_from_a_vgg16_state_dict_and_a_dl_checkpoint(cli, pictures, tmp
         "task": "classify",
         "config": {"model": {"arch": "vgg16"}},
         "model": state,
+        "position": {"epoch": 1, "batch": 0, "step": 10},
     }
     torch.save(ckpt, tmp_path / "best.pt")
     second = _json(
