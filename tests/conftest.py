@@ -56,7 +56,8 @@ def terminal_80(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     screen = io.StringIO()
     console = Console(file=screen, width=80, force_terminal=True, color_system=None)
     monkeypatch.setattr("dlcli.console.out", console)
-    monkeypatch.setattr("dlcli.cli.out", console)  # cli.py holds its own name for it
+    for module in ("cli", "cli_infer", "cli_vectors", "cli_stylize"):  # each holds its own name for it
+        monkeypatch.setattr(f"dlcli.{module}.out", console)
     return screen
 
 

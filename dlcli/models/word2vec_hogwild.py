@@ -137,6 +137,24 @@ def _full_softmax(l1, syn1, target, alpha, neu1e, scores):
 
 
 @_jit
+def _subsample(raw_ids, remap, keep, sentence, state):
+    """The words of raw_ids that train, in order, into sentence[:n]: those in the vocabulary
+    (remap >= 0), each kept with its subsampling probability. Returns (n, state)."""
+    n = 0
+    for raw in raw_ids:
+        word = remap[raw]
+        if word < 0:
+            continue
+        state = _next(state)
+        # word2vec.c: keep when keep_probability >= a uniform 16-bit fraction
+        if keep[word] < (state & np.uint64(0xFFFF)) / 65536.0:
+            continue
+        sentence[n] = word
+        n += 1
+    return n, state
+
+
+@_jit
 def train_sentences(
     syn0, syn1, raw_ids, bounds, remap, keep, noise_prob, noise_alias, sg, negative, window, alpha, seed
 ):
@@ -159,17 +177,7 @@ def train_sentences(
         start = bounds[s]
         while start < bounds[s + 1]:
             stop = min(start + MAX_SENTENCE, bounds[s + 1])
-            n = 0
-            for j in range(start, stop):
-                word = remap[raw_ids[j]]
-                if word < 0:
-                    continue
-                state = _next(state)
-                # word2vec.c: keep when keep_probability >= a uniform 16-bit fraction
-                if keep[word] < (state & np.uint64(0xFFFF)) / 65536.0:
-                    continue
-                sentence[n] = word
-                n += 1
+            n, state = _subsample(raw_ids[start:stop], remap, keep, sentence, state)
             start = stop
             kept_words += n
             for pos in range(n):

@@ -316,13 +316,13 @@ def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
     return sig
 
 
-def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
-    d, decode = cfg.data, cfg.decode
-    splits = load_splits(d, cfg.seed)
-    train_src, train_tgt = splits["train"]
-    tokenizer = train_tokenizer(train_src + train_tgt, d.vocab_size)
-    vocab_size = tokenizer.get_vocab_size()
-    encoded = {split: (encode(tokenizer, s), encode(tokenizer, t)) for split, (s, t) in splits.items()}
+def make_batches(
+    cfg: Config, encoded: dict[str, tuple[list[list[int]], list[list[int]]]], runtime: Runtime
+) -> tuple[TokenBatches, dict[str, TokenBatches], int]:
+    """The training batches, the evaluation splits' batches (val decoded greedily, test with
+    decode.beam) and how many training pairs were left out for being longer than data.max_len
+    (source + EOS, or BOS + target + EOS)."""
+    d = cfg.data
     src_ids, tgt_ids = encoded["train"]
     keep = [i for i in range(len(src_ids)) if len(src_ids[i]) + 1 <= d.max_len and len(tgt_ids[i]) + 2 <= d.max_len]
     where = {"device": runtime.device, "rank": runtime.rank, "world_size": runtime.world_size}
@@ -335,13 +335,23 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
             d.max_tokens,
             seed=cfg.seed,
             split=split,
-            beam=1 if split == "val" else decode.beam,
+            beam=1 if split == "val" else cfg.decode.beam,
             **where,
         )
-        for split in splits
+        for split in encoded
         if split != "train"
     }
-    model = build_model(cfg.model, vocab_size)
+    return train_data, eval_data, len(src_ids) - len(keep)
+
+
+def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
+    d, decode = cfg.data, cfg.decode
+    splits = load_splits(d, cfg.seed)
+    train_src, train_tgt = splits["train"]
+    tokenizer = train_tokenizer(train_src + train_tgt, d.vocab_size)
+    encoded = {split: (encode(tokenizer, s), encode(tokenizer, t)) for split, (s, t) in splits.items()}
+    train_data, eval_data, skipped_long = make_batches(cfg, encoded, runtime)
+    model = build_model(cfg.model, tokenizer.get_vocab_size())
     scorer, chrf = bleu_scorer(), chrf_scorer()
     with_bleu = reports_bleu(d)
 
@@ -402,7 +412,11 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         finish_metrics=finish_metrics,
         export=export,
         on_epoch_end=keep_epoch_weights,
-        extra={"tokenizer": tokenizer.to_str(), "train_pairs": len(keep), "skipped_long": len(src_ids) - len(keep)},
+        extra={
+            "tokenizer": tokenizer.to_str(),
+            "train_pairs": len(train_src) - skipped_long,
+            "skipped_long": skipped_long,
+        },
     )
 
 
