@@ -70,7 +70,7 @@ def train(
 
     Raises:
         DlError: a bad recipe or override, or a folder that holds a run and neither resume nor overwrite.
-        runner.Interrupted: Ctrl-C; the checkpoint is saved (continue with resume=True).
+        dlcli.errors.Interrupted: Ctrl-C; the checkpoint is saved (continue with resume=True).
         dlcli.errors.RunFailed: training stopped on a failure (failures.NonFiniteLoss: the loss became
             NaN/Inf; a checkpoint that could not be written; out of memory); the message names the last
             good checkpoint, which is kept.

@@ -130,7 +130,7 @@ def eval_(
     json_: JsonOption = False,
 ) -> None:
     """Evaluate a run's best checkpoint."""
-    from dlcli import loading, runner
+    from dlcli import loading, loop
     from dlcli.runtime import create_runtime
 
     opened = loading.open_run(run)  # the checkpoint is read here, once
@@ -140,7 +140,7 @@ def eval_(
         )
     runtime = create_runtime(opened.config.train, device)
     used_split, job, model = loading.restore_for_eval(opened, split, runtime)
-    metrics = runner.evaluate(model, job.eval_data[used_split], job, runtime)
+    metrics = loop.evaluate(model, job.eval_data[used_split], job, runtime)
     drawn = _draw_confusion(run, used_split, job, model, runtime, confusion) if confusion is not None else None
     notes = opened.task.eval_notes(opened.config)  # e.g. sacreBLEU's signature
     if json_:

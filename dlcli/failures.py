@@ -1,7 +1,7 @@
 """What a failed run says: the messages a run ends with when it stops on a failure (exit 1), and
 which errors count as running out of memory.
 
-The runner (runner._Loop) decides when a run fails; each message here says what went wrong and
+The training loop (loop.Loop) decides when a run fails; each message here says what went wrong and
 where, which checkpoint is kept to continue from (`kept_checkpoint`), and what to change.
 """
 

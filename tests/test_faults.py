@@ -29,7 +29,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dlcli import checkpoint, failures, runner
+from dlcli import checkpoint, failures, loop
 from dlcli.api import load_config
 from dlcli.cli import app
 from dlcli.console import MetricsFile
@@ -637,14 +637,14 @@ def test_a_nan_loss_between_log_steps_stops_at_the_next_check_naming_its_step(tm
 
 
 def _nan_in_evaluation(monkeypatch, split: str) -> None:
-    """runner.evaluate, with the loss of `split`'s evaluations made NaN (the weights stay finite)."""
-    original = runner.evaluate
+    """loop.evaluate, with the loss of `split`'s evaluations made NaN (the weights stay finite)."""
+    original = loop.evaluate
 
     def evaluate(model, loader, job, runtime):
         metrics = original(model, loader, job, runtime)
         return {**metrics, "loss": float("nan")} if loader is job.eval_data[split] else metrics
 
-    monkeypatch.setattr(runner, "evaluate", evaluate)
+    monkeypatch.setattr(loop, "evaluate", evaluate)
 
 
 def test_a_nan_validation_loss_is_exit_1_and_chooses_no_best_checkpoint(tmp_path, monkeypatch):

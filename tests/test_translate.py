@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcli import checkpoint, loading, runner
+from dlcli import checkpoint, loading, loop, runner
 from dlcli.config import apply_overrides, validate
 from dlcli.console import Logger
 from dlcli.data import parallel
@@ -165,7 +165,7 @@ def test_chrf_and_bleu_through_the_eval_path_equal_sacrebleus_corpus_scores(monk
 
     job, hyps, refs = chrf_case(monkeypatch, max_tokens)
     assert (len(job.eval_data["val"]) >= 2) == (max_tokens == 20)
-    metrics = runner.evaluate(job.model, job.eval_data["val"], job, CPU)
+    metrics = loop.evaluate(job.model, job.eval_data["val"], job, CPU)
     assert metrics["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
     assert metrics["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs], lowercase=True).score)
     assert metrics["exact"] == 0.0 and not any(k.startswith("total.") for k in metrics)
