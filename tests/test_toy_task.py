@@ -1,7 +1,7 @@
 """A task added through the contract only (dlcli/tasks/contract.py; docs/ARCHITECTURE.md, "Adding a task").
 
 tests/toy_task.py (linear regression on y = X w + noise) and its torch-free schema tests/toy_task_config.py
-are registered by monkeypatching dlcli.tasks.TASKS and CONFIGS, with no change to the runner or the CLI.
+is registered by monkeypatching dlcli.tasks.TASKS, with no change to the runner or the CLI.
 Then the runner gives it what every task gets: `dl train`, exact --resume, `dl eval`, `dl runs` and
 dlcli.load_run.
 """
@@ -46,8 +46,7 @@ TOTAL_STEPS = 24
 def toy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """The toy task registered as `toyreg`; returns a recipe file for it."""
     monkeypatch.syspath_prepend(str(TESTS))
-    monkeypatch.setitem(tasks.TASKS, "toyreg", "toy_task")
-    monkeypatch.setitem(tasks.CONFIGS, "toyreg", "toy_task_config:ToyConfig")
+    monkeypatch.setitem(tasks.TASKS, "toyreg", tasks.Entry("toy_task", "toy_task_config:ToyConfig"))
     recipe = tmp_path / "toy.yaml"
     recipe.write_text(RECIPE, encoding="utf-8")
     return recipe

@@ -1,6 +1,6 @@
 """A toy task written against dlcli.tasks.contract.Task only: linear regression on y = X w + noise.
 
-tests/test_toy_task.py registers it (dlcli.tasks.TASKS / CONFIGS, monkeypatched) and drives it through
+tests/test_toy_task.py registers it (dlcli.tasks.TASKS, monkeypatched) and drives it through
 `dl train`, `dl eval`, `dl runs` and dlcli.load_run; docs/ARCHITECTURE.md walks through it.
 """
 

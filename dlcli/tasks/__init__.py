@@ -8,14 +8,14 @@ Each task is a module with the same small surface, declared in dlcli/tasks/contr
     eval_notes(cfg)               what `dl eval` prints beside the metrics ({} for most)
 
 A task module imports torch, which takes a second or more; its Config is defined in a torch-free
-`<module>_config.py` beside it. Both tables name modules as strings, imported on first use, so that
+`<module>_config.py` beside it. TASKS names both as strings, imported on first use, so that
 `dl --help`, `dl configs` and `dl config show` start without torch.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dlcli.errors import DlError
 
@@ -23,37 +23,32 @@ if TYPE_CHECKING:
     from dlcli.config import RunConfig
     from dlcli.tasks.contract import Task
 
-# task -> the module that has the surface above (dlcli.tasks.contract.Task)
-TASKS: dict[str, str] = {
-    "classify": "dlcli.tasks.classify",
-    "word2vec": "dlcli.tasks.word2vec",
-    "tag": "dlcli.tasks.tag",
-    "seqclass": "dlcli.tasks.seqclass",
-    "lm": "dlcli.tasks.lm",
-    "translate": "dlcli.tasks.translate",
-    "style": "dlcli.tasks.style",
-}
 
-# task -> its Config, the same class as get_task(task).Config, from a module that does not import torch
-CONFIGS: dict[str, str] = {
-    "classify": "dlcli.tasks.classify_config:Config",
-    "word2vec": "dlcli.tasks.word2vec_config:Config",
-    "tag": "dlcli.tasks.sequence_config:TagConfig",
-    "seqclass": "dlcli.tasks.sequence_config:SeqConfig",
-    "lm": "dlcli.tasks.lm_config:Config",
-    "translate": "dlcli.tasks.translate_config:Config",
-    "style": "dlcli.tasks.style_config:Config",
+class Entry(NamedTuple):
+    module: str  # the module with the surface above (dlcli.tasks.contract.Task); importing it imports torch
+    config: str  # "module:Class": the same class as the module's Config, from a module that does not import torch
+
+
+# The one table of tasks: a recipe's `task:` -> where its code and its schema live.
+TASKS: dict[str, Entry] = {
+    "classify": Entry("dlcli.tasks.classify", "dlcli.tasks.classify_config:Config"),
+    "word2vec": Entry("dlcli.tasks.word2vec", "dlcli.tasks.word2vec_config:Config"),
+    "tag": Entry("dlcli.tasks.tag", "dlcli.tasks.sequence_config:TagConfig"),
+    "seqclass": Entry("dlcli.tasks.seqclass", "dlcli.tasks.sequence_config:SeqConfig"),
+    "lm": Entry("dlcli.tasks.lm", "dlcli.tasks.lm_config:Config"),
+    "translate": Entry("dlcli.tasks.translate", "dlcli.tasks.translate_config:Config"),
+    "style": Entry("dlcli.tasks.style", "dlcli.tasks.style_config:Config"),
 }
 
 
 def get_task(name: object) -> Task:
     """The task a recipe's `task:` names (imports torch)."""
-    return _load(TASKS[_known(name)])
+    return _load(TASKS[_known(name)].module)
 
 
 def get_config(name: object) -> type[RunConfig]:
     """The recipe schema of the task a recipe's `task:` names (torch-free)."""
-    return _load(CONFIGS[_known(name)])
+    return _load(TASKS[_known(name)].config)
 
 
 def _known(name: object) -> str:
