@@ -152,6 +152,25 @@ def test_version_1_checkpoints_still_load_but_an_unsealed_version_2_is_refused(t
         checkpoint.load(stripped)
 
 
+def test_the_record_round_trips_reads_older_files_with_defaults_and_refuses_other_dl_files(tmp_path):
+    record = checkpoint.Record(
+        task="lm", config={"task": "lm"}, model={"w": torch.ones(2)}, position=checkpoint.Position(1, 0, 7)
+    )
+    checkpoint.save(record, tmp_path / "new.pt")
+    back = checkpoint.load(tmp_path / "new.pt")
+    assert back.step == 7 and back.task == "lm" and torch.equal(back.model["w"], torch.ones(2))
+    assert checkpoint.peek(tmp_path / "new.pt").position == record.position
+    # A version 1 file, from before skipped_steps, metrics_bytes and the seal: their defaults fill in.
+    old = {k: v for k, v in record.to_file().items() if k not in ("skipped_steps", "metrics_bytes")}
+    torch.save({**old, "version": 1}, tmp_path / "v1.pt")
+    assert checkpoint.load(tmp_path / "v1.pt").skipped_steps == 0
+    # A sealed dl file that is not a training run's (translation's epoch weights are bare state_dicts).
+    checkpoint.save_atomic({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "x": 1}, tmp_path / "x.pt")
+    with pytest.raises(DlError, match="not a training checkpoint"):
+        checkpoint.load(tmp_path / "x.pt")
+    assert checkpoint.peek(tmp_path / "x.pt") is None
+
+
 @pytest.mark.parametrize("damage", ["truncate", "bitflip"])
 def test_a_damaged_last_pt_is_exit_2_offering_last_prev_pt_which_resumes_exactly(tmp_path, damage):
     run, straight = tmp_path / "run", tmp_path / "straight"
