@@ -154,6 +154,12 @@ class OptimConfig(Section):
     momentum: float = Field(0.9, ge=0, description="momentum (sgd, rmsprop)")
     nesterov: bool = Field(False, description="Nesterov momentum (sgd)")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty (decoupled for adamw)")
+    norm_weight_decay: float | None = Field(
+        None,
+        ge=0,
+        description="weight decay of normalization layers and biases (torchvision's --norm-weight-decay; "
+        "default: weight_decay)",
+    )
     betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="Adam/AdamW moment decay rates, each in [0, 1)")
     eps: float = Field(1e-8, gt=0, description="Adam/AdamW/RMSprop denominator epsilon")
 

@@ -34,7 +34,7 @@ from dlcli.console import Logger, MetricsFile
 from dlcli.errors import DlError
 from dlcli.files import write_json_atomic, write_text_atomic
 from dlcli.loop import Loop, RunState
-from dlcli.optim import build_optimizer, build_scheduler
+from dlcli.optim import build_optimizer, build_scheduler, parameter_groups
 from dlcli.runtime import Runtime
 
 Batch = Any
@@ -111,25 +111,12 @@ def train(
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = job.params if job.params is not None else [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(cfg.optim, params, runtime.device)
+    optimizer = build_optimizer(cfg.optim, parameter_groups(model, params, cfg.optim), runtime.device)
     steps_per_epoch = math.ceil(len(job.train_data) / cfg.train.grad_accum)
     total_steps = cfg.schedule.total_steps or cfg.train.epochs * steps_per_epoch
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.optim.lr, total_steps, steps_per_epoch)
     scaler = runtime.grad_scaler()
-    state = RunState(Position())
-    if resume is not None:
-        model.load_state_dict(resume.model)
-        optimizer.load_state_dict(resume.optimizer)
-        scheduler.load_state_dict(resume.scheduler)
-        scaler.load_state_dict(resume.scaler)
-        state = RunState(
-            resume.position,
-            resume.best_value,
-            resume.best_metrics,
-            resume.wall_s,
-            resume.skipped_steps,
-            resume.skips_in_a_row,
-        )
+    state = _restore(resume, resume_from, model, optimizer, scheduler, scaler) if resume else RunState(Position())
     forward = _wrap_for_forward(model, cfg, runtime)
     loop = Loop(
         job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch
@@ -209,6 +196,28 @@ def _load_resume(task: Any, cfg: RunConfig, path: Path) -> checkpoint.Record:
             "original values, or start a new run with --out DIR (or --overwrite)."
         )
     return resume
+
+
+def _restore(resume: checkpoint.Record, path: Path, model, optimizer, scheduler, scaler) -> RunState:
+    """Load a checkpoint's weights and training state into the run's objects; the state to continue from."""
+    model.load_state_dict(resume.model)
+    try:
+        optimizer.load_state_dict(resume.optimizer)
+    except ValueError as e:  # torch: "loaded state dict has a different number of parameter groups"
+        raise DlError(
+            f"Cannot resume {path}: its optimizer state does not fit this recipe's ({e}). Setting or removing "
+            "optim.norm_weight_decay changes the parameter groups; resume with the original value."
+        ) from None
+    scheduler.load_state_dict(resume.scheduler)
+    scaler.load_state_dict(resume.scaler)
+    return RunState(
+        resume.position,
+        resume.best_value,
+        resume.best_metrics,
+        resume.wall_s,
+        resume.skipped_steps,
+        resume.skips_in_a_row,
+    )
 
 
 def _write_run_files(run_dir: Path, cfg: RunConfig, runtime: Runtime, steps_per_epoch: int, batches: int) -> None:

@@ -28,7 +28,7 @@ from dlcli.errors import DlError
 from dlcli.runtime import create_runtime
 from dlcli.tasks import classify
 
-from conftest import TINY_SHAPES
+from conftest import TINY_SHAPES, dl, sets
 
 # Results that depend on the CPU's kernels: CI runs this file again under AVX2 dispatch (make test-avx2).
 pytestmark = pytest.mark.numerics
@@ -861,3 +861,54 @@ def test_sync_batchnorm_needs_cuda() -> None:
     runtime = Runtime(torch.device("cpu"), "fp32", False, world_size=2, _distributed=True)
     with pytest.raises(DlError, match="needs CUDA"):
         _wrap_for_forward(torch.nn.BatchNorm2d(3), cfg, runtime)
+
+
+# --------------------------------------------------------------------------- recipe knobs (issue 17, part 4)
+
+
+def test_the_cifar_stem_keeps_32px_maps_large_trains_evaluates_and_refuses_other_archs(tmp_path: Path) -> None:
+    cfg = classify.ClassifyModel(arch="resnet18", stem="cifar")
+    model = classify.build_model(cfg, 10, 32)
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert isinstance(model.maxpool, torch.nn.Identity)
+    seen = {}
+    model.layer4.register_forward_hook(lambda module, inputs, output: seen.update(shape=tuple(output.shape)))
+    model.eval()(torch.zeros(1, 3, 32, 32))
+    assert seen["shape"][-2:] == (4, 4)  # the ImageNet stem ends at 1 x 1 for 32 px images
+
+    run = tmp_path / "run"
+    trained = dl(
+        "train", "resnet", "--out", run, *SMALL, *sets("model.stem=cifar", "train.max_steps=2"), "-q", "--json"
+    )
+    assert trained.exit_code == 0, trained.output
+    assert dl("eval", run, "--json").exit_code == 0  # rebuilt from the checkpoint's recipe: the same stem
+    changed = dl("train", "resnet", "--out", run, *SMALL, *sets("train.max_steps=3"), "--resume", "-q")
+    assert changed.exit_code == 2 and "model.stem" in changed.output
+
+    refused = dl("train", "vgg16", "--out", tmp_path / "vgg", *SMALL, *sets("model.stem=cifar"), "-q")
+    assert refused.exit_code == 2 and "has no such stem" in refused.output and "Traceback" not in refused.output
+
+
+def test_norm_weight_decay_puts_norm_layers_and_biases_in_their_own_group(tmp_path: Path) -> None:
+    from dlcli.config import OptimConfig
+    from dlcli.optim import parameter_groups
+
+    model = torchvision.models.resnet18(num_classes=10)
+    assert parameter_groups(model, model.parameters(), OptimConfig()) == list(model.parameters())  # unset: as given
+    norm, rest = parameter_groups(model, model.parameters(), OptimConfig(weight_decay=0.05, norm_weight_decay=0.0))
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert norm["weight_decay"] == 0.0 and "weight_decay" not in rest  # the rest take optim.weight_decay
+    assert {names[id(p)] for p in norm["params"]} == {
+        n for n, _ in model.named_parameters() if ".bn" in n or n.startswith("bn1") or "downsample.1" in n
+    } | {"fc.bias"}
+    assert all(names[id(p)].endswith("weight") and p.dim() > 1 for p in rest["params"])
+
+    run = tmp_path / "run"
+    knobs = sets("optim.name=adamw", "optim.weight_decay=0.05", "optim.norm_weight_decay=0", "train.max_steps=2")
+    assert dl("train", "resnet", "--out", run, *SMALL, *knobs, "-q").exit_code == 0
+    groups = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert [g["weight_decay"] for g in groups] == [0.0, 0.05]
+    unset = dl(
+        "train", "resnet", "--out", run, *SMALL, *sets("optim.name=adamw", "train.max_steps=3"), "--resume", "-q"
+    )
+    assert unset.exit_code == 2 and "optim.norm_weight_decay" in unset.output and "Traceback" not in unset.output

@@ -42,6 +42,7 @@ RUN_KIND = "an image classifier"  # in the error for a run of another task
 INCEPTION_AUX_MIN_SIZE = 299
 AUX_ARCHS = ("googlenet", "inception_v3")
 AUX_HEADS = ("aux1", "aux2", "AuxLogits")  # GoogLeNet's two auxiliary heads, Inception v3's one
+CIFAR_STEM_ARCHS = ("resnet", "resnext", "wide_resnet")  # torchvision.models.ResNet: conv1 + maxpool stems
 
 
 # --------------------------------------------------------------------------- models
@@ -128,6 +129,22 @@ def check_model(model_cfg: ClassifyModel, image_size: int) -> None:
             f"but data.image_size is {image_size}. Set data.image_size to {minimum}, or train from scratch (model.pretrained=false)."
         )
     uses_aux(model_cfg, image_size)
+    if model_cfg.stem == "cifar" and not model_cfg.arch.startswith(CIFAR_STEM_ARCHS):
+        raise DlError(
+            f"model.stem=cifar replaces the first convolution and max-pool of the ResNet family "
+            f"({', '.join(a + '*' for a in CIFAR_STEM_ARCHS)}); {model_cfg.arch} has no such stem. "
+            "Remove model.stem from the recipe."
+        )
+
+
+def use_cifar_stem(model: nn.Module) -> None:
+    """The ResNet stem for small images (He et al. 2016, section 4.2; torchvision's CIFAR recipes): a
+    3x3 stride-1 first convolution and no max-pool, so a 32 px image reaches the last stage at 4x4
+    rather than 1x1. The new convolution starts fresh (pretrained weights keep the rest)."""
+    old = model.conv1
+    model.conv1 = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")  # torchvision's init
+    model.maxpool = nn.Identity()
 
 
 def check_batch_norm_batch(model: nn.Module, cfg: Config, train_images: int, runtime: Runtime) -> None:
@@ -251,6 +268,8 @@ def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, loa
             )
         if num_classes != 1000:
             replace_heads(model, num_classes)
+    if model_cfg.stem == "cifar":
+        use_cifar_stem(model)
     if model_cfg.weights and load_weights:
         skipped = load_weights_file(model, Path(model_cfg.weights))
         if skipped:
@@ -329,6 +348,7 @@ def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
         "model.arch": model["arch"],
         "model.num_classes": model["num_classes"],
         "model.aux_logits": model["aux_logits"],
+        "model.stem": model.get("stem", "imagenet"),  # absent from checkpoints before it existed
         "data.dataset": data["dataset"],
     }
 

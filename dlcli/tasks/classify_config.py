@@ -30,6 +30,10 @@ class ClassifyModel(Section):
     aux_logits: Literal["auto", True, False] = Field(
         "auto", description="GoogLeNet/Inception v3 auxiliary heads (auto: when the input is large enough)"
     )
+    stem: Literal["imagenet", "cifar"] = Field(
+        "imagenet",
+        description="ResNet family: cifar = a 3x3 stride-1 first conv and no max-pool, for ~32 px images",
+    )
 
 
 class ImageDataConfig(DataSection):
