@@ -47,7 +47,8 @@ def predict(
             out.print(f"  {row['prob']:7.2%}  {row['label']}", markup=False)
 
 
-# The --run of the commands that need one: its help, and what the error says when it is missing.
+# The --run of the commands that need one: its help, and what the error says when it is missing. Their
+# --help adds \[required] as click does for its own required options (the backslash escapes rich markup).
 RUN_HELP = {
     "tag": "a tagger's run folder (task: tag)",
     "generate": "a language-model run folder (task: lm)",
@@ -67,7 +68,7 @@ def _needs_run(run: Path | None, command: str) -> Path:
 @guarded
 def tag_cmd(
     sentence: Annotated[str, typer.Argument(help="a sentence; words and punctuation are split apart")],
-    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["tag"])] = None,
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["tag"] + r" \[required]")] = None,
     device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -84,7 +85,7 @@ def tag_cmd(
 
 @guarded
 def generate(
-    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["generate"])] = None,
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["generate"] + r" \[required]")] = None,
     prompt: Annotated[str, typer.Option("--prompt", help="text to continue")] = "",
     length: Annotated[
         int, typer.Option("--length", min=1, help="tokens to sample: characters, or words for a word-level run")
@@ -111,7 +112,7 @@ def generate(
 @guarded
 def translate_cmd(
     sentence: Annotated[str, typer.Argument(help="the source sentence, or - to translate each line of stdin")],
-    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["translate"])] = None,
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["translate"] + r" \[required]")] = None,
     beam: Annotated[
         int | None, typer.Option("--beam", min=1, help="beam width (1: greedy; default: the recipe's decode.beam)")
     ] = None,
