@@ -4,6 +4,8 @@ Every test runs
   * offline (DL_OFFLINE=1), so nothing can touch the network;
   * with its own torch hub cache (TORCH_HOME in the test's tmp folder), so no test sees or
     writes the user's ~/.cache/torch;
+  * with its own cache (XDG_CACHE_HOME in the test's tmp folder), where archives of image
+    folders are unpacked, so no test fills the user's ~/.cache/dlcli;
   * inside its tmp folder, so default run folders (runs/<name>) land there.
 
 torch runs on one CPU thread: the test machines share few cores with other work, and with
@@ -29,6 +31,7 @@ torch.set_num_threads(1)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DL_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     # torch.hub.get_dir() follows TORCH_HOME only while no set_dir() override is in place.
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
     monkeypatch.chdir(tmp_path)

@@ -2,11 +2,13 @@
 
     data: {dataset: shapes, image_size: 64, batch_size: 128}
     data: {dataset: imagefolder, root: ../shared/datasets/images, image_size: 32, on_bad_file: skip}
+    data: {dataset: imagefolder, root: ../shared/datasets/cifar10/cifar10-jpeg.tar.gz, image_size: 32}
 
 Small datasets are decoded once into a uint8 tensor (`TensorImages`); an image folder too
-large for memory streams through DataLoader workers (`StreamingImages`). Pixels go to
-[0, 1] and then through the ImageNet mean/std, the normalization torchvision's
-pretrained weights expect, for every dataset alike.
+large for memory streams through DataLoader workers (`StreamingImages`). An image folder given
+as a .tar, .tar.gz, .tgz or .zip file is unpacked once into a cache folder and read from there
+(archives.py). Pixels go to [0, 1] and then through the ImageNet mean/std, the normalization
+torchvision's pretrained weights expect, for every dataset alike.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dlcli.data.archives import ARCHIVE_SUFFIXES, is_archive, unpacked_tree
 from dlcli.data.download import offline
 from dlcli.data.imagecheck import ReadableImages, UnreadableImage, handle_bad_files, read_image, scan
 from dlcli.data.loaders import StreamingImages, TensorImages
@@ -164,14 +167,21 @@ def _to_split(dataset: Any, image_size: int) -> Split:
 
 
 def _image_folder(data: Any, seed: int) -> ImageData:
-    """ImageNet layout: root/train/<class>/*.jpg and root/val/ (or root/test/)."""
+    """ImageNet layout: root/train/<class>/*.jpg and root/val/ (or root/test/); root may be an archive of it."""
     from torchvision.datasets import ImageFolder
 
-    root = Path(data.root)
-    if not (root / "train").is_dir():
+    given = Path(data.root)
+    if given.is_file() and not is_archive(given):
         raise DlError(
-            f"data.root={root} has no train/ folder. An image folder needs root/train/<class>/<image> "
-            "(and optionally root/val/ and root/test/ with the same class folders)."
+            f"data.root={given} is a file, not an image folder or an archive of one ({', '.join(ARCHIVE_SUFFIXES)})."
+        )
+    root = unpacked_tree(given) if is_archive(given) else given  # then read as any folder is
+    if not (root / "train").is_dir():
+        where = f" (unpacked into {root})" if root != given else ""
+        raise DlError(
+            f"data.root={given}{where} has no train/ folder. An image folder needs root/train/<class>/<image> "
+            "(and optionally root/val/ and root/test/ with the same class folders); an archive may hold it "
+            "under one top folder."
         )
     folders = {name: root / name for name in ("train", "val", "test") if (root / name).is_dir()}
     datasets = {}

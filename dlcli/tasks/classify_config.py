@@ -43,7 +43,11 @@ class ImageDataConfig(DataSection):
         "shapes",
         description="shapes (generated), cifar10/100, mnist, fashion_mnist, imagefolder (root/train, root/val|test)",
     )
-    root: str = Field("data", description="dataset folder (downloads go here; an image folder's root)")
+    root: str = Field(
+        "data",
+        description="dataset folder (downloads go here; an image folder's root, or a .tar/.tar.gz/.tgz/.zip "
+        "of it, unpacked once into $XDG_CACHE_HOME/dlcli/archives, ~/.cache by default)",
+    )
     image_size: int = Field(
         64,
         ge=8,
