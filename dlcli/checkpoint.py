@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from dlcli.errors import DlError
-from dlcli.files import temp_path
+from dlcli.files import temp_path, writer_alive
 
 FORMAT = "dlcli-checkpoint"
 VERSION = 2  # 2: sealed with a sha256; 1: unsealed (still read)
@@ -223,21 +223,11 @@ def remove_stale_temps(folder: Path) -> list[Path]:
         return removed
     for tmp in Path(folder).glob(".*.tmp-*"):
         match = re.fullmatch(r"\..+\.tmp-(\d+)", tmp.name)
-        if match is None or _alive(int(match.group(1))):
+        if match is None or writer_alive(int(match.group(1))):
             continue
         tmp.unlink(missing_ok=True)
         removed.append(tmp)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, another user's
-    return True
 
 
 # --------------------------------------------------------------------------- reading

@@ -15,6 +15,17 @@ from pathlib import Path
 from typing import Any
 
 
+def writer_alive(pid: int) -> bool:
+    """Whether the process that named a temp file `.NAME.tmp-PID` still runs (its file is then not stale)."""
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, another user's
+    return True
+
+
 def temp_path(path: Path) -> Path:
     """Where a writer of `path` puts its bytes before the rename: `.NAME.tmp-PID` beside it."""
     path = Path(path)

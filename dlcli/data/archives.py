@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from dlcli.data.download import sha256_file
 from dlcli.errors import DlError
-from dlcli.files import write_json_atomic
+from dlcli.files import write_json_atomic, writer_alive
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 ARCHIVE_SUFFIXES = (*TAR_SUFFIXES, ".zip")
@@ -224,15 +224,5 @@ def _remove_stale_temps(root: Path) -> None:
     """Delete half-unpacked trees (`.NAME.tmp-PID`) of processes that died (SIGKILL, power loss)."""
     for tmp in root.glob(".*.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not writer_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, another user's
-    return True
