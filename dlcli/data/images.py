@@ -60,17 +60,11 @@ def eval_transform(image_size: int):
     return transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.ToTensor()])
 
 
-def train_transform(image_size: int, augment: str):
-    from torchvision import transforms
+def train_transform(image_size: int, augment: str, random_erase: float):
+    """data.augment and data.random_erase for one streamed image: PIL -> [0, 1] tensor (data/augment.py)."""
+    from dlcli.data.augment import pil_transform
 
-    if augment == "random_resized_crop":
-        crop = [transforms.RandomResizedCrop(image_size)]
-    elif augment == "random_crop":
-        crop = [transforms.Resize(image_size), transforms.RandomCrop(image_size, padding=max(1, image_size // 8))]
-    else:
-        crop = [transforms.Resize(image_size), transforms.CenterCrop(image_size)]
-    flip = [transforms.RandomHorizontalFlip()] if augment != "none" else []
-    return transforms.Compose(crop + flip + [transforms.ToTensor()])
+    return pil_transform(augment, image_size, random_erase)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -262,6 +256,12 @@ def make_loader(split: Split, data: Any, seed: int, runtime: Any, train: bool):
         world_size=runtime.world_size,
     )
     if split.images is not None:
-        return TensorImages(split.images, split.labels, batch_size, augment=data.augment != "none", **common)
-    transform = train_transform(data.image_size, data.augment) if train else eval_transform(data.image_size)
+        from dlcli.data.augment import batch_augment
+
+        augment = batch_augment(data.augment, data.image_size, data.random_erase) if train else None
+        return TensorImages(split.images, split.labels, batch_size, augment=augment, **common)
+    if train:
+        transform = train_transform(data.image_size, data.augment, data.random_erase)
+    else:
+        transform = eval_transform(data.image_size)
     return StreamingImages(split.files, transform, batch_size, num_workers=data.num_workers, **common)

@@ -7,9 +7,10 @@ Every loader has the same two-method surface:
 
 The order of epoch e is a pure function of (seed, epoch) (the same permutation as
 torch's DistributedSampler, which also shards it across ranks), and random augmentation
-draws from generators seeded by (seed, epoch, position), never from the global RNG. So a
-run resumed at batch k of epoch e sees exactly the batches the uninterrupted run saw, and
-the model's own RNG use (dropout) stays on the global RNG the checkpoint restores.
+(torchvision.transforms.v2, dlcli/data/augment.py) draws from torch's CPU generator reseeded
+by (seed, epoch, position) inside `torch.random.fork_rng`, which puts the global state back
+after. So a run resumed at batch k of epoch e sees exactly the batches the uninterrupted run
+saw, and the model's own RNG use (dropout, MixUp) stays on the global RNG the checkpoint restores.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import math
 from collections.abc import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -60,7 +60,7 @@ class TensorImages:
         batch_size: int,
         *,
         train: bool,
-        augment: bool,
+        augment: Callable[[torch.Tensor, int], torch.Tensor] | None,
         seed: int,
         device: torch.device,
         channels_last: bool = False,
@@ -71,7 +71,7 @@ class TensorImages:
         self.labels = labels.to(device)
         self.batch_size = batch_size
         self.train = train
-        self.augment = augment and train
+        self.augment = augment if train else None  # (uint8 batch, seed) -> uint8 batch: data/augment.py
         self.seed = seed
         self.device = device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -91,9 +91,8 @@ class TensorImages:
         for b in range(start, len(self)):
             idx = index[b * self.batch_size : (b + 1) * self.batch_size]
             x = self.images[idx]
-            if self.augment:
-                gen = torch.Generator(device=self.device).manual_seed(mix_seed(self.seed, epoch, b))
-                x = random_crop_flip(x, gen)
+            if self.augment is not None:  # per-image draws, seeded by the batch's place in the run
+                x = self.augment(x, mix_seed(self.seed, epoch, b, self.rank))
             yield normalize_uint8(x, self.memory_format), self.labels[idx]
 
 
@@ -123,25 +122,6 @@ def _uint8_affine(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return 1.0 / (255.0 * std), -mean / std
 
 
-def random_crop_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Per-image random crop from a zero-padded copy (pad = size/8) and a horizontal flip.
-
-    The CIFAR recipe of He et al. (2016), done for the whole batch at once with gathers.
-    """
-    n, _, h, w = x.shape
-    pad = max(1, h // 8)
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (N, 1, H, 1)
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (N, 1, 1, W)
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    out = padded[batch, chans, rows, cols]
-    flip = torch.rand(n, generator=gen, device=x.device) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(-1), out)
-
-
 class _SeededItems(Dataset):
     """Wraps a dataset so each item's random transform is seeded by (seed, epoch, index).
 
@@ -162,7 +142,8 @@ class _SeededItems(Dataset):
         if not self.random:  # evaluation transforms draw nothing
             return self.transform(image), label
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(mix_seed(self.seed, epoch, index))
+            # default_generator, not torch.manual_seed: that would reseed (and leave reseeded) the CUDA RNG too.
+            torch.default_generator.manual_seed(mix_seed(self.seed, epoch, index))
             return self.transform(image), label
 
 

@@ -354,6 +354,8 @@ def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
+    from dlcli.data.augment import batch_mix  # torchvision.transforms.v2, loaded when a run is built
+
     check_model(cfg.model, cfg.data.image_size)
     data = load_dataset(cfg.data, cfg.seed)
     num_classes = cfg.model.num_classes or len(data.classes)
@@ -361,17 +363,23 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     check_batch_norm_batch(model, cfg, len(data.splits["train"]), runtime)
     train = cfg.train
     aux_weight, smoothing = train.aux_weight, train.label_smoothing
+    mix = batch_mix(train.mixup, train.cutmix, num_classes)
 
     def train_step(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         images, labels = batch
+        # MixUp/CutMix: targets (B, C), rows summing to 1; cross_entropy takes them as class
+        # probabilities (label smoothing included). Anything scored against the truth uses `labels`.
+        targets = labels
+        if mix is not None:
+            images, targets = mix(images, labels)
         out = net(images)
         if isinstance(out, tuple):  # GoogLeNetOutputs / InceptionOutputs: (logits, aux...)
             logits, aux = out[0], [a for a in out[1:] if a is not None]
         else:
             logits, aux = out, []
-        loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+        loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)
         for aux_logits in aux:
-            loss = loss + aux_weight * F.cross_entropy(aux_logits, labels, label_smoothing=smoothing)
+            loss = loss + aux_weight * F.cross_entropy(aux_logits, targets, label_smoothing=smoothing)
         return {"loss": loss}
 
     def eval_step(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -60,9 +60,16 @@ class ImageDataConfig(DataSection):
     val_fraction: float = Field(
         0.1, gt=0, lt=1, description="share of train held out as val when the data has no val split"
     )
-    augment: Literal["random_crop", "random_resized_crop", "none"] = Field(
+    augment: Literal[
+        "random_crop", "random_resized_crop", "trivial_augment", "rand_augment", "auto_augment", "none"
+    ] = Field(
         "random_crop",
-        description="train augmentation, with a horizontal flip: padded random crop or Inception-style resized crop",
+        description="train augmentation (torchvision.transforms.v2), each with a horizontal flip: random_crop "
+        "(zero-padded by size/8), random_resized_crop (Inception-style), or random_crop followed by "
+        "TrivialAugmentWide, RandAugment or AutoAugment (ImageNet policy)",
+    )
+    random_erase: float = Field(
+        0.0, ge=0, le=1, description="probability of RandomErasing a rectangle of each training image (0: off)"
     )
     on_bad_file: Literal["skip", "stop"] = Field(
         "skip",
@@ -90,6 +97,15 @@ class ImageDataConfig(DataSection):
 class ClassifyTrain(TrainConfig):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing (Szegedy et al. 2016)")
     aux_weight: float = Field(0.4, ge=0, description="weight of the auxiliary heads' losses (GoogLeNet, Inception v3)")
+    mixup: float = Field(
+        0.0, ge=0, description="MixUp's Beta(alpha, alpha) per batch (Zhang et al. 2018; 0: off, 0.2 is common)"
+    )
+    cutmix: float = Field(
+        0.0,
+        ge=0,
+        description="CutMix's Beta(alpha, alpha) per batch (Yun et al. 2019; 0: off, 1.0 is common); with mixup "
+        "also set, each batch gets one of the two, with equal probability",
+    )
 
 
 class Config(RunConfig):
