@@ -145,6 +145,7 @@ class Run:
     class_names: list[str] | None = None  # classify (and seqclass) runs: the output classes in order
     # What inference needs besides the model: the vocabulary (lm, tag), tokenizer (translate), vectors (word2vec).
     assets: dict[str, Any] = field(default_factory=dict, repr=False)
+    weights: str = "raw"  # the weights loaded: "raw", or "ema" (train.ema's average)
 
     def predict(self, images: str | Path | Sequence[str | Path], top: int = 5) -> list[dict[str, Any]]:
         """Top classes of each image, as `dl predict IMAGE... --run RUN --json`:
@@ -200,24 +201,34 @@ class Run:
             raise DlError(f"Run.{method}() is for runs of task '{task}'; {self.path} is a run of task '{self.task}'.")
 
 
-def load_run(path: str | Path, device: str | torch.device | None = None) -> Run:
+def load_run(path: str | Path, device: str | torch.device | None = None, weights: str | None = None) -> Run:
     """Load a run folder: its config, summary and best checkpoint's model (eval mode, on `device`).
 
     Args:
         path: a run folder that `dl train` wrote.
         device: auto (default), cpu, cuda, cuda:N or mps.
+        weights: "raw" or "ema" (train.ema's average); default: the one the best validation chose.
 
     Raises:
-        DlError: the folder holds no checkpoint, or an unreadable one.
+        DlError: the folder holds no checkpoint, or an unreadable one; weights it does not hold.
     """
     path = Path(path)
-    loaded = loading.load_run(path, device)
+    loaded = loading.load_run(path, device, weights=weights)
     assets = dict(loaded.assets)
     class_names = assets.pop("classes", None)  # a field of its own on Run
     summary = _read_summary(path)
     metrics = summary.get("metrics") if summary else None
     return Run(
-        path, loaded.task.NAME, loaded.config, loaded.model, loaded.device, summary, metrics, class_names, assets
+        path,
+        loaded.task.NAME,
+        loaded.config,
+        loaded.model,
+        loaded.device,
+        summary,
+        metrics,
+        class_names,
+        assets,
+        loaded.weights,
     )
 
 

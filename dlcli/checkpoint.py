@@ -4,7 +4,8 @@ A checkpoint is a `Record` (below): what the runner writes and what resume, `dl 
 and export read, through this module only. On disk it is a dict of tensors and plain values, so it
 loads with `weights_only=True` (no pickled code runs): format name, version, task, resolved config,
 state_dicts of the model, optimizer, scheduler and scaler, the position (epoch, step, batches
-consumed in the epoch), the RNG states and the best metric so far.
+consumed in the epoch), the RNG states, the best metric so far and, with train.ema, the weights'
+moving average and which of the two weights scored best.
 
 The file is the zip archive torch.save writes, sealed with the sha256 of its bytes in the
 archive's comment (the zip format's own place for trailing text, so torch.load and any zip
@@ -71,6 +72,11 @@ class Record:
     skips_in_a_row: int = 0  # of them, the latest run of consecutive ones
     metrics_bytes: int | None = None  # metrics.jsonl's size when written: what a resume cuts the file back to
     rng: list[dict[str, Any]] = field(default_factory=list)  # each process's RNG states (rng_state())
+    # train.ema: the moving average of the weights (a state_dict shaped as `model`) and the averaging updates
+    # it has had (AveragedModel.n_averaged; 0: the next update copies the weights). None/0 without train.ema.
+    ema: dict[str, torch.Tensor] | None = None
+    ema_updates: int = 0
+    weights: str = "raw"  # what the best validation chose, and what inference loads: "raw" (model) or "ema" (ema)
 
     @property
     def step(self) -> int:

@@ -126,6 +126,10 @@ def eval_(
         Path | None,
         typer.Option("--confusion", help="classify runs: draw the split's confusion matrix into this image"),
     ] = None,
+    weights: Annotated[
+        Literal["raw", "ema"] | None,
+        typer.Option("--weights", help="train.ema runs: raw or ema (the average); default: what best.pt chose"),
+    ] = None,
     device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -133,7 +137,7 @@ def eval_(
     from dlcli import loading, loop
     from dlcli.runtime import create_runtime
 
-    opened = loading.open_run(run)  # the checkpoint is read here, once
+    opened = loading.open_run(run, weights=weights)  # the checkpoint is read here, once
     if confusion is not None and opened.task.NAME != "classify":
         raise DlError(
             f"--confusion draws an image classifier's confusion matrix, but {run} is a run of task '{opened.task.NAME}'."
@@ -144,12 +148,13 @@ def eval_(
     drawn = _draw_confusion(run, used_split, job, model, runtime, confusion) if confusion is not None else None
     notes = opened.task.eval_notes(opened.config)  # e.g. sacreBLEU's signature
     if json_:
-        report = {"run": str(run), "split": used_split, "metrics": metrics, **notes}
+        report = {"run": str(run), "split": used_split, "weights": opened.weights, "metrics": metrics, **notes}
         if drawn:
             report["confusion"] = drawn
         print_json(report)
         return
-    out.print(f"{run} [{used_split}]: {fmt_metrics(metrics)}", markup=False)
+    which = ", EMA weights" if opened.weights == "ema" else ""
+    out.print(f"{run} [{used_split}{which}]: {fmt_metrics(metrics)}", markup=False)
     for key, value in notes.items():
         out.print(f"{key}: {value}", markup=False, highlight=False)
     table = per_class_table(metrics)

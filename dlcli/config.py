@@ -142,6 +142,20 @@ class TrainConfig(Section):
     tensorboard: bool = Field(
         False, description="also write metrics.jsonl's scalars to RUN/tensorboard/ (pip install 'dlcli[tensorboard]')"
     )
+    ema: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="keep an exponential moving average of the weights and BatchNorm buffers with this decay per "
+        "optimizer step (e.g. 0.999; null: off); each validation scores it beside the weights, and best.pt "
+        "takes whichever scores better",
+    )
+    ema_warmup: int = Field(
+        0,
+        ge=0,
+        description="train.ema: for this many optimizer steps the average copies the weights instead of averaging "
+        "them, as torchvision's reference restarts its EMA through the LR warmup; averaging starts at the next step",
+    )
 
 
 # torch.optim.Adam/AdamW raise ValueError outside [0, 1): a decay rate of 1 never forgets.

@@ -2,11 +2,14 @@
 
     run = load_run("runs/char-lstm")                       # LoadedRun: the model in eval mode, on auto's device
     run.model, run.assets["vocab"], run.config, run.step
+    load_run("runs/resnet-ema", weights="raw")             # train.ema runs: the raw weights, not best.pt's choice
 
 open_run reads the checkpoint once (its seal checked by checkpoint.load) and validates its config
 against the task's schema; load_run then rebuilds the model through the task's restore_model and
 loads the weights. `dl eval` stops at open_run: it rebuilds the whole Job (model and data) itself
-(restore_for_eval). Every command that reads a run's weights and the Python API come here.
+(restore_for_eval). Every command that reads a run's weights and the Python API come here. A train.ema run's
+checkpoint holds two sets of weights; the one its best validation chose (Record.weights) is loaded unless
+`weights` names the other.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from dlcli.runtime import Runtime, pick_device
 from dlcli.tasks import get_task
 from dlcli.tasks.contract import Task
 
+WEIGHTS = ("raw", "ema")  # a checkpoint's weights: as trained (Record.model), train.ema's average (Record.ema)
+
 
 @dataclass
 class RunCheckpoint:
@@ -36,11 +41,12 @@ class RunCheckpoint:
     task: Task
     config: RunConfig
     record: checkpoint.Record = field(repr=False)  # what checkpoint.load read: the weights, extra, position...
+    weights: str = "raw"  # which of the record's weights `state` is: "raw" (record.model) or "ema" (record.ema)
 
     @property
     def state(self) -> dict[str, torch.Tensor]:
-        """The model's state_dict, on the CPU."""
-        return self.record.model
+        """The model's state_dict, on the CPU: the raw weights, or train.ema's average (`weights`)."""
+        return self.record.ema if self.weights == "ema" else self.record.model
 
     @property
     def extra(self) -> dict[str, Any]:
@@ -62,6 +68,7 @@ class LoadedRun:
     step: int  # optimizer steps trained when it was written
     task: Task
     config: RunConfig
+    weights: str  # the weights loaded: "raw", or "ema" (train.ema's average)
     extra: dict[str, Any] = field(repr=False)  # the checkpoint's extra, as saved
     model: nn.Module | None = field(
         repr=False
@@ -85,14 +92,18 @@ def best_checkpoint(run_dir: Path) -> Path:
     )
 
 
-def open_run(run_dir: str | Path, checkpoint_name: str | None = None, task: str | None = None) -> RunCheckpoint:
+def open_run(
+    run_dir: str | Path, checkpoint_name: str | None = None, task: str | None = None, weights: str | None = None
+) -> RunCheckpoint:
     """Read a run folder's best checkpoint (or checkpoints/<checkpoint_name>) and validate its config.
 
     Args:
         task: the task the caller needs ("lm" for dl generate); a run of another task is a DlError.
+        weights: "raw" or "ema" (train.ema's average); default: what the checkpoint chose (Record.weights).
 
     Raises:
-        DlError: no checkpoint, a damaged one, a run of another task than `task`, or a config its schema refuses.
+        DlError: no checkpoint, a damaged one, a run of another task than `task`, a config its schema refuses,
+            or weights the checkpoint does not hold.
     """
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / checkpoint_name if checkpoint_name else best_checkpoint(run_dir)
@@ -101,7 +112,21 @@ def open_run(run_dir: str | Path, checkpoint_name: str | None = None, task: str 
         wanted = get_task(task)
         raise DlError(f"{run_dir} is a '{record.task}' run, not {wanted.RUN_KIND} (task {task}).")
     run_task = get_task(record.task)
-    return RunCheckpoint(run_dir, path, run_task, validate(record.config, run_task.Config), record)
+    config = validate(record.config, run_task.Config)
+    return RunCheckpoint(run_dir, path, run_task, config, record, _weights(record, path, weights))
+
+
+def _weights(record: checkpoint.Record, path: Path, wanted: str | None) -> str:
+    """The weights to load: `wanted`, else the checkpoint's choice; "ema" only where it holds an average."""
+    if wanted is None:
+        return record.weights if record.ema is not None else "raw"
+    if wanted not in WEIGHTS:
+        raise DlError(f"Unknown weights '{wanted}'. Choose one of: {', '.join(WEIGHTS)}.")
+    if wanted == "ema" and record.ema is None:
+        raise DlError(
+            f"{path} holds no EMA weights: the run was trained without train.ema. Use the raw weights (--weights raw)."
+        )
+    return wanted
 
 
 def load_run(
@@ -109,14 +134,16 @@ def load_run(
     device: str | torch.device | None = None,
     checkpoint_name: str | None = None,
     task: str | None = None,
+    weights: str | None = None,
 ) -> LoadedRun:
     """A run folder's model back from its best checkpoint (or checkpoints/<checkpoint_name>), in eval mode.
 
     Args:
         device: auto (default), cpu, cuda, cuda:N or mps; a command that means another default passes it.
         task: the task the caller needs; a run of another task is a DlError (see open_run).
+        weights: "raw" or "ema" (train.ema's average); default: what best.pt chose (see open_run).
     """
-    return restore(open_run(run_dir, checkpoint_name, task), device)
+    return restore(open_run(run_dir, checkpoint_name, task, weights), device)
 
 
 def restore(run: RunCheckpoint, device: str | torch.device | None = None) -> LoadedRun:
@@ -126,7 +153,9 @@ def restore(run: RunCheckpoint, device: str | torch.device | None = None) -> Loa
     if model is not None:
         model.load_state_dict(run.state)
         model = model.to(device).eval()
-    return LoadedRun(run.run_dir, run.path, run.step, run.task, run.config, run.extra, model, assets, device)
+    return LoadedRun(
+        run.run_dir, run.path, run.step, run.task, run.config, run.weights, run.extra, model, assets, device
+    )
 
 
 def restore_for_eval(run: RunCheckpoint, split: str | None, runtime: Runtime) -> tuple[str, Job, nn.Module]:

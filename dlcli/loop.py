@@ -25,6 +25,7 @@ from dlcli.errors import Interrupted, RunFailed
 from dlcli.runtime import Runtime
 
 if TYPE_CHECKING:
+    from dlcli.ema import WeightEMA
     from dlcli.runner import Batch, Job, Loader  # dlcli.runner imports this module
 
 
@@ -38,6 +39,7 @@ class RunState:
     wall_s: float = 0.0
     skipped_steps: int = 0  # optimizer steps dropped for a NaN/Inf loss or gradient (train.on_nonfinite=skip)
     skips_in_a_row: int = 0  # of them, the latest run of consecutive ones (train.max_skips_in_a_row)
+    best_weights: str = "raw"  # which weights scored best_value: "raw", or "ema" (train.ema's average)
 
 
 def evaluate(model: nn.Module, loader: Loader, job: Job, runtime: Runtime) -> dict[str, float]:
@@ -66,10 +68,24 @@ class Loop:
     """One training run's loop. State lives here so the loop body reads top to bottom."""
 
     def __init__(
-        self, job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch
+        self,
+        job,
+        cfg,
+        runtime,
+        logger,
+        run_dir,
+        model,
+        forward,
+        optimizer,
+        scheduler,
+        scaler,
+        state,
+        steps_per_epoch,
+        ema: WeightEMA | None = None,
     ):
         self.job, self.cfg, self.rt, self.logger, self.run_dir = job, cfg, runtime, logger, Path(run_dir)
         self.model, self.forward = model, forward
+        self.ema = ema  # train.ema's moving average of `model`, updated after each optimizer step
         self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
         self.state = state
         self.steps_per_epoch = steps_per_epoch
@@ -193,6 +209,8 @@ class Loop:
             self._skip_step("a gradient is NaN/Inf (the loss was finite)")
         else:
             self.state.skips_in_a_row = 0
+            if self.ema is not None:  # the average follows the weights only when they changed
+                self.ema.update(self.model, self.state.position.step + 1)
 
     def _backward(self, batch: Batch, first_in_group: bool) -> torch.Tensor | None:
         """The micro-batch's loss, its gradients added to the group's; None (and no backward) when
@@ -301,9 +319,10 @@ class Loop:
         """A NaN/Inf loss in evaluation is a failed run too (the weights are finite but the model's
         outputs overflow, e.g. BatchNorm running statistics blown up by a diverging step), and a NaN
         must never choose best.pt: NaN compares false with everything, so it would stay 'best'."""
+        names = ("loss", self.job.best_metric)
         bad = {
             name: metrics[name]
-            for name in ("loss", self.job.best_metric)
+            for name in (*names, *(f"ema_{n}" for n in names))  # ema_: train.ema's average (see _validate)
             if name in metrics and not math.isfinite(metrics[name])
         }
         if not bad:
@@ -312,9 +331,15 @@ class Loop:
         raise failures.nonfinite_evaluation(split, bad, pos.step, max(pos.epoch, 1), self._kept_checkpoint())
 
     def _validate(self, record: bool = True) -> None:
+        """Score the weights on "val" (and train.ema's average beside them, as ema_<metric>); a better
+        best_metric than any before writes best.pt."""
         self._check_losses_finite()
-        metrics = evaluate(self.forward, self.job.eval_data["val"], self.job, self.rt)
+        val = self.job.eval_data["val"]
+        metrics = evaluate(self.forward, val, self.job, self.rt)
         self.model.train()
+        if self.ema is not None:
+            averaged = evaluate(self.ema.for_evaluation(self.rt), val, self.job, self.rt)
+            metrics |= {f"ema_{name}": value for name, value in averaged.items()}
         self._check_eval_finite("validation", metrics)
         self.final_metrics["val"] = metrics
         pos = self.state.position
@@ -323,31 +348,38 @@ class Loop:
                 {"step": pos.step, "epoch": pos.epoch, "split": "val", **metrics, "elapsed_s": self._elapsed()}
             )
         self.logger.info(f"epoch {pos.epoch} step {pos.step} val: {fmt_metrics(metrics)}")
-        value = metrics.get(self.job.best_metric)
-        if value is None:
+        # The raw weights' best_metric and the average's: the better one competes (the raw weights on a tie).
+        candidates = {"raw": metrics.get(self.job.best_metric), "ema": metrics.get(f"ema_{self.job.best_metric}")}
+        scored = [(weights, value) for weights, value in candidates.items() if value is not None]
+        if not scored:
             return
+        weights, value = (max if self.job.best_mode == "max" else min)(scored, key=lambda wv: wv[1])
         best = self.state.best_value
         better = best is None or (value > best if self.job.best_mode == "max" else value < best)
         if better:
-            self.state.best_value, self.state.best_metrics = value, metrics
+            self.state.best_value, self.state.best_metrics, self.state.best_weights = value, metrics, weights
             self._save("best.pt")
 
     def _test_best(self) -> None:
-        """Final metrics: the best checkpoint's val metrics, and its test metrics."""
+        """Final metrics: the best checkpoint's val metrics, and its test metrics (of the weights it chose)."""
         if self.state.best_metrics is not None:
             self.final_metrics["val"] = self.state.best_metrics
         if "test" not in self.job.eval_data:
             return
         best_path = self.run_dir / "checkpoints" / "best.pt"
         self.rt.barrier()  # every rank waits until rank 0 has written best.pt
+        weights = "raw"
         if best_path.exists():
-            self.model.load_state_dict(checkpoint.load(best_path, self.rt.device).model)
+            best = checkpoint.load(best_path, self.rt.device)
+            weights = best.weights if best.ema is not None else "raw"
+            self.model.load_state_dict(best.ema if weights == "ema" else best.model)
         metrics = evaluate(self.forward, self.job.eval_data["test"], self.job, self.rt)
         self._check_eval_finite("test", metrics)
         self.final_metrics["test"] = metrics
         pos = self.state.position
         self._record({"step": pos.step, "epoch": pos.epoch, "split": "test", **metrics, "elapsed_s": self._elapsed()})
-        self.logger.info(f"test (best checkpoint): {fmt_metrics(metrics)}")
+        chosen = ", EMA weights" if weights == "ema" else ""
+        self.logger.info(f"test (best checkpoint{chosen}): {fmt_metrics(metrics)}")
 
     def _record(self, record: dict[str, Any]) -> None:
         if self.metrics_file:
@@ -385,6 +417,9 @@ class Loop:
             skips_in_a_row=state.skips_in_a_row,
             metrics_bytes=self.metrics_file.size() if self.metrics_file else None,
             rng=rng_per_rank,
+            ema=self.ema.module.state_dict() if self.ema is not None else None,
+            ema_updates=self.ema.updates if self.ema is not None else 0,
+            weights=state.best_weights if self.ema is not None else "raw",
         )
         path = self.run_dir / "checkpoints" / name
         # The last.pt being replaced is kept as last.prev.pt, a fallback should last.pt ever be
@@ -449,6 +484,8 @@ class Loop:
         }
         if self.cfg.train.on_nonfinite == "skip":
             summary["skipped_steps"] = self.state.skipped_steps
+        if self.ema is not None:
+            summary["weights"] = self.state.best_weights  # what best.pt chose: "raw" or "ema"
         if self.rt.device.type == "cuda":
             summary["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(self.rt.device) / 2**20, 1)
         return summary

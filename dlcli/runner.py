@@ -31,6 +31,7 @@ from dlcli import checkpoint, failures
 from dlcli.checkpoint import Position
 from dlcli.config import RunConfig, render_yaml, to_dict
 from dlcli.console import Logger, MetricsFile
+from dlcli.ema import WeightEMA
 from dlcli.errors import DlError
 from dlcli.files import write_json_atomic, write_text_atomic
 from dlcli.loop import Loop, RunState
@@ -108,6 +109,12 @@ def train(
             f"train.on_nonfinite=skip cannot drop a {cfg.task} step: its update_step changes the weights while it "
             "computes the loss. Use train.on_nonfinite=stop."
         )
+    if cfg.train.ema is not None and job.update_step is not None:
+        raise DlError(
+            f"train.ema cannot average a {cfg.task} run's weights: its update_step changes them itself (word2vec's "
+            "Hogwild SGD, style's fit of each pair), not through the optimizer step the average follows. "
+            "Leave train.ema unset (null)."
+        )
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = job.params if job.params is not None else [p for p in model.parameters() if p.requires_grad]
@@ -118,8 +125,9 @@ def train(
     scaler = runtime.grad_scaler()
     state = _restore(resume, resume_from, model, optimizer, scheduler, scaler) if resume else RunState(Position())
     forward = _wrap_for_forward(model, cfg, runtime)
+    ema = _make_ema(model, cfg, resume, logger)
     loop = Loop(
-        job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch
+        job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch, ema
     )
     if runtime.is_main:
         _write_run_files(run_dir, cfg, runtime, steps_per_epoch, len(job.train_data))
@@ -181,6 +189,20 @@ def _wrap_for_forward(model: nn.Module, cfg: RunConfig, runtime: Runtime) -> nn.
     if cfg.train.compile:
         forward = torch.compile(forward, mode=cfg.train.compile_mode)
     return forward
+
+
+def _make_ema(model: nn.Module, cfg: RunConfig, resume: checkpoint.Record | None, logger: Logger) -> WeightEMA | None:
+    """train.ema's moving average of `model` (None when off), restored from the checkpoint when it holds one."""
+    if cfg.train.ema is None:
+        return None
+    ema = WeightEMA(model, cfg.train.ema, cfg.train.ema_warmup)
+    if resume is not None and resume.ema is not None:
+        ema.load(resume.ema, resume.ema_updates)
+    elif resume is not None:
+        logger.warn(
+            f"train.ema: the checkpoint holds no average (trained without train.ema); it starts at step {resume.step + 1}"
+        )
+    return ema
 
 
 def _load_resume(task: Any, cfg: RunConfig, path: Path) -> checkpoint.Record:

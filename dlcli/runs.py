@@ -86,14 +86,17 @@ def best_metric(ckpt: checkpoint.Record | None) -> tuple[str, float] | None:
 
     A checkpoint keeps the best value and the val metrics it came with, not the metric's name:
     the name is the first of those metrics with that value (top1 before top5 when both are 1.0).
+    A train.ema run's val metrics hold the average's too, as ema_<name> ("ema_top1"): those of the
+    weights that scored best (Record.weights) are searched first.
     """
     if ckpt is None:
         return None
     value, metrics = ckpt.best_value, ckpt.best_metrics or {}
     if value is None:
         return None
-    for name, metric_value in metrics.items():
-        if metric_value == value:
+    ema_first = ckpt.weights == "ema"
+    for name in sorted(metrics, key=lambda name: name.startswith("ema_") != ema_first):  # stable: else as recorded
+        if metrics[name] == value:
             return name, value
     return None
 

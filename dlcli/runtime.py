@@ -78,6 +78,19 @@ class Runtime:
         dist.all_gather_object(gathered, obj)
         return gathered
 
+    def broadcast_from_main(self, tensors: list[torch.Tensor]) -> None:
+        """Overwrite each tensor, in place, with rank 0's: one collective per dtype."""
+        if not self._distributed or not tensors:
+            return
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for tensor in tensors:
+            by_dtype.setdefault(tensor.dtype, []).append(tensor)
+        for group in by_dtype.values():
+            flat = torch.cat([t.reshape(-1) for t in group])
+            dist.broadcast(flat, src=0)
+            for tensor, value in zip(group, flat.split([t.numel() for t in group]), strict=True):
+                tensor.copy_(value.view_as(tensor))
+
     def barrier(self) -> None:
         if self._distributed:
             dist.barrier()

@@ -91,11 +91,18 @@ TINY_SHAPES = sets("data.batch_size=4", "data.train_size=20", "data.val_size=10"
 
 
 def assert_same_training_state(a, b) -> None:
-    """Two checkpoint records' position, weights, optimizer moments and schedule equal bit for bit."""
+    """Two checkpoint records' position, weights, optimizer moments, schedule and (train.ema) the
+    weights' average equal bit for bit."""
     assert a.position == b.position
     assert a.model.keys() == b.model.keys()
     for key, tensor in a.model.items():
         assert torch.equal(tensor, b.model[key]), key
+    assert (a.ema is None) == (b.ema is None)
+    assert (a.ema_updates, a.weights) == (b.ema_updates, b.weights)
+    if a.ema is not None:
+        assert a.ema.keys() == b.ema.keys()
+        for key, tensor in a.ema.items():
+            assert torch.equal(tensor, b.ema[key]), f"ema {key}"
     for key, state in a.optimizer["state"].items():
         for name, value in state.items():
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(b.optimizer["state"][key][name])), (key, name)

@@ -447,6 +447,9 @@ def write_averaged_checkpoint(folder: Path) -> Path:
             averaged[key] = value
     record = checkpoint.load(folder / "last.pt")
     record.model = averaged
+    record.weights = (
+        "raw"  # what inference loads is the average in `model`, whichever weights last.pt's validation chose
+    )
     record.extra = {**record.extra, "averaged_epochs": [f.name for f in files]}
     checkpoint.save(record, folder / "averaged.pt")
     return folder / "averaged.pt"
