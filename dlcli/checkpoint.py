@@ -4,8 +4,8 @@ A checkpoint is a `Record` (below): what the runner writes and what resume, `dl 
 and export read, through this module only. On disk it is a dict of tensors and plain values, so it
 loads with `weights_only=True` (no pickled code runs): format name, version, task, resolved config,
 state_dicts of the model, optimizer, scheduler and scaler, the position (epoch, step, batches
-consumed in the epoch), the RNG states, the best metric so far and, with train.ema, the weights'
-moving average and which of the two weights scored best.
+consumed in the epoch), the RNG states, the best metric so far, train.patience's count and, with
+train.ema, the weights' moving average and which of the two weights scored best.
 
 The file is the zip archive torch.save writes, sealed with the sha256 of its bytes in the
 archive's comment (the zip format's own place for trailing text, so torch.load and any zip
@@ -77,6 +77,11 @@ class Record:
     ema: dict[str, torch.Tensor] | None = None
     ema_updates: int = 0
     weights: str = "raw"  # what the best validation chose, and what inference loads: "raw" (model) or "ema" (ema)
+    # train.patience: scheduled validations in a row without an improvement by more than train.min_delta, and the
+    # best they reached with its epoch (RunState's fields; schedule plateau's state is in `scheduler`).
+    evals_without_improvement: int = 0
+    patience_best: float | None = None
+    patience_best_epoch: int = 0
 
     @property
     def step(self) -> int:

@@ -156,6 +156,19 @@ class TrainConfig(Section):
         description="train.ema: for this many optimizer steps the average copies the weights instead of averaging "
         "them, as torchvision's reference restarts its EMA through the LR warmup; averaging starts at the next step",
     )
+    patience: int | None = Field(
+        None,
+        ge=1,
+        description="stop early after this many evaluations in a row (every eval_every epochs) in which the task's "
+        "best metric did not improve by more than min_delta (with ema: the better of the weights and the average); "
+        "then last.pt, the test of best.pt and the summary as usual (null: off)",
+    )
+    min_delta: float = Field(
+        0.0,
+        ge=0,
+        description="patience: how much (absolute, in the best metric's units) an evaluation must beat the best "
+        "so far by to count as an improvement",
+    )
 
 
 # torch.optim.Adam/AdamW raise ValueError outside [0, 1): a decay rate of 1 never forgets.
@@ -179,10 +192,11 @@ class OptimConfig(Section):
 
 
 class ScheduleConfig(Section):
-    name: Literal["constant", "step", "cosine", "linear", "inverse_sqrt"] = Field(
+    name: Literal["constant", "step", "cosine", "linear", "inverse_sqrt", "plateau"] = Field(
         "cosine",
         description="learning-rate shape after warmup, stepped once per optimizer step "
-        "(inverse_sqrt: lr x sqrt(warmup / step), the Transformer paper's decay)",
+        "(inverse_sqrt: lr x sqrt(warmup / step), the Transformer paper's decay; plateau: the peak lr, multiplied "
+        "by factor whenever the validation's best metric has not improved for patience evaluations in a row)",
     )
     # Epoch counts become step counts (x steps per epoch): past 10^6 epochs that product can overflow a float.
     warmup_epochs: float = Field(0.0, ge=0, le=1e6, description="linear warmup from 0 over this many epochs")
@@ -192,7 +206,21 @@ class ScheduleConfig(Section):
     step_epochs: float = Field(30.0, gt=0, le=1e6, description="step: multiply the lr by gamma every this many epochs")
     # gamma > 1 grows the lr geometrically until gamma ** k overflows a float (OverflowError).
     gamma: float = Field(0.1, gt=0, le=1, description="step: the factor (at most 1) applied at each step")
-    min_lr: float = Field(0.0, ge=0, description="cosine/linear: the lr at the end of the schedule")
+    min_lr: float = Field(
+        0.0, ge=0, description="cosine/linear: the lr at the end of the schedule; plateau: the lowest its cuts go"
+    )
+    factor: float = Field(
+        0.1, gt=0, lt=1, description="plateau: the lr is multiplied by this (0 < factor < 1) at each cut"
+    )
+    patience: int = Field(
+        10,
+        ge=1,
+        description="plateau: cut the lr at the Nth evaluation in a row without an improvement of the best metric "
+        "(torch's ReduceLROnPlateau patience N - 1); the count restarts after a cut",
+    )
+    min_delta: float = Field(
+        0.0, ge=0, description="plateau: how much (absolute) an evaluation must beat the best so far by to improve"
+    )
     total_steps: int | None = Field(
         None, ge=1, description="schedule length in steps (default: epochs x steps per epoch)"
     )

@@ -2,6 +2,7 @@
 
 runner.train sets a run up (the task's Job, the optimizer, a resumed state) and hands it to `Loop`;
 the loop's one decision point is `Loop._due`: what an optimizer step calls for (log, save, stop).
+Validation decides the rest (`Loop._validate`): best.pt, train.patience's early stop, schedule plateau's cuts.
 Its failures (NaN/Inf, a full disk, out of memory) are raised with the messages of dlcli.failures.
 """
 
@@ -22,6 +23,7 @@ from dlcli.checkpoint import Position
 from dlcli.config import to_dict
 from dlcli.console import MetricsFile, TensorBoardScalars, fmt_metrics
 from dlcli.errors import Interrupted, RunFailed
+from dlcli.optim import PlateauLR, improves
 from dlcli.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -40,6 +42,12 @@ class RunState:
     skipped_steps: int = 0  # optimizer steps dropped for a NaN/Inf loss or gradient (train.on_nonfinite=skip)
     skips_in_a_row: int = 0  # of them, the latest run of consecutive ones (train.max_skips_in_a_row)
     best_weights: str = "raw"  # which weights scored best_value: "raw", or "ema" (train.ema's average)
+    # train.patience: the scheduled validations (not a stop's) in a row whose score did not beat patience_best
+    # by more than train.min_delta, and that best and the epoch it was reached at. Kept apart from best_value,
+    # which a stop's validation may lower, so that a resumed run counts as the uninterrupted one.
+    evals_without_improvement: int = 0
+    patience_best: float | None = None
+    patience_best_epoch: int = 0
 
 
 def evaluate(model: nn.Module, loader: Loader, job: Job, runtime: Runtime) -> dict[str, float]:
@@ -108,19 +116,22 @@ class Loop:
         cfg, pos = self.cfg.train, self.state.position
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            while pos.epoch < cfg.epochs and not self._done():
+            while pos.epoch < cfg.epochs and not self._done() and not self._stalled():
                 finished = self._train_epoch()  # False: stopped mid-epoch by max_steps, max_minutes or Ctrl-C
                 if finished:
                     pos.epoch, pos.batch = pos.epoch + 1, 0
-                if not finished or pos.epoch % cfg.eval_every == 0 or pos.epoch == cfg.epochs or self._done():
-                    self._validate()
+                # Scheduled validations count for train.patience and schedule plateau; a stop's does not, as
+                # the uninterrupted run has none there.
+                scheduled = finished and (pos.epoch % cfg.eval_every == 0 or pos.epoch == cfg.epochs)
+                if scheduled or not finished or self._done():
+                    self._validate(counts=scheduled)
                 self._save("last.pt")
                 if finished and self.job.on_epoch_end is not None and self.rt.is_main:
                     self.job.on_epoch_end(self.model, pos.epoch, self.run_dir)
             if "val" not in self.final_metrics:
                 # A resumed run that had already finished: its last validation is in
                 # metrics.jsonl already (it comes before the final save); this only refills the summary.
-                self._validate(record=False)
+                self._validate(counts=False, record=False)
             self._test_best()
         finally:
             signal.signal(signal.SIGINT, previous_handler)
@@ -132,6 +143,14 @@ class Loop:
     def _done(self) -> bool:
         max_steps = self.cfg.train.max_steps
         return self._timed_out or (max_steps is not None and self.state.position.step >= max_steps)
+
+    def _stalled(self) -> bool:
+        """train.patience evaluations in a row without an improvement: the run stops (see _count_evaluation)."""
+        patience = self.cfg.train.patience
+        return patience is not None and self.state.evals_without_improvement >= patience
+
+    def _stopped_early(self) -> bool:
+        return self._stalled() and self.state.position.epoch < self.cfg.train.epochs
 
     def _check_time_budget(self, at_log_step: bool) -> None:
         """Stop at train.max_minutes. Reading the clock costs nothing, but under DDP the ranks
@@ -330,9 +349,10 @@ class Loop:
         pos = self.state.position
         raise failures.nonfinite_evaluation(split, bad, pos.step, max(pos.epoch, 1), self._kept_checkpoint())
 
-    def _validate(self, record: bool = True) -> None:
+    def _validate(self, counts: bool = True, record: bool = True) -> None:
         """Score the weights on "val" (and train.ema's average beside them, as ema_<metric>); a better
-        best_metric than any before writes best.pt."""
+        best_metric than any before writes best.pt. A scheduled validation (`counts`) also counts for
+        train.patience and schedule plateau, before best.pt is written: the checkpoint holds the counts."""
         self._check_losses_finite()
         val = self.job.eval_data["val"]
         metrics = evaluate(self.forward, val, self.job, self.rt)
@@ -354,11 +374,34 @@ class Loop:
         if not scored:
             return
         weights, value = (max if self.job.best_mode == "max" else min)(scored, key=lambda wv: wv[1])
-        best = self.state.best_value
-        better = best is None or (value > best if self.job.best_mode == "max" else value < best)
-        if better:
+        if counts:
+            self._count_evaluation(value)
+        if improves(value, self.state.best_value, self.job.best_mode):
             self.state.best_value, self.state.best_metrics, self.state.best_weights = value, metrics, weights
             self._save("best.pt")
+
+    def _count_evaluation(self, value: float) -> None:
+        """A scheduled validation's score (the better of the weights' and the average's best_metric) for
+        train.patience's count, which run() stops on, and for schedule plateau's lr cuts."""
+        state, pos, train, metric = self.state, self.state.position, self.cfg.train, self.job.best_metric
+        if improves(value, state.patience_best, self.job.best_mode, train.min_delta):
+            state.patience_best, state.patience_best_epoch, state.evals_without_improvement = value, pos.epoch, 0
+        else:
+            state.evals_without_improvement += 1
+        if isinstance(self.scheduler, PlateauLR):
+            before = self.optimizer.param_groups[0]["lr"]
+            if self.scheduler.observe(value):
+                self.logger.info(
+                    f"schedule plateau: no better val {metric} in {_evaluations(self.cfg.schedule.patience)}: "
+                    f"lr {before:.4g} -> {self.optimizer.param_groups[0]['lr']:.4g}"
+                )
+        if self._stopped_early():
+            by = f" by more than {train.min_delta:g}" if train.min_delta else ""
+            self.logger.info(
+                f"train.patience: no val {metric} better than {state.patience_best:.6g} (epoch "
+                f"{state.patience_best_epoch}){by} in {_evaluations(train.patience)}: stopping after epoch "
+                f"{pos.epoch} of {train.epochs}"
+            )
 
     def _test_best(self) -> None:
         """Final metrics: the best checkpoint's val metrics, and its test metrics (of the weights it chose)."""
@@ -420,6 +463,9 @@ class Loop:
             ema=self.ema.module.state_dict() if self.ema is not None else None,
             ema_updates=self.ema.updates if self.ema is not None else 0,
             weights=state.best_weights if self.ema is not None else "raw",
+            evals_without_improvement=state.evals_without_improvement,
+            patience_best=state.patience_best,
+            patience_best_epoch=state.patience_best_epoch,
         )
         path = self.run_dir / "checkpoints" / name
         # The last.pt being replaced is kept as last.prev.pt, a fallback should last.pt ever be
@@ -486,9 +532,17 @@ class Loop:
             summary["skipped_steps"] = self.state.skipped_steps
         if self.ema is not None:
             summary["weights"] = self.state.best_weights  # what best.pt chose: "raw" or "ema"
+        if self.cfg.train.patience is not None:
+            summary["stopped_early"] = self._stopped_early()
+            if summary["stopped_early"]:
+                summary["stopped_epoch"], summary["best_epoch"] = pos.epoch, self.state.patience_best_epoch
         if self.rt.device.type == "cuda":
             summary["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(self.rt.device) / 2**20, 1)
         return summary
+
+
+def _evaluations(n: int) -> str:
+    return f"{n} evaluation{'s' if n != 1 else ''}"
 
 
 @dataclass

@@ -4,12 +4,18 @@ Schedules are stepped once per optimizer step (not per epoch), so warmup and dec
 smooth whatever the epoch length. Their length comes from `train.epochs` (or
 `schedule.total_steps`), never from `train.max_steps`, so stopping early never changes the
 learning rate a step sees.
+
+`schedule.name: plateau` is the one schedule that also listens to validation: `PlateauLR` (a
+LambdaLR, stepped per optimizer step like the others, so warmup works) multiplies the lr by
+`schedule.factor` when the best metric stalls, as ReduceLROnPlateau does, and keeps that state in
+its state_dict, so a resumed run's steps see the same lr.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,7 +72,7 @@ def lr_factor(step: int, cfg: ScheduleConfig, total_steps: int, warmup_steps: in
     """Multiplier of the peak lr at optimizer step `step` (0-based)."""
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
-    if cfg.name == "constant":
+    if cfg.name in ("constant", "plateau"):  # plateau's cuts are PlateauLR's, applied on top
         return 1.0
     if cfg.name == "inverse_sqrt":  # continues the warmup's peak: 1 at step == warmup_steps
         return math.sqrt(max(1, warmup_steps) / (step + 1))
@@ -81,10 +87,82 @@ def lr_factor(step: int, cfg: ScheduleConfig, total_steps: int, warmup_steps: in
     return shape  # the floor (min_lr) is applied in build_scheduler, where the peak lr is known
 
 
+def improves(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    """Whether `value` beats `best` (None: nothing yet) by more than `min_delta` in `mode` ("min" or "max")."""
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+class PlateauLR(torch.optim.lr_scheduler.LambdaLR):
+    """schedule.name=plateau: the lr is the peak x `ramp(step)` (the warmup, then 1) x `scale`, where `scale`
+    is multiplied by schedule.factor (down to min_lr / peak) at the schedule.patience-th validation in a row
+    whose best metric did not beat the best so far by more than schedule.min_delta (`observe`). The count then
+    restarts and the best stays, as in torch's ReduceLROnPlateau (whose patience N - 1 is this patience N).
+
+    A LambdaLR rather than ReduceLROnPlateau so that it is stepped per optimizer step like every schedule
+    (the warmup) and its state_dict, saved in each checkpoint, holds `scale`, `best` and the count: the lr a
+    step sees is the same after a resume. A cut applies at once, to the steps after the validation."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        ramp: Callable[[int], float],
+        cfg: ScheduleConfig,
+        floor: float,
+        mode: str,
+    ):
+        # The state (saved by LambdaLR.state_dict, which saves the scheduler's __dict__: plain values only).
+        self.scale = 1.0  # the product of the cuts so far
+        self.best: float | None = None  # the best value observed (improvements by more than min_delta only)
+        self.evals_without_improvement = 0  # since the best, or since the last cut
+        # The recipe's rule, never taken from a checkpoint (state_dict leaves it out).
+        self._rule = (cfg.factor, cfg.patience, cfg.min_delta, floor, mode)
+        super().__init__(optimizer, lambda step: ramp(step) * self.scale)
+
+    def observe(self, value: float) -> bool:
+        """Count one validation's best metric; True when it cut the lr (already applied to the optimizer)."""
+        factor, patience, min_delta, floor, mode = self._rule
+        if improves(value, self.best, mode, min_delta):
+            self.best, self.evals_without_improvement = value, 0
+            return False
+        self.evals_without_improvement += 1
+        if self.evals_without_improvement < patience:
+            return False
+        scale, self.evals_without_improvement = max(self.scale * factor, floor), 0
+        if scale >= self.scale:  # already at min_lr
+            return False
+        self.scale = scale
+        # The next step's lr, as step() would have set it had the scale been this one.
+        self._last_lr = [base * f(self.last_epoch) for f, base in zip(self.lr_lambdas, self.base_lrs, strict=True)]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
+            group["lr"] = lr
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in super().state_dict().items() if key != "_rule"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict({key: value for key, value in state_dict.items() if key != "_rule"})
+
+
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, peak_lr: float, total_steps: int, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer,
+    cfg: ScheduleConfig,
+    peak_lr: float,
+    total_steps: int,
+    steps_per_epoch: int,
+    best_mode: str = "min",
 ) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule, a LambdaLR stepped once per optimizer step; PlateauLR for plateau, whose cuts follow
+    the task's best metric in `best_mode`."""
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.name == "plateau":
+
+        def ramp(step: int) -> float:
+            return lr_factor(step, cfg, total_steps, warmup, steps_per_epoch)
+
+        return PlateauLR(optimizer, ramp, cfg, min(cfg.min_lr / peak_lr, 1.0), best_mode)
     floor = min(cfg.min_lr / peak_lr, 1.0) if cfg.name in ("cosine", "linear") else 0.0
 
     def factor(step: int) -> float:

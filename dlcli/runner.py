@@ -121,7 +121,7 @@ def train(
     optimizer = build_optimizer(cfg.optim, parameter_groups(model, params, cfg.optim), runtime.device)
     steps_per_epoch = math.ceil(len(job.train_data) / cfg.train.grad_accum)
     total_steps = cfg.schedule.total_steps or cfg.train.epochs * steps_per_epoch
-    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.optim.lr, total_steps, steps_per_epoch)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.optim.lr, total_steps, steps_per_epoch, job.best_mode)
     scaler = runtime.grad_scaler()
     state = _restore(resume, resume_from, model, optimizer, scheduler, scaler) if resume else RunState(Position())
     forward = _wrap_for_forward(model, cfg, runtime)
@@ -239,6 +239,10 @@ def _restore(resume: checkpoint.Record, path: Path, model, optimizer, scheduler,
         resume.wall_s,
         resume.skipped_steps,
         resume.skips_in_a_row,
+        best_weights=resume.weights,
+        evals_without_improvement=resume.evals_without_improvement,
+        patience_best=resume.patience_best,
+        patience_best_epoch=resume.patience_best_epoch,
     )
 
 
