@@ -12,6 +12,7 @@ dlcli.errors.DlError (the CLI's exit code 2).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Sequence
@@ -22,12 +23,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlcli import loading, runner, vectors
+from dlcli import loading, runlock, runner, vectors
 from dlcli.config import Overrides, RunConfig, render_yaml, resolve_recipe
 from dlcli.console import Logger
 from dlcli.data.images import eval_transform
 from dlcli.errors import DlError
-from dlcli.runtime import create_runtime
+from dlcli.runtime import Runtime, create_runtime
 from dlcli.tasks import classify, get_task, lm, translate
 from dlcli.tasks import tag as tagging  # not `tag`: Run.tag is a method
 
@@ -69,7 +70,8 @@ def train(
         quiet: no progress bars or logs.
 
     Raises:
-        DlError: a bad recipe or override, or a folder that holds a run and neither resume nor overwrite.
+        DlError: a bad recipe or override, a folder that holds a run and neither resume nor overwrite, or a
+            folder another process is writing (its RUN/.lock is held: dlcli.runlock).
         dlcli.errors.Interrupted: Ctrl-C; the checkpoint is saved (continue with resume=True).
         dlcli.errors.RunFailed: training stopped on a failure (failures.NonFiniteLoss: the loss became
             NaN/Inf; a checkpoint that could not be written; out of memory); the message names the last
@@ -79,14 +81,28 @@ def train(
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
     runtime = create_runtime(cfg.train, device)
     try:
-        resume_path = _prepare_run_dir(
-            run_dir, resume, Path(resume_from) if resume_from else None, overwrite, runtime.is_main
-        )
-        logger = Logger(quiet=quiet, enabled=runtime.is_main)
-        logger.info(render_yaml(cfg, comments=False).rstrip(), markup=False)
-        return runner.train(task, cfg, run_dir, runtime, logger, resume_path)
+        with contextlib.ExitStack() as lock:
+            _hold_run_dir(run_dir, runtime, lock)  # before anything in the folder is deleted or written
+            resume_path = _prepare_run_dir(
+                run_dir, resume, Path(resume_from) if resume_from else None, overwrite, runtime.is_main
+            )
+            logger = Logger(quiet=quiet, enabled=runtime.is_main)
+            logger.info(render_yaml(cfg, comments=False).rstrip(), markup=False)
+            return runner.train(task, cfg, run_dir, runtime, logger, resume_path)
     finally:
         runtime.close()
+
+
+def _hold_run_dir(run_dir: Path, runtime: Runtime, lock: contextlib.ExitStack) -> None:
+    """One writer per run folder: rank 0 takes RUN/.lock (runlock) for every rank, which all stop when it cannot."""
+    refused = None
+    if runtime.is_main:
+        try:
+            lock.enter_context(runlock.holding(run_dir, "or train into another folder with --out DIR"))
+        except DlError as e:
+            refused = e
+    if runtime.any_across_ranks(refused is not None):
+        raise refused or DlError(f"{run_dir} is being written by another process (rank 0's message names it).")
 
 
 def _prepare_run_dir(
@@ -98,7 +114,7 @@ def _prepare_run_dir(
     if resume:
         last = run_dir / "checkpoints" / "last.pt"
         if not last.is_file():
-            if run_dir.is_dir() and any(run_dir.iterdir()):
+            if run_dir.is_dir() and runlock.entries(run_dir):
                 raise DlError(
                     f"Nothing to resume: {last} does not exist (the run stopped before its first checkpoint). "
                     "Start it again with --overwrite instead of --resume."
@@ -117,8 +133,13 @@ def _prepare_run_dir(
                 "or --out DIR to train into another folder."
             )
         if is_main:
-            shutil.rmtree(run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()) and overwrite:
+            # Everything but the lock this process holds: with it gone, another writer could lock a new one.
+            for entry in runlock.entries(run_dir):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+    elif run_dir.exists() and runlock.entries(run_dir) and overwrite:
         raise DlError(f"{run_dir} is not a dl run folder but is not empty; not deleting it. Choose another --out.")
     return None
 

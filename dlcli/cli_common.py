@@ -1,12 +1,13 @@
 """What every `dl` command shares: `guarded`, which turns errors into the exit codes cli.py's
-docstring lists and one-paragraph messages, and the options several commands take (--set, --json,
---device). Torch-free, as cli.py and the command modules are at import (tests/test_startup.py).
+docstring lists and one-paragraph messages, the options several commands take (--set, --json,
+--device), and `run_or_newest`, the run the inference commands use when --run is not given. Torch-free, as cli.py and the command modules are at import (tests/test_startup.py).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,6 +23,19 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON documen
 DeviceOption = Annotated[
     str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")
 ]
+
+
+def run_or_newest(run: Path | None, task: str, sources: str = "--run RUN") -> Path:
+    """The run a command answers with: --run as given, else the newest finished run of `task` under runs/
+    (runs.newest_finished), named on stderr. Torch-free: with none there, the command stops before it loads
+    torch. `sources`: what the command takes instead, for that message."""
+    if run is not None:
+        return run
+    from dlcli import runs
+
+    found = runs.newest_finished(task, runs.RUNS, sources)
+    log.print(f"using {escape(str(found))} (newest finished {task} run)", highlight=False)
+    return found
 
 
 def show_tracebacks() -> None:

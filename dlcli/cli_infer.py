@@ -2,6 +2,8 @@
 ImageNet weights), `dl tag`, `dl generate`, `dl translate` (a run of their task), and `dl models`,
 the classifiers `dl predict --arch` takes. Each calls its task module's function (classify.predict,
 tag.tag, lm.generate, translate.translate), imported in the body: importing this module loads no torch.
+Without --run, each answers with the newest finished run of its task under runs/ (cli_common.run_or_newest),
+found before torch is loaded.
 
 cli.py registers these functions on the `dl` app.
 """
@@ -16,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dlcli.cli_common import DeviceOption, JsonOption, guarded
+from dlcli.cli_common import DeviceOption, JsonOption, guarded, run_or_newest
 from dlcli.console import log, out, print_json
 from dlcli.errors import DlError
 
@@ -24,7 +26,10 @@ from dlcli.errors import DlError
 @guarded
 def predict(
     images: Annotated[list[Path], typer.Argument(help="image files")],
-    run: Annotated[Path | None, typer.Option("--run", help="a classification run folder")] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", help="a classification run folder; default: the newest finished one under runs/"),
+    ] = None,
     arch: Annotated[str | None, typer.Option("--arch", help="a torchvision classifier (with --weights)")] = None,
     weights: Annotated[str | None, typer.Option("--weights", help="imagenet, or a state_dict file")] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="classes to show per image")] = 5,
@@ -32,11 +37,15 @@ def predict(
     json_: JsonOption = False,
 ) -> None:
     """Top classes for images, from a trained run or torchvision's ImageNet weights."""
+    if run is not None and arch is not None:
+        raise DlError("Give either --run RUN or --arch ARCH (with --weights imagenet|PATH), not both.")
+    if arch is None and run is None and weights is not None:
+        raise DlError(f"--weights {weights} goes with --arch ARCH (a torchvision classifier); a run has its own.")
+    if arch is None:
+        run = run_or_newest(run, "classify", "--run RUN or --arch ARCH --weights imagenet")
     from dlcli.runtime import pick_device
     from dlcli.tasks import classify
 
-    if (run is None) == (arch is None):
-        raise DlError("Give either --run RUN or --arch ARCH (with --weights imagenet|PATH).")
     results = classify.predict(images, run, arch, weights, top, pick_device(device or "auto"))
     if json_:
         print_json(results)
@@ -47,33 +56,24 @@ def predict(
             out.print(f"  {row['prob']:7.2%}  {row['label']}", markup=False)
 
 
-# The --run of the commands that need one: its help, and what the error says when it is missing. Their
-# --help adds \[required] as click does for its own required options (the backslash escapes rich markup).
+# The --run of the commands that answer with a run of one task: its help. Without it they take the newest
+# finished run of that task (run_or_newest, first thing: before the command's imports load torch).
 RUN_HELP = {
-    "tag": "a tagger's run folder (task: tag)",
-    "generate": "a language-model run folder (task: lm)",
-    "translate": "a translation run folder (task: translate)",
+    "tag": "a tagger's run folder (task: tag); default: the newest finished one under runs/",
+    "generate": "a language-model run folder (task: lm); default: the newest finished one under runs/",
+    "translate": "a translation run folder (task: translate); default: the newest finished one under runs/",
 }
-
-
-def _needs_run(run: Path | None, command: str) -> Path:
-    """--run is checked here, not by click, so that a missing one reads as every other usage error
-    (one `error:` line, exit code 2), as with the commands that take --run or another source; and
-    first thing, before the command's imports load torch."""
-    if run is None:
-        raise DlError(f"dl {command} needs --run RUN: {RUN_HELP[command]}.")
-    return run
 
 
 @guarded
 def tag_cmd(
     sentence: Annotated[str, typer.Argument(help="a sentence; words and punctuation are split apart")],
-    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["tag"] + r" \[required]")] = None,
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["tag"])] = None,
     device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Part-of-speech tags for a sentence, from a trained tagger."""
-    run = _needs_run(run, "tag")
+    run = run_or_newest(run, "tag")
     from dlcli.tasks import tag
 
     tagged = tag.tag(run, sentence, device or "cpu")  # dl tag runs on the CPU unless --device says otherwise
@@ -85,7 +85,7 @@ def tag_cmd(
 
 @guarded
 def generate(
-    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["generate"] + r" \[required]")] = None,
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["generate"])] = None,
     prompt: Annotated[str, typer.Option("--prompt", help="text to continue")] = "",
     length: Annotated[
         int, typer.Option("--length", min=1, help="tokens to sample: characters, or words for a word-level run")
@@ -99,7 +99,7 @@ def generate(
     json_: JsonOption = False,
 ) -> None:
     """Sample text from a language model; the text starts with the prompt."""
-    run = _needs_run(run, "generate")
+    run = run_or_newest(run, "lm")
     from dlcli.tasks import lm
 
     text = lm.generate(run, prompt, length, temperature, top_k, seed, device)
@@ -112,7 +112,7 @@ def generate(
 @guarded
 def translate_cmd(
     sentence: Annotated[str, typer.Argument(help="the source sentence, or - to translate each line of stdin")],
-    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["translate"] + r" \[required]")] = None,
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP["translate"])] = None,
     beam: Annotated[
         int | None, typer.Option("--beam", min=1, help="beam width (1: greedy; default: the recipe's decode.beam)")
     ] = None,
@@ -124,7 +124,7 @@ def translate_cmd(
     json_: JsonOption = False,
 ) -> None:
     """Translate a sentence (or stdin's lines) with a trained encoder-decoder transformer."""
-    run = _needs_run(run, "translate")
+    run = run_or_newest(run, "translate")
     from dlcli.tasks import translate
 
     sentences = [line.rstrip("\r\n") for line in sys.stdin] if sentence == "-" else [sentence]

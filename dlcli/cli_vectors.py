@@ -1,6 +1,7 @@
 """word2vec's commands: `dl skipgrams` (the (target, context) pairs it trains on) and the queries
-of word vectors, from a word2vec run or a word2vec-format file: `dl analogy`, `dl similar`. The
-work is in dlcli/data/text.py and dlcli/vectors.py, imported in the bodies (torch-free here).
+of word vectors, from a word2vec run (by default the newest finished one under runs/) or a
+word2vec-format file: `dl analogy`, `dl similar`. The work is in dlcli/data/text.py and
+dlcli/vectors.py, imported in the bodies (torch-free here).
 
 cli.py registers these functions on the `dl` app.
 """
@@ -14,17 +15,23 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dlcli.cli_common import JsonOption, guarded
+from dlcli.cli_common import JsonOption, guarded, run_or_newest
 from dlcli.console import log, out, print_json
 from dlcli.errors import DlError
 
-# the two sources of word vectors that analogy and similar take (exactly one)
+# the two sources of word vectors that analogy and similar take (one at most; with neither, the newest finished
+# word2vec run under runs/)
 RunVectorsOption = Annotated[
-    Path | None, typer.Option("--run", help="a word2vec run folder (its vectors.bin or vectors.txt)")
+    Path | None,
+    typer.Option(
+        "--run",
+        help="a word2vec run folder (its vectors.bin or vectors.txt); default: the newest finished one under runs/",
+    ),
 ]
 VectorsFileOption = Annotated[
     Path | None, typer.Option("--vectors", help="a word2vec-format file, text or binary, maybe .gz")
 ]
+VECTOR_SOURCES = "--run RUN or --vectors FILE"  # what the error with neither and no finished run offers
 
 
 @guarded
@@ -67,13 +74,14 @@ def analogy(
     json_: JsonOption = False,
 ) -> None:
     """Word analogies: `dl analogy king man woman` -> queen; `--eval questions-words.txt` scores a file."""
-    from dlcli import vectors as wv_
-
     words = words or []
     if eval_ is not None and (words or plot is not None):
         raise DlError("--eval scores a questions file: give no words A B C and no --plot with it.")
     if eval_ is None and len(words) != 3:
         raise DlError(f"dl analogy takes three words A B C (A - B + C, e.g. king man woman), got {len(words)}.")
+    run = run_or_newest(run, "word2vec", VECTOR_SOURCES) if vectors is None else run
+    from dlcli import vectors as wv_
+
     wv = wv_.load_vectors(run, vectors)
     if eval_ is not None:
         _render_analogy_eval(wv_.evaluate_analogies(wv, eval_, restrict, method), json_)
@@ -95,6 +103,7 @@ def similar(
     json_: JsonOption = False,
 ) -> None:
     """The nearest words by cosine similarity of their vectors."""
+    run = run_or_newest(run, "word2vec", VECTOR_SOURCES) if vectors is None else run
     from dlcli import vectors as wv_
 
     wv = wv_.load_vectors(run, vectors)

@@ -23,6 +23,7 @@ The optional packages come with `pip install 'dlcli[export]'`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlcli import loading
+from dlcli import loading, runlock
 from dlcli.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 from dlcli.errors import DlError, missing_package
 
@@ -62,6 +63,14 @@ def export_run(run_dir: Path, fmt: str, output: Path | None = None) -> dict[str,
     if fmt not in FORMATS:
         raise DlError(f"Unknown export format '{fmt}'. Choose one of: {', '.join(FORMATS)}.")
     run_dir = Path(run_dir)
+    path = Path(output) if output is not None else run_dir / "export" / DEFAULT_FILE[fmt]
+    # A file written into the run folder makes dl export one of its writers (dlcli.runlock); one written elsewhere does not.
+    into_run = run_dir.is_dir() and path.resolve().is_relative_to(run_dir.resolve())
+    with runlock.holding(run_dir, "or write the file elsewhere with -o FILE") if into_run else contextlib.nullcontext():
+        return _export(run_dir, fmt, path)
+
+
+def _export(run_dir: Path, fmt: str, path: Path) -> dict[str, Any]:
     run = loading.open_run(run_dir)
     if fmt != "safetensors" and run.task.NAME != "classify":
         raise DlError(
@@ -69,7 +78,6 @@ def export_run(run_dir: Path, fmt: str, output: Path | None = None) -> dict[str,
             "Export its weights with --format safetensors."
         )
     require_packages(fmt)
-    path = Path(output) if output is not None else run_dir / "export" / DEFAULT_FILE[fmt]
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "safetensors":
         card = {"task": run.task.NAME, "step": run.step}

@@ -6,6 +6,10 @@
 A run folder is what `dl train` writes (config.yaml first, then checkpoints/, metrics.jsonl and,
 when training ends, summary.json). Everything here only reads, and reads what is there: an
 unfinished or interrupted run shows what its files know so far.
+
+The inference commands given no --run answer with `newest_finished(task)`: `dl train
+configs/word2vec.yaml && dl analogy king man woman` works as typed. Torch-free until a checkpoint is
+peeked at (`dl runs`), so that finding no run is said before a command loads torch.
 """
 
 from __future__ import annotations
@@ -14,15 +18,28 @@ import datetime
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dlcli import checkpoint
 from dlcli.errors import DlError
+
+if TYPE_CHECKING:
+    from dlcli import checkpoint
 
 # The bookkeeping fields of a metrics.jsonl record; everything else in it is a metric.
 RECORD_FIELDS = ("step", "epoch", "split", "lr", "items_per_s", "elapsed_s")
+
+RUNS = Path("runs")  # where `dl train` puts runs/<name> and the inference commands look for one
+# Per task of an inference command: the bundled recipe that trains one on built-in data, and its training time as
+# the recipe's header states it (a 2-core CPU; tests/test_newest_run.py holds them to the headers).
+FIRST_RECIPE = {
+    "classify": ("configs/resnet.yaml", "35 s"),
+    "word2vec": ("configs/word2vec.yaml", "3 s"),
+    "tag": ("configs/pos_lstm.yaml", "6 s"),
+    "lm": ("configs/char_lstm.yaml", "52 s"),
+    "translate": ("configs/translation.yaml", "2.9 minutes"),
+}
 
 
 def is_run_dir(path: Path) -> bool:
@@ -42,6 +59,30 @@ def find_runs(folder: Path) -> list[Path]:
             found.append(Path(here))
             subfolders.clear()  # a run's own subfolders (checkpoints/, images/) are not runs
     return sorted(found)
+
+
+def newest_finished(task: str, folder: Path = RUNS, sources: str = "--run RUN") -> Path:
+    """The finished run (summary.json written) of `task` at or under `folder` whose summary.json is newest.
+
+    Args:
+        sources: what else the command takes instead, for the message when there is none ("--run RUN").
+
+    Raises:
+        DlError: none there; the message names the recipe to train and how long it takes.
+    """
+    finished, unfinished = [], []
+    for run in find_runs(folder) if Path(folder).is_dir() else []:
+        summary = _read_json(run / "summary.json")
+        if ((summary or {}).get("task") or _config_task(run)) == task:
+            (finished if summary is not None else unfinished).append(run)
+    if finished:
+        return max(finished, key=lambda run: ((run / "summary.json").stat().st_mtime_ns, str(run)))
+    recipe, took = FIRST_RECIPE[task]
+    waiting = f" ({', '.join(map(str, unfinished))}: not finished, no summary.json)" if unfinished else ""
+    raise DlError(
+        f'No finished {task} run under {folder}/{waiting}: train one with "dl train {recipe}" ({took} of '
+        f"training on a 2-core CPU), or give {sources}."
+    )
 
 
 def describe(run: Path) -> dict[str, Any]:
@@ -77,6 +118,8 @@ def peek_checkpoint(run: Path) -> checkpoint.Record | None:
 
     last.pt holds the newest position and the best metrics so far; best.pt stands in when a run
     has only that."""
+    from dlcli import checkpoint  # torch: only a look into a checkpoint needs it
+
     run = Path(run)
     return checkpoint.peek(run / "checkpoints" / "last.pt") or checkpoint.peek(run / "checkpoints" / "best.pt")
 

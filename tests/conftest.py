@@ -81,6 +81,18 @@ def dl(*args: object) -> Result:
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def assert_exit_2(result: Result, *needles: str) -> str:
+    """Exit 2, a one-paragraph message on stderr that names what is wrong, no traceback; the message."""
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    err = result.stderr
+    assert err.startswith("error:") or "\nerror:" in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
 def sets(*items: str) -> list[str]:
     """sets("a.b=1", "c=2") -> ["--set", "a.b=1", "--set", "c=2"]."""
     return [x for item in items for x in ("--set", item)]

@@ -3,7 +3,7 @@
 Image folders with files that are not images, truncated or decompression bombs; text corpora with
 bytes that are not UTF-8, empty or whitespace-only; broken CoNLL-U; pickles that would run code
 in place of checkpoints and weights; YAML tags that would construct objects. TRUST.md lists them.
-And a command that needs --run, run without it.
+And a command that answers with a run, given no --run and finding no finished run under runs/.
 """
 
 from __future__ import annotations
@@ -22,19 +22,7 @@ from typer.testing import Result
 
 from dlcli.data.download import hub_weights_path, torchvision_weights
 
-from conftest import sets
-
-
-def assert_exit_2(result: Result, *needles: str) -> str:
-    """Exit 2, a one-paragraph message on stderr that names what is wrong, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    err = result.stderr
-    assert err.startswith("error:") or "\nerror:" in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
+from conftest import assert_exit_2, sets
 
 
 def assert_ok(result: Result) -> str:
@@ -370,23 +358,25 @@ def test_yaml_tags_that_construct_objects_are_refused(cli, tmp_path, tag):
     assert not marker.exists()
 
 
-# --------------------------------------------------------------------------- a missing --run
+# --------------------------------------------------------------------------- no --run and no run to fall back on
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("command", "recipe"),
     [
-        ["tag", "The dog barks ."],
-        ["generate"],
-        ["translate", "three"],
+        (["tag", "The dog barks ."], "configs/pos_lstm.yaml"),
+        (["generate"], "configs/char_lstm.yaml"),
+        (["translate", "three"], "configs/translation.yaml"),
         # these take --run or another source, and say so
-        ["predict", "cat.png"],
-        ["analogy", "king", "man", "woman"],
-        ["similar", "king"],
+        (["predict", "cat.png"], "configs/resnet.yaml"),
+        (["analogy", "king", "man", "woman"], "configs/word2vec.yaml"),
+        (["similar", "king"], "configs/word2vec.yaml"),
     ],
 )
-def test_a_missing_run_is_one_error_line(cli, command):
+def test_a_missing_run_is_one_error_line(cli, command, recipe):
+    """Without --run a command takes the newest finished run of its task under runs/; with none there it
+    says which recipe trains one, and how long that takes (tests/test_newest_run.py)."""
     result = cli(*command)
-    err = assert_exit_2(result, "--run")
+    err = assert_exit_2(result, "--run", "No finished", "under runs/", f'"dl train {recipe}"', "of training")
     assert err.startswith("error:") and err.count("\n") == 1, err  # one line: no usage box
     assert "Usage:" not in result.output and result.stdout == ""

@@ -44,8 +44,8 @@ RECIPE = [
 TOLERANCE = 1e-3  # relative, per logged step: gradients are averaged in another order under DDP
 
 
-def dl(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DL_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+def dl(cwd: Path, *args: str, timeout: float = 240, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DL_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "dlcli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -170,3 +170,23 @@ def test_a_rank_dying_stops_the_job_and_keeps_the_last_checkpoint(tmp_path):
     assert job.returncode != 0
     assert time.time() - started < 60  # within the 30 s collective timeout (plus shutdown)
     assert checkpoint.load(last).step >= 2
+
+
+def test_a_held_lock_stops_every_rank_at_once_and_changes_nothing(tmp_path):
+    """Under torchrun rank 0 alone takes RUN/.lock (dlcli/runlock.py), for every rank: when another process
+    holds it, rank 0 names the holder and the other ranks stop with it instead of waiting in a collective."""
+    fcntl = pytest.importorskip("fcntl", reason="no flock on Windows, where dlcli takes no lock")
+    run = tmp_path / "ddp"
+    run.mkdir()
+    (run / "config.yaml").write_text("task: classify\n")
+    env = {"DL_COLLECTIVE_TIMEOUT_S": "30"}  # a rank left waiting would fail in 30 s, not hang for 120
+    with open(run / ".lock", "w") as lock:
+        lock.write(f"{os.getpid()}\ndl train held-by-the-test\n")
+        lock.flush()
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # not inherited: Python's descriptors are not (PEP 446)
+        before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+        done = dl(tmp_path, "train", "resnet", "--out", "ddp", "--overwrite", "--nproc", "2", *RECIPE, env=env)
+        assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    assert done.returncode != 0
+    assert f"{run.name} is being written by process {os.getpid()} (dl train held-by-the-test)" in done.stderr
+    assert "rank 0's message names it" in done.stderr  # rank 1 stopped too

@@ -1,4 +1,5 @@
-"""`dl --help`, `dl --version`, `dl configs` and `dl config show` start without torch.
+"""`dl --help`, `dl --version`, `dl configs` and `dl config show` start without torch; so does an inference
+command's refusal when no run is named or found.
 
 Importing torch (and numba, torchvision) takes a second or more; the commands that only print
 help or read recipes import none of it. Each check runs in a fresh interpreter, since this one
@@ -73,6 +74,31 @@ def test_help_configs_and_config_show_load_no_torch() -> None:
     for args, exit_code, heavy in report:
         assert exit_code == 0, args
         assert heavy == [], f"dl {' '.join(args)} imported {heavy}"
+
+
+def test_no_run_is_said_before_torch_loads() -> None:
+    """The commands that answer with a run, given no --run and finding none under runs/ (tests/test_newest_run.py),
+    stop (exit 2) before they load torch or numpy: one fresh interpreter, run from a folder with no runs/."""
+    commands = [
+        ["tag", "I watch ."],
+        ["generate"],
+        ["translate", "three"],
+        ["predict", "cat.png"],
+        ["analogy", "king", "man", "woman"],
+        ["similar", "king"],
+    ]
+    code = (
+        "import json, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from dlcli.cli import app\n"
+        "report = []\n"
+        f"for args in {commands!r}:\n"
+        "    result = CliRunner().invoke(app, args)\n"
+        f"    report.append([args, result.exit_code, [m for m in {HEAVY!r} if m in sys.modules]])\n"
+        "print(json.dumps(report))\n"
+    )
+    for args, exit_code, heavy in loaded_in_fresh_python(code):
+        assert (exit_code, heavy) == (2, []), args
 
 
 @pytest.mark.parametrize("task", list(TASKS))
