@@ -95,6 +95,10 @@ def _ints_in(value: Any) -> list[int]:
     return []
 
 
+# train.loggers' names: metrics.jsonl itself, then dlcli.trackers.TRACKERS (tests/test_trackers.py checks they agree).
+LoggerName = Literal["jsonl", "tensorboard", "csv", "mlflow", "wandb"]
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="passes over the training data; sets the LR schedule's length")
     max_steps: int | None = Field(
@@ -139,8 +143,27 @@ class TrainConfig(Section):
         description="on_nonfinite=skip: stop (exit 1) after this many skipped steps in a row, "
         "since the weights or the data are then broken, not one batch",
     )
+    loggers: list[LoggerName] = Field(
+        default_factory=lambda: ["jsonl"],
+        description="where the metrics go: jsonl (RUN/metrics.jsonl, the source of truth: always written, even when "
+        "left out), tensorboard (RUN/tensorboard/), csv (RUN/metrics.csv), mlflow (train.mlflow_uri), wandb (offline "
+        "under RUN/wandb/ unless WANDB_API_KEY is set); one that cannot start is a warning unless train.loggers_required "
+        "(pip install 'dlcli[mlflow]', 'dlcli[wandb]', 'dlcli[tensorboard]')",
+    )
+    loggers_required: bool = Field(
+        False,
+        description="a logger of train.loggers that cannot start (package missing, server unreachable) stops the run "
+        "before training (exit 2) instead of a warning",
+    )
+    mlflow_uri: str | None = Field(
+        None,
+        description="train.loggers mlflow: the tracking URI (http://host:5000, sqlite:///file.db; default "
+        "MLFLOW_TRACKING_URI, else sqlite:///RUN/mlflow.db)",
+    )
     tensorboard: bool = Field(
-        False, description="also write metrics.jsonl's scalars to RUN/tensorboard/ (pip install 'dlcli[tensorboard]')"
+        False,
+        description="the older switch for tensorboard in train.loggers (a missing package then stops the run, exit 2): "
+        "metrics.jsonl's scalars in RUN/tensorboard/ (pip install 'dlcli[tensorboard]')",
     )
     ema: float | None = Field(
         None,
@@ -169,6 +192,11 @@ class TrainConfig(Section):
         description="patience: how much (absolute, in the best metric's units) an evaluation must beat the best "
         "so far by to count as an improvement",
     )
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _one_logger_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # --set train.loggers=mlflow
 
 
 # torch.optim.Adam/AdamW raise ValueError outside [0, 1): a decay rate of 1 never forgets.

@@ -1,4 +1,4 @@
-"""Human-facing output: rich consoles, tqdm bars, and the metrics.jsonl writer (and its TensorBoard mirror).
+"""Human-facing output: rich consoles, tqdm bars, and the metrics.jsonl writer (its mirrors: dlcli/trackers.py).
 
 Answers (tables, JSON) go to stdout; logs and progress bars go to stderr, so that
 `dl ... --json | jq` sees one JSON document and nothing else.
@@ -17,8 +17,6 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 from tqdm import tqdm
-
-from dlcli.errors import missing_package
 
 out = Console(highlight=False, soft_wrap=True)
 log = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -90,44 +88,6 @@ def _ends_mid_line(path: Path) -> bool:
             return f.read(1) != b"\n"
     except FileNotFoundError:
         return False
-
-
-class TensorBoardScalars:
-    """The numbers of each metrics.jsonl record, mirrored as TensorBoard scalars (`tensorboard --logdir runs`).
-
-    metrics.jsonl stays the source of truth: this writes what each of its records holds, tagged
-    "<split>/<name>" ("train/loss", "train/lr", "train/items_per_s", "val/top1", "test/loss"),
-    at step = the optimizer step. The bookkeeping fields (step, epoch, split, elapsed_s) are not
-    scalars: TensorBoard keeps the step and the wall time of each point itself.
-    """
-
-    BOOKKEEPING = ("step", "epoch", "split", "elapsed_s")
-
-    def __init__(self, folder: Path, resumed_at: int | None = None):
-        """`resumed_at`: the step a resumed run starts after; the events a killed run logged past it
-        are purged, as its steps are trained again (metrics.jsonl is cut back the same way)."""
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise missing_package("tensorboard", "tensorboard", "train.tensorboard=true") from None
-        self.folder = Path(folder)
-        self.purge_step = None if resumed_at is None else resumed_at + 1
-        self._make_writer = SummaryWriter
-        self._writer: Any = None  # made at the first record: no folder for a run that fails to start
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self._writer is None:
-            self._writer = self._make_writer(log_dir=str(self.folder), purge_step=self.purge_step)
-        split, step = record["split"], record["step"]
-        for name, value in record.items():
-            if name in self.BOOKKEEPING or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            self._writer.add_scalar(f"{split}/{name}", value, global_step=step)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()  # flushes the event file
-            self._writer = None
 
 
 def warn(message: str) -> None:

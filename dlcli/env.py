@@ -23,6 +23,8 @@ OPTIONAL_PACKAGES = {
     "onnxruntime": "export",
     "safetensors": "export",
     "tensorboard": "tensorboard",
+    "mlflow": "mlflow",
+    "wandb": "wandb",
 }
 
 

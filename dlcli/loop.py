@@ -21,7 +21,7 @@ from torch import nn
 from dlcli import checkpoint, failures
 from dlcli.checkpoint import Position
 from dlcli.config import to_dict
-from dlcli.console import MetricsFile, TensorBoardScalars, fmt_metrics
+from dlcli.console import MetricsFile, fmt_metrics
 from dlcli.errors import Interrupted, RunFailed
 from dlcli.optim import PlateauLR, improves
 from dlcli.runtime import Runtime
@@ -29,6 +29,7 @@ from dlcli.runtime import Runtime
 if TYPE_CHECKING:
     from dlcli.ema import WeightEMA
     from dlcli.runner import Batch, Job, Loader  # dlcli.runner imports this module
+    from dlcli.trackers import Trackers
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Loop:
         state,
         steps_per_epoch,
         ema: WeightEMA | None = None,
+        trackers: Trackers | None = None,
     ):
         self.job, self.cfg, self.rt, self.logger, self.run_dir = job, cfg, runtime, logger, Path(run_dir)
         self.model, self.forward = model, forward
@@ -98,11 +100,7 @@ class Loop:
         self.state = state
         self.steps_per_epoch = steps_per_epoch
         self.metrics_file = MetricsFile(self.run_dir / "metrics.jsonl") if runtime.is_main else None
-        # Made on every rank, so that a missing tensorboard package stops all ranks alike
-        # (none left waiting on rank 0); only rank 0 writes.
-        resumed_at = state.position.step if state.position.step > 0 else None
-        tensorboard = TensorBoardScalars(self.run_dir / "tensorboard", resumed_at) if cfg.train.tensorboard else None
-        self.tensorboard = tensorboard if runtime.is_main else None
+        self.trackers = trackers  # train.loggers beside metrics.jsonl (rank 0's; runner.train opens and closes them)
         self.final_metrics: dict[str, dict[str, float]] = {}
         self._interrupted = False
         self._timed_out = False  # train.max_minutes reached
@@ -137,8 +135,6 @@ class Loop:
             signal.signal(signal.SIGINT, previous_handler)
             if self.metrics_file:
                 self.metrics_file.close()
-            if self.tensorboard:
-                self.tensorboard.close()
 
     def _done(self) -> bool:
         max_steps = self.cfg.train.max_steps
@@ -425,10 +421,11 @@ class Loop:
         self.logger.info(f"test (best checkpoint{chosen}): {fmt_metrics(metrics)}")
 
     def _record(self, record: dict[str, Any]) -> None:
+        """metrics.jsonl first (the source of truth; its errors stop the run), then each tracker (whose do not)."""
         if self.metrics_file:
             self.metrics_file.write(record)
-        if self.tensorboard:
-            self.tensorboard.write(record)
+        if self.trackers is not None:
+            self.trackers.write(record)
 
     def _elapsed(self) -> float:
         return self.state.wall_s + time.perf_counter() - self._started

@@ -32,11 +32,12 @@ from dlcli.checkpoint import Position
 from dlcli.config import RunConfig, render_yaml, to_dict
 from dlcli.console import Logger, MetricsFile
 from dlcli.ema import WeightEMA
-from dlcli.errors import DlError
+from dlcli.errors import DlError, Interrupted
 from dlcli.files import write_json_atomic, write_text_atomic
 from dlcli.loop import Loop, RunState
 from dlcli.optim import build_optimizer, build_scheduler, parameter_groups
 from dlcli.runtime import Runtime
+from dlcli.trackers import Outcome, RunInfo, open_trackers
 
 Batch = Any
 Metrics = dict[str, torch.Tensor]
@@ -126,37 +127,62 @@ def train(
     state = _restore(resume, resume_from, model, optimizer, scheduler, scaler) if resume else RunState(Position())
     forward = _wrap_for_forward(model, cfg, runtime)
     ema = _make_ema(model, cfg, resume, logger)
+    same_run = resume_from is not None and Path(resume_from).resolve().parent.parent == Path(run_dir).resolve()
+    if runtime.is_main and resume is not None and same_run and resume.metrics_bytes is not None:
+        # The steps after the checkpoint are trained (and logged) again: drop their first records
+        # (before the trackers open: metrics.csv is rewritten from metrics.jsonl).
+        MetricsFile(run_dir / "metrics.jsonl").truncate(resume.metrics_bytes)
+    # Before any run file is written: a required logger that cannot start leaves no run to --overwrite.
+    run = RunInfo(Path(run_dir), cfg.name, to_dict(cfg), resume.step if resume is not None else None)
+    trackers = open_trackers(cfg, run, runtime, logger)
     loop = Loop(
-        job, cfg, runtime, logger, run_dir, model, forward, optimizer, scheduler, scaler, state, steps_per_epoch, ema
+        job,
+        cfg,
+        runtime,
+        logger,
+        run_dir,
+        model,
+        forward,
+        optimizer,
+        scheduler,
+        scaler,
+        state,
+        steps_per_epoch,
+        ema,
+        trackers,
     )
-    if runtime.is_main:
-        _write_run_files(run_dir, cfg, runtime, steps_per_epoch, len(job.train_data))
-        for folder in (run_dir, run_dir / "checkpoints"):
-            checkpoint.remove_stale_temps(folder)  # left by a process killed mid-write
-        same_run = resume_from is not None and Path(resume_from).resolve().parent.parent == Path(run_dir).resolve()
-        if resume is not None and same_run and resume.metrics_bytes is not None:
-            # The steps after the checkpoint are trained (and logged) again: drop their first records.
-            MetricsFile(run_dir / "metrics.jsonl").truncate(resume.metrics_bytes)
-    logger.info(
-        f"[bold]{cfg.name}[/]: {cfg.task} on {runtime.device} ({runtime.precision}), {steps_per_epoch} steps/epoch x "
-        f"{cfg.train.epochs} epochs, global batch {global_batch(cfg, runtime)}"
-        + (f", resuming at epoch {state.position.epoch + 1} step {state.position.step}" if resume else "")
-    )
-    if resume is not None:
-        saved = resume.rng
-        checkpoint.set_rng_state(saved[runtime.rank] if len(saved) == runtime.world_size else saved[0])
+    outcome: Outcome = "failed"
     try:
-        loop.run()
-    except (RuntimeError, MemoryError) as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
-        if not failures.is_out_of_memory(e):
-            raise
-        raise loop.out_of_memory(e) from e
-    summary = loop.summary()
-    if runtime.is_main and job.export is not None:
-        job.export(model, run_dir)
-    if runtime.is_main:
-        write_json_atomic(run_dir / "summary.json", summary, indent=2)
-    return summary
+        if runtime.is_main:
+            _write_run_files(run_dir, cfg, runtime, steps_per_epoch, len(job.train_data))
+            for folder in (run_dir, run_dir / "checkpoints"):
+                checkpoint.remove_stale_temps(folder)  # left by a process killed mid-write
+        logger.info(
+            f"[bold]{cfg.name}[/]: {cfg.task} on {runtime.device} ({runtime.precision}), {steps_per_epoch} steps/epoch "
+            f"x {cfg.train.epochs} epochs, global batch {global_batch(cfg, runtime)}"
+            + (f", resuming at epoch {state.position.epoch + 1} step {state.position.step}" if resume else "")
+        )
+        if resume is not None:
+            saved = resume.rng
+            checkpoint.set_rng_state(saved[runtime.rank] if len(saved) == runtime.world_size else saved[0])
+        try:
+            loop.run()
+        except (RuntimeError, MemoryError) as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
+            if not failures.is_out_of_memory(e):
+                raise
+            raise loop.out_of_memory(e) from e
+        summary = loop.summary()
+        if runtime.is_main and job.export is not None:
+            job.export(model, run_dir)
+        if runtime.is_main:
+            write_json_atomic(run_dir / "summary.json", summary, indent=2)
+        outcome = "finished"
+        return summary
+    except Interrupted:
+        outcome = "interrupted"
+        raise
+    finally:
+        trackers.close(outcome)  # after summary.json, which MLflow keeps as an artifact
 
 
 def global_batch(cfg: RunConfig, runtime: Runtime) -> int | str:

@@ -1,4 +1,4 @@
-"""train.tensorboard=true: RUN/tensorboard/ holds exactly the scalars of metrics.jsonl (console.TensorBoardScalars)."""
+"""train.tensorboard=true: RUN/tensorboard/ holds exactly the scalars of metrics.jsonl (trackers.TensorBoardScalars)."""
 
 from __future__ import annotations
 
