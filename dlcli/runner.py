@@ -97,27 +97,7 @@ def train(
     if runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)
     torch.manual_seed(cfg.seed + runtime.rank)
-    # A resumed run's weights come from the checkpoint: no pretrained files are needed.
-    try:
-        job = task.build(cfg, runtime, load_weights=resume is None)
-        model = job.model.to(runtime.device)
-    except (RuntimeError, MemoryError) as e:
-        if not failures.is_out_of_memory(e):
-            raise
-        raise failures.out_of_memory_while_building(cfg, runtime.device, e) from e
-    if cfg.train.on_nonfinite == "skip" and job.update_step is not None:
-        raise DlError(
-            f"train.on_nonfinite=skip cannot drop a {cfg.task} step: its update_step changes the weights while it "
-            "computes the loss. Use train.on_nonfinite=stop."
-        )
-    if cfg.train.ema is not None and job.update_step is not None:
-        raise DlError(
-            f"train.ema cannot average a {cfg.task} run's weights: its update_step changes them itself (word2vec's "
-            "Hogwild SGD, style's fit of each pair), not through the optimizer step the average follows. "
-            "Leave train.ema unset (null)."
-        )
-    if runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    job, model = _build(task, cfg, runtime, load_weights=resume is None)
     params = job.params if job.params is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg.optim, parameter_groups(model, params, cfg.optim), runtime.device)
     steps_per_epoch = math.ceil(len(job.train_data) / cfg.train.grad_accum)
@@ -244,6 +224,32 @@ def _load_resume(task: Any, cfg: RunConfig, path: Path) -> checkpoint.Record:
             "original values, or start a new run with --out DIR (or --overwrite)."
         )
     return resume
+
+
+def _build(task: Any, cfg: RunConfig, runtime: Runtime, load_weights: bool) -> tuple[Job, nn.Module]:
+    """The task's Job and its model on the device. A resumed run's weights come from the checkpoint
+    (load_weights=False): no pretrained files are needed. Running out of memory here is a RunFailed."""
+    try:
+        job = task.build(cfg, runtime, load_weights=load_weights)
+        model = job.model.to(runtime.device)
+    except (RuntimeError, MemoryError) as e:
+        if not failures.is_out_of_memory(e):
+            raise
+        raise failures.out_of_memory_while_building(cfg, runtime.device, e) from e
+    if cfg.train.on_nonfinite == "skip" and job.update_step is not None:
+        raise DlError(
+            f"train.on_nonfinite=skip cannot drop a {cfg.task} step: its update_step changes the weights while it "
+            "computes the loss. Use train.on_nonfinite=stop."
+        )
+    if cfg.train.ema is not None and job.update_step is not None:
+        raise DlError(
+            f"train.ema cannot average a {cfg.task} run's weights: its update_step changes them itself (word2vec's "
+            "Hogwild SGD, style's fit of each pair), not through the optimizer step the average follows. "
+            "Leave train.ema unset (null)."
+        )
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return job, model
 
 
 def _restore(resume: checkpoint.Record, path: Path, model, optimizer, scheduler, scaler) -> RunState:
