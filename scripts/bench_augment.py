@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import statistics
 import sys
 from dataclasses import dataclass
 
@@ -69,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="untimed training steps before them")
     p.add_argument("--arch", default="resnet18")
     p.add_argument("--options", default=",".join(OPTIONS), help="comma-separated rows of: " + ", ".join(OPTIONS))
+    p.add_argument("--repeats", type=int, default=3, help="rounds over all options; each row reports its medians")
     p.add_argument("--no-append", action="store_true", help="do not append the results to BENCHMARKS.md")
     args = p.parse_args(argv)
     chosen = [o.strip() for o in args.options.split(",") if o.strip()]
@@ -160,12 +162,21 @@ def main(argv: list[str] | None = None) -> None:
     load_start = load_note()
     console.print(f"{machine()}; {load_start}")
     images, labels = make_shapes((args.batches + 1) * args.batch, args.image_size, SEED, "train")
-    rows = []
-    for option in args.options:
-        prep = prep_throughput(option, images, labels, args)
-        step = step_throughput(option, args) if args.steps else None
-        rows.append(Row(option, prep, step))
-        console.print(f"  {option}: prep {prep:.0f} img/s" + (f", step {step:.1f} img/s" if step else ""))
+    # Round-robin over the options, `repeats` times, medians per row: a machine that speeds up or slows
+    # down during the run (caches warming, other load) then shifts every row alike, not the last ones.
+    preps: dict[str, list[float]] = {option: [] for option in args.options}
+    steps: dict[str, list[float]] = {option: [] for option in args.options}
+    for r in range(args.repeats):
+        for option in args.options:
+            preps[option].append(prep_throughput(option, images, labels, args))
+            if args.steps:
+                steps[option].append(step_throughput(option, args))
+            step_note = f", step {steps[option][-1]:.1f} img/s" if args.steps else ""
+            console.print(f"  {option} {r + 1}/{args.repeats}: prep {preps[option][-1]:.0f} img/s{step_note}")
+    rows = [
+        Row(option, statistics.median(preps[option]), statistics.median(steps[option]) if args.steps else None)
+        for option in args.options
+    ]
     load_end = load_note()
     table = Table(*HEADER, title=f"augmentation cost: cpu, {args.arch}, {args.image_size} px, batch {args.batch}")
     for row in rows:
@@ -175,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_append:
         setup = (
             f"cpu fp32, {args.arch}, {args.image_size} px, batch {args.batch}; preparation: {args.batches} timed "
-            f"batches after 1; step: {args.steps} timed steps after {args.warmup}; one measurement per row"
+            f"batches after 1; step: {args.steps} timed steps after {args.warmup}; medians of {args.repeats} rounds over all rows"
         )
         append_section(
             "bench_augment",
