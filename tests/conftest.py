@@ -98,6 +98,18 @@ def sets(*items: str) -> list[str]:
     return [x for item in items for x in ("--set", item)]
 
 
+def toy_recipe(monkeypatch, tmp_path: Path, recipe: str) -> Path:
+    """tests/toy_task.py registered as task `toyreg` (dlcli.tasks.TASKS, monkeypatched), and `recipe`
+    (YAML text of a toyreg recipe) written to a file: its path, for `dl train`."""
+    from dlcli import tasks
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
+    monkeypatch.setitem(tasks.TASKS, "toyreg", tasks.Entry("toy_task", "toy_task_config:ToyConfig"))
+    path = tmp_path / "toy.yaml"
+    path.write_text(recipe, encoding="utf-8")
+    return path
+
+
 # Tiny shapes data for the classify recipes: 5 train batches of 4, and small val/test splits.
 TINY_SHAPES = sets("data.batch_size=4", "data.train_size=20", "data.val_size=10", "data.test_size=10")
 

@@ -18,15 +18,14 @@ import torch
 from torch import nn
 
 import dlcli
-from dlcli import checkpoint, tasks
+from dlcli import checkpoint
 from dlcli.api import load_config
 from dlcli.ema import WeightEMA
 from dlcli.errors import DlError
 from dlcli.runs import read_metrics
 
-from conftest import assert_same_training_state, dl, sets
+from conftest import assert_same_training_state, dl, sets, toy_recipe
 
-TESTS = Path(__file__).resolve().parent
 RECIPE = """\
 task: toyreg
 name: toy
@@ -45,11 +44,7 @@ EMA_WINS = "optim.momentum=0.9"
 @pytest.fixture
 def toy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """The toy task registered as `toyreg`; returns a recipe file for it."""
-    monkeypatch.syspath_prepend(str(TESTS))
-    monkeypatch.setitem(tasks.TASKS, "toyreg", tasks.Entry("toy_task", "toy_task_config:ToyConfig"))
-    recipe = tmp_path / "toy.yaml"
-    recipe.write_text(RECIPE, encoding="utf-8")
-    return recipe
+    return toy_recipe(monkeypatch, tmp_path, RECIPE)
 
 
 @pytest.fixture

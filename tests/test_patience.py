@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcli import checkpoint, loop, tasks
+from dlcli import checkpoint, loop
 from dlcli.config import ScheduleConfig
 from dlcli.optim import PlateauLR, build_scheduler, improves
 from dlcli.runs import read_metrics
 
-from conftest import assert_same_training_state, dl, sets
+from conftest import assert_same_training_state, dl, sets, toy_recipe
 
-TESTS = Path(__file__).resolve().parent
 RECIPE = """\
 task: toyreg
 name: toy
@@ -37,11 +36,7 @@ STEPS_PER_EPOCH = 8  # 128 rows in batches of 16
 @pytest.fixture
 def toy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """The toy task registered as `toyreg`; returns a recipe file for it (10 epochs, optim.lr 0.1, constant)."""
-    monkeypatch.syspath_prepend(str(TESTS))
-    monkeypatch.setitem(tasks.TASKS, "toyreg", tasks.Entry("toy_task", "toy_task_config:ToyConfig"))
-    recipe = tmp_path / "toy.yaml"
-    recipe.write_text(RECIPE, encoding="utf-8")
-    return recipe
+    return toy_recipe(monkeypatch, tmp_path, RECIPE)
 
 
 @pytest.fixture

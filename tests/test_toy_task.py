@@ -19,9 +19,7 @@ import dlcli
 from dlcli import checkpoint, tasks
 from dlcli.tasks.contract import Task
 
-from conftest import assert_same_training_state, dl
-
-TESTS = Path(__file__).resolve().parent
+from conftest import assert_same_training_state, dl, toy_recipe
 
 # 128 rows in batches of 16: 8 optimizer steps per epoch, 3 epochs.
 RECIPE = """\
@@ -45,11 +43,7 @@ TOTAL_STEPS = 24
 @pytest.fixture
 def toy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """The toy task registered as `toyreg`; returns a recipe file for it."""
-    monkeypatch.syspath_prepend(str(TESTS))
-    monkeypatch.setitem(tasks.TASKS, "toyreg", tasks.Entry("toy_task", "toy_task_config:ToyConfig"))
-    recipe = tmp_path / "toy.yaml"
-    recipe.write_text(RECIPE, encoding="utf-8")
-    return recipe
+    return toy_recipe(monkeypatch, tmp_path, RECIPE)
 
 
 def last_checkpoint(run: Path) -> checkpoint.Record:
