@@ -3,7 +3,12 @@
 from dlcli import load_run, train      # the Python API: dlcli/api.py
 """
 
+from dlcli import threads
+
 __version__ = "0.1.0"
+
+# Before torch is loaded (libgomp reads its settings then): see dlcli/threads.py.
+threads.configure()
 
 __all__ = ["Run", "__version__", "load_run", "train"]
 

@@ -101,6 +101,12 @@ LoggerName = Literal["jsonl", "tensorboard", "csv", "mlflow", "wandb"]
 
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="passes over the training data; sets the LR schedule's length")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="CPU threads for torch's ops (default: DL_THREADS, else the cores this process may run on)",
+    )
     max_steps: int | None = Field(
         None, ge=1, description="stop after this many optimizer steps (the schedule keeps its length)"
     )

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from dlcli import threads
 from dlcli.config import TrainConfig
 from dlcli.errors import DlError
 
@@ -131,6 +132,7 @@ def pick_precision(wanted: str, device: torch.device) -> str:
 
 def create_runtime(train: TrainConfig, device_flag: str | None = None) -> Runtime:
     """Device, precision and (under torchrun) the process group, from the recipe and --device."""
+    torch.set_num_threads(threads.count(train.threads))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -1,0 +1,46 @@
+"""CPU threads: how many torch uses, and how long its idle OpenMP threads spin. Torch-free.
+
+Two torch processes on a 2-core machine used to slow each other 3-5x, far more than sharing the
+cores explains (two `dl train pos_lstm` side by side: 88 s against 18 s one after the other). The
+cause is OpenMP's wait policy: between parallel regions, libgomp's idle threads spin (GOMP_SPINCOUNT,
+300,000 iterations by default) before they sleep, and a spinning thread holds a core the other
+process's threads are waiting for. A spin of 3,000 iterations keeps a lone run as fast as before and
+lets two runs share the cores: concurrent / sequential 1.03 (pos_lstm) and 0.76 (a ResNet-18 on
+shapes) on the 2-core machine of BENCHMARKS.md ("Threads").
+
+libgomp reads its settings when torch is loaded, so `configure()` runs when dlcli is imported,
+before any torch import of dl's own; a value the user has set (GOMP_SPINCOUNT, OMP_WAIT_POLICY,
+OMP_NUM_THREADS) is never changed. How many threads a run uses is `train.threads`, else DL_THREADS,
+else the cores this process may run on (`count`).
+"""
+
+from __future__ import annotations
+
+import os
+
+SPINCOUNT = "3000"  # iterations an idle OpenMP thread spins before it sleeps (libgomp's default: 300000)
+
+
+def configure() -> None:
+    """Set the OpenMP spin and (from DL_THREADS) thread count for the torch this process will load."""
+    if "OMP_WAIT_POLICY" not in os.environ:  # the user's own wait policy decides the spin
+        os.environ.setdefault("GOMP_SPINCOUNT", SPINCOUNT)
+    threads = os.environ.get("DL_THREADS", "").strip()
+    if threads.isdigit() and int(threads) > 0:
+        os.environ.setdefault("OMP_NUM_THREADS", threads)
+
+
+def count(configured: int | None = None) -> int:
+    """Threads for torch's CPU ops: train.threads when set, else DL_THREADS, else the cores this
+    process may run on (its CPU affinity: a container's or taskset's share, not the machine's),
+    divided among the processes torchrun starts on this machine (LOCAL_WORLD_SIZE)."""
+    if configured is not None:
+        return configured
+    threads = os.environ.get("DL_THREADS", "").strip()
+    if threads.isdigit() and int(threads) > 0:
+        return int(threads)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows: no affinity call
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
