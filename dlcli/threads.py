@@ -4,9 +4,11 @@ Two torch processes on a 2-core machine used to slow each other 3-5x, far more t
 cores explains (two `dl train pos_lstm` side by side: 88 s against 18 s one after the other). The
 cause is OpenMP's wait policy: between parallel regions, libgomp's idle threads spin (GOMP_SPINCOUNT,
 300,000 iterations by default) before they sleep, and a spinning thread holds a core the other
-process's threads are waiting for. A spin of 3,000 iterations keeps a lone run as fast as before and
-lets two runs share the cores: concurrent / sequential 1.03 (pos_lstm) and 0.76 (a ResNet-18 on
-shapes) on the 2-core machine of BENCHMARKS.md ("Threads").
+process's threads are waiting for. A spin of 10,000 iterations keeps a lone run as fast as before (the
+demo's ResNet-18 36.0-36.4 s against 35.0-37.7 s; 3,000 cost it 7%, 5,000 5%) and lets two runs share
+the cores far better: concurrent / sequential 1.03 for a ResNet-18 on shapes (2.54 before), 1.91 for
+pos_lstm (4.91 before), on the 2-core machine of BENCHMARKS.md ("Threads"). Processes of small models
+side by side share best with one thread each (DL_THREADS=1: pos_lstm 0.50).
 
 libgomp reads its settings when torch is loaded, so `configure()` runs when dlcli is imported,
 before any torch import of dl's own; a value the user has set (GOMP_SPINCOUNT, OMP_WAIT_POLICY,
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-SPINCOUNT = "3000"  # iterations an idle OpenMP thread spins before it sleeps (libgomp's default: 300000)
+SPINCOUNT = "10000"  # iterations an idle OpenMP thread spins before it sleeps (libgomp's default: 300000)
 
 
 def configure() -> None:
