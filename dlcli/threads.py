@@ -27,9 +27,9 @@ def configure() -> None:
     """Set the OpenMP spin and (from DL_THREADS) thread count for the torch this process will load."""
     if "OMP_WAIT_POLICY" not in os.environ:  # the user's own wait policy decides the spin
         os.environ.setdefault("GOMP_SPINCOUNT", SPINCOUNT)
-    threads = os.environ.get("DL_THREADS", "").strip()
-    if threads.isdigit() and int(threads) > 0:
-        os.environ.setdefault("OMP_NUM_THREADS", threads)
+    threads = _dl_threads()
+    if threads is not None:
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
 def count(configured: int | None = None) -> int:
@@ -38,11 +38,17 @@ def count(configured: int | None = None) -> int:
     divided among the processes torchrun starts on this machine (LOCAL_WORLD_SIZE)."""
     if configured is not None:
         return configured
-    threads = os.environ.get("DL_THREADS", "").strip()
-    if threads.isdigit() and int(threads) > 0:
-        return int(threads)
+    threads = _dl_threads()
+    if threads is not None:
+        return threads
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows: no affinity call
         cores = os.cpu_count() or 1
     return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def _dl_threads() -> int | None:
+    """DL_THREADS when it is a positive whole number (anything else is ignored)."""
+    value = os.environ.get("DL_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None

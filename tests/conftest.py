@@ -93,6 +93,28 @@ def assert_exit_2(result: Result, *needles: str) -> str:
     return err
 
 
+def train_image_folder(cli, root: Path, *extra: str, max_steps: int = 1):
+    """`dl train resnet` on the image folder (or archive) `root`: 16 px, batches of 4, a quarter of train
+    held out as val, `max_steps` steps; `extra` are more --set items. The run folder is beside `root`."""
+    return cli(
+        "train",
+        "resnet",
+        "--out",
+        root.parent / "run",
+        "-q",
+        "--json",
+        *sets(
+            f"data.root={root}",
+            "data.dataset=imagefolder",
+            "data.image_size=16",
+            "data.batch_size=4",
+            "data.val_fraction=0.25",
+            f"train.max_steps={max_steps}",
+            *extra,
+        ),
+    )
+
+
 def sets(*items: str) -> list[str]:
     """sets("a.b=1", "c=2") -> ["--set", "a.b=1", "--set", "c=2"]."""
     return [x for item in items for x in ("--set", item)]

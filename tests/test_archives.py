@@ -12,18 +12,21 @@ import stat
 import tarfile
 import zipfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
-from typer.testing import Result
 
 from dlcli.data import archives
 from dlcli.data.images import load_dataset
 from dlcli.tasks.classify_config import ImageDataConfig
 
-from conftest import sets
+from conftest import assert_exit_2, train_image_folder
+
+# `dl train resnet` on an archive (conftest.train_image_folder), two steps
+train = partial(train_image_folder, max_steps=2)
 
 
 def image_tree(root: Path) -> Path:
@@ -61,38 +64,6 @@ def pack(tree: Path, archive: Path, top: str = "", extra: Callable | None = None
 
 def data_config(root: Path, **overrides) -> ImageDataConfig:
     return ImageDataConfig(dataset="imagefolder", root=str(root), image_size=16, val_fraction=0.25, **overrides)
-
-
-def train(cli: Callable[..., Result], root: Path, *extra: str) -> Result:
-    return cli(
-        "train",
-        "resnet",
-        "--out",
-        root.parent / "run",
-        "-q",
-        "--json",
-        *sets(
-            f"data.root={root}",
-            "data.dataset=imagefolder",
-            "data.image_size=16",
-            "data.batch_size=4",
-            "data.val_fraction=0.25",
-            "train.max_steps=2",
-            *extra,
-        ),
-    )
-
-
-def assert_exit_2(result: Result, *needles: str) -> str:
-    """Exit 2, an `error:` message on stderr that names what is wrong, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    err = result.stderr
-    assert err.startswith("error:") or "\nerror:" in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def cache_entries(tmp_path: Path) -> list[Path]:

@@ -22,7 +22,7 @@ from typer.testing import Result
 
 from dlcli.data.download import hub_weights_path, torchvision_weights
 
-from conftest import assert_exit_2, sets
+from conftest import assert_exit_2, sets, train_image_folder
 
 
 def assert_ok(result: Result) -> str:
@@ -77,31 +77,11 @@ def image_folder(root: Path, bad: bool = True) -> Path:
     return root
 
 
-def train_folder(cli: Callable[..., Result], root: Path, *extra: str) -> Result:
-    return cli(
-        "train",
-        "resnet",
-        "--out",
-        root.parent / "run",
-        "-q",
-        "--json",
-        *sets(
-            f"data.root={root}",
-            "data.dataset=imagefolder",
-            "data.image_size=16",
-            "data.batch_size=4",
-            "data.val_fraction=0.25",
-            "train.max_steps=1",
-            *extra,
-        ),
-    )
-
-
 STREAMED = ("data.in_memory=false", "data.num_workers=0")
 
 
 def test_image_folder_skips_bad_files_in_memory_with_a_count(cli, tmp_path):
-    err = assert_ok(train_folder(cli, image_folder(tmp_path / "images")))
+    err = assert_ok(train_image_folder(cli, image_folder(tmp_path / "images")))
     # decoding finds all four, the truncated JPEG too
     assert "skipped 4 of 12 files" in err and "data.on_bad_file=skip" in err, err
     for name in ("bomb.png", "cut.png", "notes.jpg", "trunc.jpg"):
@@ -110,7 +90,7 @@ def test_image_folder_skips_bad_files_in_memory_with_a_count(cli, tmp_path):
 
 
 def test_image_folder_skips_bad_files_when_streaming(cli, tmp_path):
-    err = assert_ok(train_folder(cli, image_folder(tmp_path / "images"), *STREAMED, "data.batch_size=16"))
+    err = assert_ok(train_image_folder(cli, image_folder(tmp_path / "images"), *STREAMED, "data.batch_size=16"))
     # the header scan finds three; the truncated JPEG fails when a batch decodes it, and another image stands in
     assert "skipped 3 of 12 files" in err, err
     assert "trunc.jpg" in err and "stands in" in err, err
@@ -118,7 +98,7 @@ def test_image_folder_skips_bad_files_when_streaming(cli, tmp_path):
 
 @pytest.mark.parametrize("loading", [(), STREAMED], ids=["in_memory", "streamed"])
 def test_image_folder_stop_names_the_first_bad_file(cli, tmp_path, loading):
-    result = train_folder(cli, image_folder(tmp_path / "images"), "data.on_bad_file=stop", *loading)
+    result = train_image_folder(cli, image_folder(tmp_path / "images"), "data.on_bad_file=stop", *loading)
     assert_exit_2(result, "bomb.png", "decompression bomb", "data.on_bad_file=skip")
 
 
@@ -127,7 +107,7 @@ def test_truncated_jpeg_in_a_worker_stops_cleanly(cli, tmp_path):
     not the worker's traceback."""
     root = image_folder(tmp_path / "images", bad=False)
     (root / "train" / "red" / "trunc.jpg").write_bytes(truncated_jpeg())
-    result = train_folder(
+    result = train_image_folder(
         cli, root, "data.on_bad_file=stop", "data.in_memory=false", "data.num_workers=1", "data.batch_size=16"
     )
     err = assert_exit_2(result, "trunc.jpg", "truncated", "data.on_bad_file=skip")
@@ -138,7 +118,7 @@ def test_a_folder_of_only_bad_files_is_exit_2(cli, tmp_path):
     root = image_folder(tmp_path / "images", bad=False)
     for path in (root / "test").rglob("*.png"):
         path.write_text("text")
-    assert_exit_2(train_folder(cli, root, *STREAMED), "None of the 8 files", "test")
+    assert_exit_2(train_image_folder(cli, root, *STREAMED), "None of the 8 files", "test")
 
 
 @pytest.fixture
