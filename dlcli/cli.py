@@ -23,7 +23,7 @@ from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 
-from dlcli import __version__, cli_infer, cli_stylize, cli_vectors
+from dlcli import __version__, cli_infer, cli_stylize, cli_sweep, cli_vectors
 from dlcli.cli_common import DeviceOption, JsonOption, SetOption, guarded, show_tracebacks
 from dlcli.config import list_recipes, read_yaml, render_yaml, resolve_recipe
 from dlcli.console import fmt_metrics, full_width, log, out, per_class_table, print_json, print_table
@@ -391,6 +391,7 @@ def _render_env(report: dict) -> None:
 app.command()(train)
 app.command("eval")(eval_)
 app.command("runs")(runs_cmd)
+app.command()(cli_sweep.sweep)
 app.command()(plot)
 app.command()(cli_infer.predict)
 app.command("tag")(cli_infer.tag_cmd)
