@@ -290,7 +290,9 @@ class Expect(Section):
     def _split_and_name(cls, metric: str) -> str:
         split, _, name = metric.partition(".")
         if split not in EXPECT_SPLITS or not name:
-            raise ValueError(f"a metric is split.name with split one of {', '.join(EXPECT_SPLITS)} (test.top1, val.loss)")
+            raise ValueError(
+                f"a metric is split.name with split one of {', '.join(EXPECT_SPLITS)} (test.top1, val.loss)"
+            )
         return metric
 
 

@@ -23,7 +23,7 @@ EMA_PREFIX = "ema_"  # train.ema's average, scored beside the weights in each va
 
 
 def direction(expect: Expect) -> str:
-    """"higher" or "lower": the recipe's, or for auto, from the metric's name (ema_loss is a loss)."""
+    """ "higher" or "lower": the recipe's, or for auto, from the metric's name (ema_loss is a loss)."""
     if expect.direction != "auto":
         return expect.direction
     name = expect.metric.partition(".")[2].removeprefix(EMA_PREFIX)
