@@ -133,6 +133,14 @@ def test_an_expect_on_a_split_the_data_lacks_is_exit_2_before_training(tmp_path:
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_a_metric_known_only_when_the_run_ends_is_named_then(tmp_path: Path) -> None:
+    """The tagger's per-tag metrics (precision.NOUN) depend on its data: one it lacks is found at the end."""
+    result = dl("check", "pos_lstm", "--out", tmp_path / "run", "-q", *TINY_POS, *sets("expect.metric=test.recall.XYZ"))
+    assert_exit_2(result, "test.recall.XYZ", "not reported")
+    assert "NOT reported by this run (it reported " in result.stdout
+    assert summary_of(tmp_path / "run")["expect"]["got"] is None
+
+
 # --------------------------------------------------------------------------- every other bundled recipe
 
 # What a recipe reads that may be missing here (the shared datasets, a download, another run's vectors),
