@@ -84,12 +84,49 @@ def train(
     )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, only the main process answers
         return
+    _print_summary(summary, json_)
+
+
+def _print_summary(summary: dict, json_: bool) -> None:
+    """What dl train and dl check answer: the final metrics, the steps and the run, and the recipe's expect: verdict."""
+    from dlcli.expect import describe
+
     if json_:
         print_json(summary)
         return
     for split, metrics in summary["metrics"].items():
         out.print(f"{split}: {fmt_metrics(metrics)}")
     out.print(f"{summary['steps']} steps in {summary['wall_s']:.1f} s on {summary['device']} -> {summary['run']}")
+    if "expect" in summary:
+        out.print(describe(summary["expect"]), markup=False, highlight=False)
+
+
+@guarded
+def check(
+    config: Annotated[str, typer.Argument(help="recipe file, or a bundled recipe's name (resnet)")],
+    set_: SetOption = [],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="run folder (default runs/<name>)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing run folder")] = False,
+    device: DeviceOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or logs")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Train a recipe and check its stated result (its expect: block): exit 0 met, 1 not met, 2 no expect:."""
+    from dlcli import api
+
+    cfg = resolve_recipe(config, set_)  # torch-free: a recipe without expect: stops before torch loads
+    if cfg.expect is None:
+        raise DlError(
+            f"{config} states no result to check: add an expect: block (metric, value, tolerance, measured; "
+            "`dl config show RECIPE` describes them), or --set expect.metric=... --set expect.value=..."
+        )
+    summary = api.train(config, set_, out_dir, overwrite=overwrite, device=device, quiet=quiet)
+    _print_summary(summary, json_)
+    verdict = summary["expect"]
+    if verdict["got"] is None:  # a metric the task's config does not declare, and the run did not report
+        raise DlError(f"expect.metric '{verdict['metric']}' was not reported by this run: fix the recipe's expect:.")
+    if not verdict["met"]:
+        raise typer.Exit(1)
 
 
 def _launch_torchrun(nproc: int) -> int:
@@ -389,6 +426,7 @@ def _render_env(report: dict) -> None:
 
 # Every command of `dl`, in the order `dl --help` lists them (typer keeps registration order).
 app.command()(train)
+app.command()(check)
 app.command("eval")(eval_)
 app.command("runs")(runs_cmd)
 app.command()(cli_sweep.sweep)

@@ -260,6 +260,42 @@ class ScheduleConfig(Section):
     )
 
 
+# Splits whose final metrics summary.json records ("val": the best checkpoint's validation; "test": its test).
+EXPECT_SPLITS = ("val", "test")
+
+
+class Expect(Section):
+    """A recipe's stated result: what `dl train` reports it met or not, and `dl check` enforces (dlcli/expect.py)."""
+
+    metric: str = Field(
+        description="split.name of a final metric in summary.json (the best checkpoint's): test.top1, val.loss, "
+        "test.bleu, val.analogy_accuracy"
+    )
+    value: float = Field(description="the result measured where `measured` says")
+    tolerance: float = Field(
+        0.0, ge=0, description="how far short of value still counts as met (seed, thread and machine spread)"
+    )
+    direction: Literal["auto", "higher", "lower"] = Field(
+        "auto",
+        description="which way is better: auto is lower for losses (loss, ppl, bpc; style's total, content, style, "
+        "tv) and higher for the rest (accuracies, top1, bleu, chrf, exact)",
+    )
+    measured: str | None = Field(
+        None, description="where the value was measured: machine and its yardstick, source (BENCHMARKS.md section)"
+    )
+    minutes: float | None = Field(None, gt=0, description="training minutes on that machine")
+
+    @field_validator("metric")
+    @classmethod
+    def _split_and_name(cls, metric: str) -> str:
+        split, _, name = metric.partition(".")
+        if split not in EXPECT_SPLITS or not name:
+            raise ValueError(
+                f"a metric is split.name with split one of {', '.join(EXPECT_SPLITS)} (test.top1, val.loss)"
+            )
+        return metric
+
+
 class RunConfig(Section):
     """The keys every recipe has. Tasks subclass it to type `model` and `data`."""
 
@@ -274,6 +310,17 @@ class RunConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig, description="the optimizer")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="the learning-rate schedule")
     train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop")
+    expect: Expect | None = Field(
+        None,
+        description="the result this recipe should reach (metric, value, tolerance, measured): `dl train` says "
+        "whether it was met, `dl check` exits 1 when not",
+    )
+
+    def metric_names(self) -> tuple[str, ...] | None:
+        """The names (fnmatch patterns: precision.*) of the metrics this run's evaluations report (train.ema's
+        ema_ copies aside); expect.metric is checked against them before training. None: not declared, so
+        expect.metric is checked when the run ends. Each task's config overrides it."""
+        return None
 
 
 # --------------------------------------------------------------------------- loading
@@ -387,7 +434,8 @@ def resolve_recipe(config: str | Path, overrides: Overrides = None) -> RunConfig
         config: a recipe file, or a bundled recipe's name ("resnet").
         overrides: recipe keys to change: {"optim.lr": 0.05} or ["optim.lr=0.05"] (as --set).
     """
-    from dlcli.tasks import get_config  # on use: the schemas it names import this module
+    from dlcli.expect import check_known  # on use: both import this module
+    from dlcli.tasks import get_config
 
     raw = read_yaml(find_recipe(str(config)))
     if isinstance(overrides, dict):
@@ -395,7 +443,9 @@ def resolve_recipe(config: str | Path, overrides: Overrides = None) -> RunConfig
             set_key(raw, key, value)
     else:
         raw = apply_overrides(raw, [overrides] if isinstance(overrides, str) else list(overrides or []))
-    return validate(raw, get_config(raw.get("task")))
+    cfg = validate(raw, get_config(raw.get("task")))
+    check_known(cfg)  # an expect: naming a metric the task never reports stops here, before any training
+    return cfg
 
 
 def validate(raw: dict[str, Any], schema: type[RunConfig]) -> RunConfig:

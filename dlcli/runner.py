@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlcli import checkpoint, failures
+from dlcli import checkpoint, expect, failures
 from dlcli.checkpoint import Position
 from dlcli.config import RunConfig, render_yaml, to_dict
 from dlcli.console import Logger, MetricsFile
@@ -98,6 +98,7 @@ def train(
         torch.cuda.reset_peak_memory_stats(runtime.device)
     torch.manual_seed(cfg.seed + runtime.rank)
     job, model = _build(task, cfg, runtime, load_weights=resume is None)
+    expect.check_splits(cfg, job.eval_data)  # an expect: on a split the data lacks (test/): exit 2, untrained
     params = job.params if job.params is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg.optim, parameter_groups(model, params, cfg.optim), runtime.device)
     steps_per_epoch = math.ceil(len(job.train_data) / cfg.train.grad_accum)
@@ -152,6 +153,8 @@ def train(
                 raise
             raise loop.out_of_memory(e) from e
         summary = loop.summary()
+        if cfg.expect is not None:
+            summary["expect"] = expect.judge(cfg.expect, summary["metrics"])
         if runtime.is_main and job.export is not None:
             job.export(model, run_dir)
         if runtime.is_main:

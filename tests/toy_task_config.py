@@ -50,3 +50,7 @@ class ToyConfig(RunConfig):
     train: TrainConfig = Field(
         default_factory=lambda: TrainConfig(epochs=3, log_every=1), description="the training loop"
     )
+
+    def metric_names(self) -> tuple[str, ...]:
+        """toy_task.build's eval_step: the mean squared error."""
+        return ("loss",)

@@ -113,3 +113,7 @@ class Config(RunConfig):
     model: ClassifyModel = Field(default_factory=ClassifyModel, description="the network")
     data: ImageDataConfig = Field(default_factory=ImageDataConfig, description="the images")
     train: ClassifyTrain = Field(default_factory=ClassifyTrain, description="the training loop")
+
+    def metric_names(self) -> tuple[str, ...]:
+        """classify.build's eval_step: cross-entropy, top-1 and top-5 accuracy (fractions)."""
+        return ("loss", "top1", "top5")

@@ -82,3 +82,7 @@ class Config(RunConfig):
         description="cosine decay to lr / 10 after a 100-step warmup",
     )
     train: LMTrain = Field(default_factory=LMTrain, description="the training loop")
+
+    def metric_names(self) -> tuple[str, ...]:
+        """lm.build's finish_metrics: loss (nats per token), perplexity, and bits per character at char level."""
+        return ("loss", "ppl", "bpc") if self.data.level == "char" else ("loss", "ppl")

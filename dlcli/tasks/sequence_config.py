@@ -88,6 +88,11 @@ class TagConfig(RunConfig):
     )
     train: TagTrain = Field(default_factory=TagTrain, description="the training loop")
 
+    def metric_names(self) -> tuple[str, ...]:
+        """tag.finish_tag_metrics: token accuracy, accuracy on words unseen in training and their share,
+        precision and recall per tag."""
+        return ("accuracy", "oov_accuracy", "oov_share", "precision.*", "recall.*")
+
 
 class SeqModel(Section):
     arch: Literal["lstm", "gru", "rnn"] = Field("gru", description="the recurrent cell")
@@ -133,3 +138,7 @@ class SeqConfig(RunConfig):
         default_factory=lambda: ScheduleConfig(name="cosine"), description="the learning-rate schedule"
     )
     train: TagTrain = Field(default_factory=TagTrain, description="the training loop")
+
+    def metric_names(self) -> tuple[str, ...]:
+        """seqclass.build's eval_step: cross-entropy and accuracy."""
+        return ("loss", "accuracy")

@@ -121,3 +121,7 @@ class Config(RunConfig):
     )
     train: StyleTrain = Field(default_factory=StyleTrain, description="the loop over pairs")
     stylize: StyleOptions = Field(default_factory=StyleOptions, description="the optimisation, as dl stylize's flags")
+
+    def metric_names(self) -> tuple[str, ...]:
+        """models.gatys.losses, averaged over the pairs: the unweighted losses and the weighted total."""
+        return ("content", "style", "tv", "total")

@@ -104,3 +104,8 @@ class Config(RunConfig):
         description="linear warmup, then lr x sqrt(warmup / step)",
     )
     train: TranslateTrain = Field(default_factory=TranslateTrain, description="the training loop")
+
+    def metric_names(self) -> tuple[str, ...]:
+        """translate.build's finish_metrics; the number task's single-word targets have no BLEU (reports_bleu)."""
+        names = ("loss", "ppl", "chrf", "exact")
+        return names if self.data.dataset == "numbers" else (*names, "bleu")

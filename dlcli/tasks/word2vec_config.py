@@ -99,3 +99,7 @@ class Config(RunConfig):
         description="linear decay to min_lr (gensim's min_alpha)",
     )
     train: Word2VecTrain = Field(default_factory=Word2VecTrain, description="the training loop")
+
+    def metric_names(self) -> tuple[str, ...]:
+        """word2vec.build's eval_step: the analogy accuracy, when there are questions (planted: built in)."""
+        return ("analogy_accuracy",) if self.data.questions or self.data.dataset == "planted" else ()
