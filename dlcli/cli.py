@@ -3,7 +3,7 @@
 This module is the typer app: the commands on run folders and recipes (train, eval, runs, plot,
 export, env, configs, config show) and, at the end, the one list that registers every command in
 the order `dl --help` shows them. The others live beside it, one group each: cli_infer.py (predict,
-tag, generate, translate, models), cli_vectors.py (skipgrams, analogy, similar), cli_stylize.py
+tag, generate, translate, models), cli_vectors.py (skipgrams, analogy, similar, similarity), cli_stylize.py
 (stylize); cli_common.py holds `guarded` and the shared options.
 
 Exit codes: 0 done, 1 failed while running, 2 bad usage / config / input file
@@ -402,6 +402,7 @@ app.command()(env)
 app.command()(cli_vectors.skipgrams)
 app.command()(cli_vectors.analogy)
 app.command()(cli_vectors.similar)
+app.command()(cli_vectors.similarity)
 app.command()(configs)
 app.command()(cli_stylize.stylize)
 config_app.command("show")(config_show)
