@@ -30,6 +30,10 @@ class Word2VecModel(Section):
     negative: int = Field(
         5, ge=0, description="noise words per prediction (negative sampling); 0: the full softmax (small vocabularies)"
     )
+    hs: Literal[0, 1] = Field(
+        0,
+        description="1: the hierarchical softmax over word2vec.c's Huffman tree (needs negative: 0); 0: negative or full softmax",
+    )
     ns_exponent: float = Field(0.75, description="noise distribution: unigram counts to this power (0.75 in the paper)")
     impl: Literal["auto", "hogwild", "batched"] = Field(
         "auto", description="hogwild: numba SGD threads on the CPU; batched: PyTorch batches (GPU); auto: by device"
