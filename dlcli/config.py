@@ -275,6 +275,11 @@ class RunConfig(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="the learning-rate schedule")
     train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop")
 
+    def continues_training(self) -> bool:
+        """True where --resume-from a checkpoint of other data starts a new run from its weights, the
+        task's build taking the checkpoint as `start` (word2vec's data.update_vocab); False: it resumes."""
+        return False
+
 
 # --------------------------------------------------------------------------- loading
 

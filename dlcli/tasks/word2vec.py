@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dlcli.checkpoint import Record
+from dlcli.config import to_dict
 from dlcli.data.corpus import EncodedCorpus, Vocabulary, cached_encode, encode
 from dlcli.data.loaders import mix_seed
 from dlcli.data.textfile import read_text
@@ -276,12 +278,19 @@ def choose_impl(cfg: Config, runtime: Runtime) -> str:
     return impl
 
 
-def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
-    _check(cfg, runtime)
+def build(cfg: Config, runtime: Runtime, load_weights: bool = True, start: Record | None = None) -> Job:
+    """start: with data.update_vocab, the checkpoint a continued run grows from (or, resumed, its own)."""
+    _check(cfg, runtime, start)
     corpus = load_corpus(cfg.data, cfg.seed)
-    vocab = Vocabulary.from_corpus(corpus, cfg.data.min_count, cfg.data.max_vocab_size)
-    tables = make_tables(cfg, corpus, vocab, vocab.keep_probabilities(cfg.data.sample))
+    if start is None:
+        vocab = Vocabulary.from_corpus(corpus, cfg.data.min_count, cfg.data.max_vocab_size)
+        keep = vocab.keep_probabilities(cfg.data.sample)
+    else:
+        vocab, keep = continued_vocabulary(cfg, corpus, start)
+    tables = make_tables(cfg, corpus, vocab, keep)
     model = SkipGram(len(vocab), cfg.model.vector_size, seed=cfg.seed)
+    if start is not None and shape_signature(start.config) != shape_signature(to_dict(cfg)):
+        _start_from(model, start)  # a new corpus: the old rows, the new words' fresh init
     impl = choose_impl(cfg, runtime)
     pairs = None
     if impl == "hogwild":
@@ -315,12 +324,27 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         items_per_batch=lambda batch: batch.words,
         update_step=update,
         export=export,
-        extra={"impl": impl, "vocab_size": len(vocab), "corpus_words": corpus.n_words, "pairs_per_update": pairs},
+        extra={
+            "impl": impl,
+            "vocab_size": len(vocab),
+            "corpus_words": corpus.n_words,
+            "pairs_per_update": pairs,
+            # what a continued run (data.update_vocab) grows, or resumes, this vocabulary from
+            "vocab_words": list(vocab.words),
+            "vocab_counts": vocab.counts.tolist(),
+        },
     )
 
 
-def _check(cfg: Config, runtime: Runtime) -> None:
+def _check(cfg: Config, runtime: Runtime, start: Record | None) -> None:
     """The recipe values word2vec cannot train with, refused before the corpus is read."""
+    if cfg.data.update_vocab and start is None:
+        raise DlError(
+            "data.update_vocab grows a trained run's vocabulary: give the run to continue, "
+            "--resume-from RUN/checkpoints/last.pt (and the new corpus: --set data.path=...)."
+        )
+    if start is not None:
+        _check_start(cfg, start)
     if runtime.distributed:
         raise DlError(
             "word2vec trains in one process (Hogwild threads on the CPU, batches on one GPU); run it without torchrun/--nproc."
@@ -333,6 +357,47 @@ def _check(cfg: Config, runtime: Runtime) -> None:
             f"model.hs=1 with model.negative={cfg.model.negative}: dl trains one objective at a time. "
             "Use model.hs=1 with model.negative=0 (the hierarchical softmax), or model.hs=0."
         )
+
+
+def _check_start(cfg: Config, start: Record) -> None:
+    """A continued run takes over the checkpoint's rows: the vector size and the objective must match."""
+    old_model = start.config["model"]
+    for key in ("vector_size", "hs"):
+        if old_model.get(key, 0) != getattr(cfg.model, key):
+            raise DlError(
+                f"Cannot continue a run with model.{key}={old_model.get(key, 0)} as model.{key}={getattr(cfg.model, key)}: "
+                f"its vectors keep their shape and meaning. Set model.{key}={old_model.get(key, 0)}."
+            )
+    if "vocab_words" not in start.extra:
+        raise DlError(
+            "The checkpoint holds no vocabulary (written before data.update_vocab existed): train the run again to continue it."
+        )
+
+
+def continued_vocabulary(cfg: Config, corpus: EncodedCorpus, start: Record) -> tuple[Vocabulary, np.ndarray]:
+    """The vocabulary of a continued run and its keep probabilities.
+
+    A new corpus grows the checkpoint's vocabulary (Vocabulary.extended: old + new counts, for the noise
+    distribution and the Huffman tree); resuming a continued run reads the grown one back as saved.
+    Subsampling uses the new corpus's counts, as gensim's prepare_vocab(update=True) computes sample_int
+    from the new raw counts.
+    """
+    words, counts = start.extra["vocab_words"], start.extra["vocab_counts"]
+    if shape_signature(start.config) == shape_signature(to_dict(cfg)):  # resuming this continued run
+        vocab = Vocabulary.restored(words, counts, corpus)
+    else:
+        vocab = Vocabulary.extended(words, counts, corpus, cfg.data.min_count, cfg.data.max_vocab_size)
+    in_corpus = Vocabulary(vocab.words, vocab.corpus_counts(corpus), vocab.remap)
+    return vocab, in_corpus.keep_probabilities(cfg.data.sample)
+
+
+@torch.no_grad()
+def _start_from(model: SkipGram, start: Record) -> None:
+    """The checkpoint's rows for the old words (input and output vectors, as gensim's update_weights keeps
+    wv.vectors and syn1neg/syn1); the new words keep SkipGram's fresh init (random inputs, zero outputs)."""
+    old = len(start.extra["vocab_words"])
+    model.in_vectors[:old] = start.model["in_vectors"]
+    model.out_vectors[:old] = start.model["out_vectors"]
 
 
 def make_tables(cfg: Config, corpus: EncodedCorpus, vocab: Vocabulary, keep: np.ndarray) -> Tables:

@@ -60,6 +60,10 @@ class Word2VecData(DataSection):
     planted_sentences: int = Field(
         55000, ge=100, le=MAX_GENERATED, description="planted: sentences generated from the seed"
     )
+    update_vocab: bool = Field(
+        False,
+        description="continued training (--resume-from a run): add this corpus's new words to its vocabulary, as gensim's build_vocab(update=True)",
+    )
     questions: str | None = Field(
         None, description="questions-words file for the validation accuracy (planted: built in)"
     )
@@ -103,3 +107,6 @@ class Config(RunConfig):
         description="linear decay to min_lr (gensim's min_alpha)",
     )
     train: Word2VecTrain = Field(default_factory=Word2VecTrain, description="the training loop")
+
+    def continues_training(self) -> bool:
+        return self.data.update_vocab
