@@ -65,7 +65,13 @@ def train(
     set_: SetOption = [],
     out_dir: Annotated[Path | None, typer.Option("--out", help="run folder (default runs/<name>)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run folder's checkpoints/last.pt")] = False,
-    resume_from: Annotated[Path | None, typer.Option("--resume-from", help="continue from this checkpoint")] = None,
+    resume_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume-from",
+            help="continue from this checkpoint (word2vec with data.update_vocab: a new run from its vectors)",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing run folder")] = False,
     device: DeviceOption = None,
     nproc: Annotated[
