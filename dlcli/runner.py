@@ -96,7 +96,8 @@ def train(
     resume = _load_resume(task, cfg, resume_from) if resume_from else None
     start = resume if cfg.continues_training() else None
     if start is not None and task.shape_signature(start.config) != task.shape_signature(to_dict(cfg)):
-        resume = _start_new_run(run_dir, resume_from)
+        _refuse_a_run_in(run_dir, resume_from)
+        resume = None  # other data: the checkpoint's weights start a new run, nothing is resumed
     if runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)
     torch.manual_seed(cfg.seed + runtime.rank)
@@ -231,16 +232,15 @@ def _load_resume(task: Any, cfg: RunConfig, path: Path) -> checkpoint.Record:
     return resume
 
 
-def _start_new_run(run_dir: Path, checkpoint_path: Path) -> None:
+def _refuse_a_run_in(run_dir: Path, checkpoint_path: Path) -> None:
     """Continued training on other data (cfg.continues_training()) is a new run: position 0, a new
     schedule, the checkpoint's weights as the start. It never writes into a folder that holds a run
-    (the one it starts from included). Returns None: there is nothing to resume."""
+    (the one it starts from included)."""
     if any((Path(run_dir) / name).exists() for name in ("config.yaml", "checkpoints", "metrics.jsonl")):
         raise DlError(
             f"{run_dir} already holds a run; continued training from {checkpoint_path} on a new corpus starts a "
             "new run. Give it its own folder with --out DIR."
         )
-    return None
 
 
 def _build(
