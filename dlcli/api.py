@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from dlcli import loading, runlock, runner, vectors
+from dlcli import similarity as wordsim  # not `similarity`: Run.similarity is a method
 from dlcli.config import Overrides, RunConfig, render_yaml, resolve_recipe
 from dlcli.console import Logger
 from dlcli.data.images import eval_transform
@@ -153,7 +154,7 @@ class Run:
 
     Made by load_run(). The inference methods are those of the run's task and give what the
     matching command prints with --json: predict (classify), generate (lm), translate
-    (translate), tag (tag), analogy and similar (word2vec).
+    (translate), tag (tag), analogy, similar, similarity and evaluate_word_pairs (word2vec).
     """
 
     path: Path
@@ -209,6 +210,17 @@ class Run:
         """(word, cosine) nearest to `word`, best first, as `dl similar WORD --run RUN` (word2vec runs)."""
         self._expect("word2vec", "similar")
         return vectors.similar(self._word_vectors(), word, top)
+
+    def similarity(self, a: str, b: str) -> float:
+        """The cosine of two words' vectors, as `dl similarity A B --run RUN` (word2vec runs)."""
+        self._expect("word2vec", "similarity")
+        return wordsim.cosine(self._word_vectors(), a, b)
+
+    def evaluate_word_pairs(self, pairs: str | Path, restrict: int = wordsim.RESTRICT) -> dict[str, Any]:
+        """Spearman's rho of the cosines against a pairs file's human scores, as
+        `dl similarity --eval PAIRS --run RUN --json`: {"spearman", "pearson", "pairs", "skipped", "oov_ratio"}."""
+        self._expect("word2vec", "evaluate_word_pairs")
+        return wordsim.evaluate_word_pairs(self._word_vectors(), Path(pairs), restrict)
 
     def _word_vectors(self) -> vectors.WordVectors:
         # Read on first use, as the commands read them: the exported vectors.bin (written when

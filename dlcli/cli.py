@@ -3,7 +3,7 @@
 This module is the typer app: the commands on run folders and recipes (train, eval, runs, plot,
 export, env, configs, config show) and, at the end, the one list that registers every command in
 the order `dl --help` shows them. The others live beside it, one group each: cli_infer.py (predict,
-tag, generate, translate, models), cli_vectors.py (skipgrams, analogy, similar), cli_stylize.py
+tag, generate, translate, models), cli_vectors.py (skipgrams, analogy, similar, similarity), cli_stylize.py
 (stylize); cli_common.py holds `guarded` and the shared options.
 
 Exit codes: 0 done, 1 failed while running, 2 bad usage / config / input file
@@ -65,7 +65,13 @@ def train(
     set_: SetOption = [],
     out_dir: Annotated[Path | None, typer.Option("--out", help="run folder (default runs/<name>)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run folder's checkpoints/last.pt")] = False,
-    resume_from: Annotated[Path | None, typer.Option("--resume-from", help="continue from this checkpoint")] = None,
+    resume_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume-from",
+            help="continue from this checkpoint (word2vec with data.update_vocab: a new run from its vectors)",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing run folder")] = False,
     device: DeviceOption = None,
     nproc: Annotated[
@@ -441,6 +447,7 @@ app.command()(env)
 app.command()(cli_vectors.skipgrams)
 app.command()(cli_vectors.analogy)
 app.command()(cli_vectors.similar)
+app.command()(cli_vectors.similarity)
 app.command()(configs)
 app.command()(cli_stylize.stylize)
 config_app.command("show")(config_show)

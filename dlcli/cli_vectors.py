@@ -1,7 +1,7 @@
 """word2vec's commands: `dl skipgrams` (the (target, context) pairs it trains on) and the queries
 of word vectors, from a word2vec run (by default the newest finished one under runs/) or a
-word2vec-format file: `dl analogy`, `dl similar`. The work is in dlcli/data/text.py and
-dlcli/vectors.py, imported in the bodies (torch-free here).
+word2vec-format file: `dl analogy`, `dl similar`, `dl similarity`. The work is in dlcli/data/text.py,
+dlcli/vectors.py and dlcli/similarity.py, imported in the bodies (torch-free here).
 
 cli.py registers these functions on the `dl` app.
 """
@@ -108,6 +108,53 @@ def similar(
 
     wv = wv_.load_vectors(run, vectors)
     _render_neighbours(wv_.similar(wv, word, top), word, json_)
+
+
+@guarded
+def similarity(
+    words: Annotated[
+        list[str] | None, typer.Argument(metavar="A B", help="two words: print the cosine of their vectors")
+    ] = None,
+    run: RunVectorsOption = None,
+    vectors: VectorsFileOption = None,
+    eval_: Annotated[
+        Path | None,
+        typer.Option("--eval", help="Spearman's rho on a pairs file ('word1 word2 score' lines) instead (no A B)"),
+    ] = None,
+    restrict: Annotated[
+        int, typer.Option("--restrict", min=1, help="with --eval: only the N most frequent words count as known")
+    ] = 300_000,
+    json_: JsonOption = False,
+) -> None:
+    """Word similarity: `dl similarity cat dog` -> their cosine; `--eval PAIRS` -> Spearman's rho against human scores."""
+    words = words or []
+    if eval_ is not None and words:
+        raise DlError("--eval scores a pairs file: give no words A B with it.")
+    if eval_ is None and len(words) != 2:
+        raise DlError(f"dl similarity takes two words A B (e.g. cat dog), or --eval PAIRS; got {len(words)} words.")
+    run = run_or_newest(run, "word2vec", VECTOR_SOURCES) if vectors is None else run
+    from dlcli import similarity as sim
+    from dlcli import vectors as wv_
+
+    wv = wv_.load_vectors(run, vectors)
+    if eval_ is not None:
+        _render_pairs_eval(sim.evaluate_word_pairs(wv, eval_, restrict), eval_, json_)
+        return
+    a, b = words
+    score = sim.cosine(wv, a, b)
+    if json_:
+        print_json({"word1": a, "word2": b, "cosine": score})
+        return
+    out.print(f"{score:.4f}", markup=False)
+
+
+def _render_pairs_eval(result: dict, path: Path, json_: bool) -> None:
+    if json_:
+        print_json(result)
+        return
+    rho = "undefined (constant scores)" if result["spearman"] is None else f"{result['spearman']:.4f}"
+    out.print(f"{path}: Spearman's rho {rho} over {result['pairs']} pairs", markup=False, highlight=False)
+    out.print(f"{result['skipped']} pairs skipped (a word outside the vocabulary searched)", highlight=False)
 
 
 def _render_neighbours(results: list[tuple[str, float]], title: str, json_: bool) -> None:

@@ -322,6 +322,11 @@ class RunConfig(Section):
         expect.metric is checked when the run ends. Each task's config overrides it."""
         return None
 
+    def continues_training(self) -> bool:
+        """True where --resume-from a checkpoint of other data starts a new run from its weights, the
+        task's build taking the checkpoint as `start` (word2vec's data.update_vocab); False: it resumes."""
+        return False
+
 
 # --------------------------------------------------------------------------- loading
 

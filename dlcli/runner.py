@@ -94,10 +94,14 @@ def train(
 ) -> dict[str, Any]:
     """Train `cfg` into `run_dir` (resuming from a checkpoint if given); returns the summary."""
     resume = _load_resume(task, cfg, resume_from) if resume_from else None
+    start = resume if cfg.continues_training() else None
+    if start is not None and task.shape_signature(start.config) != task.shape_signature(to_dict(cfg)):
+        _refuse_a_run_in(run_dir, resume_from)
+        resume = None  # other data: the checkpoint's weights start a new run, nothing is resumed
     if runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)
     torch.manual_seed(cfg.seed + runtime.rank)
-    job, model = _build(task, cfg, runtime, load_weights=resume is None)
+    job, model = _build(task, cfg, runtime, load_weights=resume is None, start=start)
     expect.check_splits(cfg, job.eval_data)  # an expect: on a split the data lacks (test/): exit 2, untrained
     params = job.params if job.params is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg.optim, parameter_groups(model, params, cfg.optim), runtime.device)
@@ -218,6 +222,8 @@ def _load_resume(task: Any, cfg: RunConfig, path: Path) -> checkpoint.Record:
     resume = checkpoint.load(path)
     if resume.task != cfg.task:
         raise DlError(f"Checkpoint {path} is from a '{resume.task}' run; this recipe is task '{cfg.task}'.")
+    if cfg.continues_training():
+        return resume  # the task's build checks what it takes over (word2vec: the vector size)
     before, now = task.shape_signature(resume.config), task.shape_signature(to_dict(cfg))
     changed = [k for k in now if before.get(k) != now[k]]
     if changed:
@@ -229,11 +235,26 @@ def _load_resume(task: Any, cfg: RunConfig, path: Path) -> checkpoint.Record:
     return resume
 
 
-def _build(task: Any, cfg: RunConfig, runtime: Runtime, load_weights: bool) -> tuple[Job, nn.Module]:
+def _refuse_a_run_in(run_dir: Path, checkpoint_path: Path) -> None:
+    """Continued training on other data (cfg.continues_training()) is a new run: position 0, a new
+    schedule, the checkpoint's weights as the start. It never writes into a folder that holds a run
+    (the one it starts from included)."""
+    if any((Path(run_dir) / name).exists() for name in ("config.yaml", "checkpoints", "metrics.jsonl")):
+        raise DlError(
+            f"{run_dir} already holds a run; continued training from {checkpoint_path} on a new corpus starts a "
+            "new run. Give it its own folder with --out DIR."
+        )
+
+
+def _build(
+    task: Any, cfg: RunConfig, runtime: Runtime, load_weights: bool, start: checkpoint.Record | None = None
+) -> tuple[Job, nn.Module]:
     """The task's Job and its model on the device. A resumed run's weights come from the checkpoint
-    (load_weights=False): no pretrained files are needed. Running out of memory here is a RunFailed."""
+    (load_weights=False): no pretrained files are needed. `start`: the checkpoint a continued run
+    (cfg.continues_training()) builds from, passed only then. Running out of memory here is a RunFailed."""
     try:
-        job = task.build(cfg, runtime, load_weights=load_weights)
+        continued = {"start": start} if start is not None else {}
+        job = task.build(cfg, runtime, load_weights=load_weights, **continued)
         model = job.model.to(runtime.device)
     except (RuntimeError, MemoryError) as e:
         if not failures.is_out_of_memory(e):

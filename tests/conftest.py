@@ -15,6 +15,7 @@ several threads each waiting on busy cores a tiny model's step can be 100x slowe
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -130,6 +131,16 @@ def toy_recipe(monkeypatch, tmp_path: Path, recipe: str) -> Path:
     path = tmp_path / "toy.yaml"
     path.write_text(recipe, encoding="utf-8")
     return path
+
+
+def fake_run(folder: Path, task: str, finished_at: float | None) -> Path:
+    """The files that say a folder's task and whether it finished: config.yaml, and summary.json with its mtime."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(f"task: {task}\n")
+    if finished_at is not None:
+        (folder / "summary.json").write_text(json.dumps({"task": task, "steps": 1}))
+        os.utime(folder / "summary.json", (finished_at, finished_at))
+    return folder
 
 
 # Tiny shapes data for the classify recipes: 5 train batches of 4, and small val/test splits.

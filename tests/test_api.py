@@ -229,7 +229,7 @@ def test_load_run_translate_equals_dl_translate(cli: Callable[..., Result], tmp_
     assert loaded.translate(["seven", "eight"], beam=2) == lines
 
 
-def test_load_run_similar_and_analogy_equal_the_commands(cli: Callable[..., Result], tmp_path: Path) -> None:
+def test_load_run_similar_analogy_and_similarity_equal_the_commands(cli: Callable[..., Result], tmp_path: Path) -> None:
     run = tmp_path / "vectors"
     dlcli.train(
         "word2vec",
@@ -241,4 +241,9 @@ def test_load_run_similar_and_analogy_equal_the_commands(cli: Callable[..., Resu
     assert [{"word": w, "score": s} for w, s in loaded.similar("king", top=3)] == similar
     analogy = _json(cli("analogy", "king", "man", "woman", "--run", run, "--top", 3, "--json"))
     assert [{"word": w, "score": s} for w, s in loaded.analogy("king", "man", "woman", top=3)] == analogy
+    cosine = _json(cli("similarity", "king", "queen", "--run", run, "--json"))["cosine"]
+    assert loaded.similarity("king", "queen") == cosine
+    (tmp_path / "pairs.txt").write_text("king\tqueen\t9\nking\tman\t5\nman\twoman\t7\nking\tzebra\t1\n")
+    scored = _json(cli("similarity", "--eval", tmp_path / "pairs.txt", "--run", run, "--json"))
+    assert loaded.evaluate_word_pairs(tmp_path / "pairs.txt") == scored and scored["skipped"] == 1
     assert type(loaded.model).__name__ == "SkipGram"

@@ -351,6 +351,7 @@ def test_yaml_tags_that_construct_objects_are_refused(cli, tmp_path, tag):
         (["predict", "cat.png"], "configs/resnet.yaml"),
         (["analogy", "king", "man", "woman"], "configs/word2vec.yaml"),
         (["similar", "king"], "configs/word2vec.yaml"),
+        (["similarity", "cat", "dog"], "configs/word2vec.yaml"),
     ],
 )
 def test_a_missing_run_is_one_error_line(cli, command, recipe):

@@ -10,7 +10,6 @@ train and how long it takes (each command's message: tests/test_bad_input.py), b
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from typer.testing import Result
 
 from dlcli import runs
 
-from conftest import assert_exit_2, sets
+from conftest import assert_exit_2, fake_run, sets
 
 
 def test_train_word2vec_then_analogy_as_typed(
@@ -34,16 +33,6 @@ def test_train_word2vec_then_analogy_as_typed(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["word"] == "queen"
     assert "using runs/word2vec (newest finished word2vec run)" in result.stderr
-
-
-def fake_run(folder: Path, task: str, finished_at: float | None) -> Path:
-    """The files that say a folder's task and whether it finished: config.yaml, and summary.json with its mtime."""
-    folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(f"task: {task}\n")
-    if finished_at is not None:
-        (folder / "summary.json").write_text(json.dumps({"task": task, "steps": 1}))
-        os.utime(folder / "summary.json", (finished_at, finished_at))
-    return folder
 
 
 def test_the_newest_finished_run_of_the_task_is_taken() -> None:

@@ -86,6 +86,7 @@ def test_no_run_is_said_before_torch_loads() -> None:
         ["predict", "cat.png"],
         ["analogy", "king", "man", "woman"],
         ["similar", "king"],
+        ["similarity", "cat", "dog"],
     ]
     code = (
         "import json, sys\n"

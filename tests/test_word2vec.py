@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dlcli.models import word2vec_hogwild as hogwild
+from dlcli.models.huffman import huffman_tree
 from dlcli.models.word2vec import SkipGram, batched_update, negative_sampling_grads, softmax_grads
 
 needs_numba = pytest.mark.skipif(not hogwild.available(), reason="numba is not installed")
@@ -17,9 +18,10 @@ def _vectors(vocab=4, dim=6, seed=0):
     return torch.randn(vocab, dim, generator=gen) * 0.3, torch.randn(vocab, dim, generator=gen) * 0.3
 
 
-def _run_kernel(syn0, syn1, sentence, counts, negative, sg=True, window=1, lr=0.1):
+def _run_kernel(syn0, syn1, sentence, counts, negative, sg=True, window=1, lr=0.1, hs=False):
     syn0, syn1 = syn0.numpy().copy(), syn1.numpy().copy()
     ids = np.array(sentence, dtype=np.int32)
+    tree = huffman_tree(np.array(counts) if hs else np.array(counts)[:0])
     loss, predictions, kept = hogwild.train_sentences(
         syn0,
         syn1,
@@ -28,7 +30,10 @@ def _run_kernel(syn0, syn1, sentence, counts, negative, sg=True, window=1, lr=0.
         np.arange(len(syn0), dtype=np.int32),
         np.ones(len(syn0), np.float32),
         *hogwild.alias_table(np.array(counts), 0.75),
+        tree.codes,
+        tree.points,
         sg,
+        hs,
         negative,
         window,
         lr,

@@ -150,6 +150,37 @@ class Vocabulary:
         remap[order] = np.arange(len(order), dtype=np.int32)
         return cls([corpus.words[i] for i in order], corpus.counts[order], remap)
 
+    @classmethod
+    def restored(cls, words: list[str], counts: list[int], corpus: EncodedCorpus) -> Vocabulary:
+        """A vocabulary as saved (a resumed continued run), mapped onto `corpus`'s ids."""
+        return cls(list(words), np.asarray(counts, dtype=np.int64), _remap(words, corpus))
+
+    @classmethod
+    def extended(
+        cls, words: list[str], counts: list[int], corpus: EncodedCorpus, min_count: int, max_vocab_size: int | None
+    ) -> Vocabulary:
+        """A trained vocabulary grown by `corpus`, as gensim's build_vocab(update=True): the old words keep
+        their ids and add their new counts; new words seen min_count times are appended, most frequent
+        first (gensim appends in first-seen order), while the vocabulary has room for max_vocab_size."""
+        known = set(words)
+        order = np.argsort(-corpus.counts, kind="stable")
+        new = [i for i in order if corpus.counts[i] >= min_count and corpus.words[i] not in known]
+        if max_vocab_size is not None:
+            new = new[: max(0, max_vocab_size - len(words))]
+        all_words = list(words) + [corpus.words[i] for i in new]
+        remap = _remap(all_words, corpus)
+        grown = np.concatenate([np.asarray(counts, dtype=np.int64), np.zeros(len(new), dtype=np.int64)])
+        seen = remap >= 0
+        np.add.at(grown, remap[seen], corpus.counts[seen])
+        return cls(all_words, grown, remap)
+
+    def corpus_counts(self, corpus: EncodedCorpus) -> np.ndarray:
+        """(V,) how often each vocabulary word occurs in `corpus` (0 for words it lacks)."""
+        counts = np.zeros(len(self.words), dtype=np.int64)
+        seen = self.remap >= 0
+        np.add.at(counts, self.remap[seen], corpus.counts[seen])
+        return counts
+
     def __len__(self) -> int:
         return len(self.words)
 
@@ -162,5 +193,11 @@ class Vocabulary:
         if sample <= 0:
             return np.ones(len(self.counts), dtype=np.float32)
         threshold = sample * float(self.counts.sum())
-        c = self.counts.astype(np.float64)
+        c = np.maximum(self.counts, 1).astype(np.float64)  # a continued run's old word absent from the new corpus
         return np.minimum(1.0, (np.sqrt(c / threshold) + 1.0) * threshold / c).astype(np.float32)
+
+
+def _remap(words: list[str], corpus: EncodedCorpus) -> np.ndarray:
+    """(corpus words,) int32: each corpus id's index in `words`, -1 where it is not one of them."""
+    index = {word: i for i, word in enumerate(words)}
+    return np.array([index.get(word, -1) for word in corpus.words], dtype=np.int32)

@@ -5,8 +5,10 @@ an output vector v'_w (a row of `out_vectors`). For a target w_I and a context w
 
     full softmax:       L = -log p(w_O | w_I),  p(w_O | w_I) = exp(v'_O . v_I) / sum_w exp(v'_w . v_I)
     negative sampling:  L = -log sigma(v'_O . v_I) - sum_k log sigma(-v'_k . v_I),  w_k ~ P_n(w)
+    hierarchical:       L = -sum_{n on O's path} log sigma((1 - 2 code_n) u_n . v_I)
 
-where P_n is the unigram distribution raised to 3/4 (`noise_distribution`). The explicit
+where P_n is the unigram distribution raised to 3/4 (`noise_distribution`) and the path is the
+inner nodes n (rows u_n of `out_vectors`) from the root of the Huffman tree to O (models/huffman.py). The explicit
 gradients are what a Hogwild CPU loop (as word2vec.c) applies without autograd; the tests hold
 them equal to autograd's.
 """
@@ -39,6 +41,16 @@ class SkipGram(nn.Module):
         positive = (self.out_vectors[contexts] * v_in).sum(-1)  # (B,)
         negative = torch.einsum("bkd,bd->bk", self.out_vectors[negatives], v_in)  # (B, K)
         return -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1)).mean()
+
+    def hierarchical_softmax_loss(
+        self, targets: torch.Tensor, contexts: torch.Tensor, codes: torch.Tensor, points: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean over pairs of the hierarchical softmax loss. codes, points: (V, L) of the Huffman tree
+        (codes padded with -1), indexed by the context word."""
+        code, point = codes[contexts], points[contexts]  # (B, L)
+        f = torch.einsum("bld,bd->bl", self.out_vectors[point], self.in_vectors[targets])  # (B, L)
+        # word2vec.c: label 1 - code, so code 0 is probability sigma(f) and code 1 is sigma(-f)
+        return -(F.logsigmoid((1 - 2 * code) * f) * (code >= 0)).sum(-1).mean()
 
 
 def noise_distribution(counts: torch.Tensor, exponent: float = 0.75) -> torch.Tensor:
@@ -79,6 +91,21 @@ def softmax_grads(
     return error @ out_vectors, error[:, None] * v_in
 
 
+def hierarchical_softmax_grads(
+    in_vectors: torch.Tensor, out_vectors: torch.Tensor, target: int, code: list[int], point: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """d L / d v_I and d L / d u_n (for the path's nodes `point`) of one pair's hierarchical softmax loss.
+
+    With f_n = u_n . v_I: dL/df_n = sigma(f_n) - (1 - code_n), so
+        dL/dv_I = sum_n (sigma(f_n) - 1 + code_n) u_n,    dL/du_n = (sigma(f_n) - 1 + code_n) v_I
+    (word2vec.c's g = (1 - code - sigma(f)) alpha is -alpha times this).
+    """
+    v_in = in_vectors[target]
+    nodes = out_vectors[torch.tensor(point)]  # (L, D)
+    error = torch.sigmoid(nodes @ v_in) - 1 + torch.tensor(code, dtype=v_in.dtype)  # (L,)
+    return error @ nodes, error[:, None] * v_in
+
+
 # --------------------------------------------------------------------------- batched SGD (the GPU path)
 
 
@@ -95,6 +122,7 @@ def batched_update(
     negative: int,
     lr: float,
     pairs_per_update: int = 4096,
+    tree: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """SGD on the pairs of a batch of sentences, `pairs_per_update` predictions at a time.
 
@@ -104,7 +132,8 @@ def batched_update(
     staleness is why updates stay small: a frequent noise word is drawn hundreds of times in
     32k predictions, and the sum of that many same-sign steps diverges at word2vec's lr
     (measured: 32768 diverges at lr 0.025; 4096 and 8192 match the Hogwild loop's accuracy).
-    Returns the mean loss per prediction.
+    tree: the Huffman tree's (codes, points) (V, L) on the device for the hierarchical softmax
+    (model.hs; negative is 0 then), else None. Returns the mean loss per prediction.
     """
     center, context, words = _pairs(words, lengths, keep, gen, window)
     if len(center) == 0:
@@ -118,11 +147,11 @@ def batched_update(
         for lo in range(0, len(targets), pairs_per_update):
             chunk = slice(lo, lo + pairs_per_update)
             l1 = syn0[inputs[chunk]]
-            neu1e, loss = _predict(l1, targets[chunk], None if noise is None else noise[chunk], syn1, lr)
+            neu1e, loss = _predict(l1, targets[chunk], None if noise is None else noise[chunk], syn1, lr, tree)
             syn0.index_add_(0, inputs[chunk], neu1e)
             loss_sum += loss
         return (loss_sum / len(targets)).float()
-    return _cbow(model, words, center, context, noise_cdf, gen, negative, lr, pairs_per_update)
+    return _cbow(model, words, center, context, noise_cdf, gen, negative, lr, pairs_per_update, tree)
 
 
 def _pairs(words, lengths, keep, gen, window):
@@ -153,7 +182,7 @@ def _draw_noise(noise_cdf, count, negative, gen):
     return torch.searchsorted(noise_cdf, uniform, right=True).clamp_(max=len(noise_cdf) - 1)
 
 
-def _cbow(model, words, center, context, noise_cdf, gen, negative, lr, pairs_per_update):
+def _cbow(model, words, center, context, noise_cdf, gen, negative, lr, pairs_per_update, tree):
     """CBOW: the mean of the window's input vectors predicts the center; its error goes to each context word."""
     device, n = words.device, len(words)
     syn0, syn1 = model.in_vectors.data, model.out_vectors.data
@@ -169,18 +198,22 @@ def _cbow(model, words, center, context, noise_cdf, gen, negative, lr, pairs_per
         rows, ctx = slot[center[member]], words[context[member]]
         l1 = torch.zeros(len(chunk), syn0.shape[1], device=device).index_add_(0, rows, syn0[ctx])
         l1 /= count[chunk, None]
-        neu1e, loss = _predict(l1, words[chunk], None if noise is None else noise[lo : lo + pairs_per_update], syn1, lr)
+        chunk_noise = None if noise is None else noise[lo : lo + pairs_per_update]
+        neu1e, loss = _predict(l1, words[chunk], chunk_noise, syn1, lr, tree)
         syn0.index_add_(0, ctx, neu1e[rows])
         total += loss
         predictions += len(chunk)
     return (total / max(1, predictions)).float()
 
 
-def _predict(l1, targets, noise, syn1, lr):
+def _predict(l1, targets, noise, syn1, lr, tree=None):
     """Predict `targets` (P,) from inputs l1 (P, D): updates syn1 in place, returns (-lr dL/dl1, loss sum).
 
-    noise: (P, K) noise words (negative sampling), or None for the full softmax.
+    noise: (P, K) noise words (negative sampling), or None for the full softmax or, with `tree`
+    (codes, points), the hierarchical softmax.
     """
+    if tree is not None:
+        return _predict_hierarchical(l1, targets, tree, syn1, lr)
     if noise is None:
         scores = l1 @ syn1.T  # (P, V): the full softmax
         loss = F.cross_entropy(scores, targets, reduction="sum")
@@ -204,4 +237,18 @@ def _predict(l1, targets, noise, syn1, lr):
     g = torch.sigmoid(-s) * sign * live * lr  # (P, 1 + K)
     neu1e = torch.bmm(g[:, None, :], out).squeeze(1)  # (P, D)
     syn1.index_add_(0, words.flatten(), (g[:, :, None] * l1[:, None, :]).reshape(-1, l1.shape[1]))
+    return neu1e, loss.double()
+
+
+def _predict_hierarchical(l1, targets, tree, syn1, lr):
+    """The hierarchical softmax of _predict: each target's path nodes (padded to L, masked) at once."""
+    code, point = tree[0][targets], tree[1][targets]  # (P, L)
+    live = code >= 0
+    code = code.to(l1.dtype)
+    out = syn1[point]  # (P, L, D)
+    f = torch.bmm(out, l1[:, :, None]).squeeze(2)  # (P, L)
+    loss = -(F.logsigmoid((1 - 2 * code) * f) * live).sum()
+    g = (1 - code - torch.sigmoid(f)) * live * lr  # word2vec.c: g = (1 - code - sigma(f)) alpha
+    neu1e = torch.bmm(g[:, None, :], out).squeeze(1)  # (P, D)
+    syn1.index_add_(0, point.flatten(), (g[:, :, None] * l1[:, None, :]).reshape(-1, l1.shape[1]))
     return neu1e, loss.double()

@@ -10,7 +10,8 @@ thousand pairs costs far more than the 100-wide dot products. This loop is compi
         for each context word within b positions:
             skip-gram: the context word's input vector predicts the target's output vector
             CBOW:      the mean of the window's input vectors predicts the target
-            negative sampling: 1 positive + `negative` noise words ~ unigram^0.75 (cum_table)
+            negative sampling: 1 positive + `negative` noise words ~ unigram^0.75 (alias table)
+            hierarchical:      the inner nodes on the target's Huffman path (model.hs)
             full softmax:      every output vector (small vocabularies only)
 
 Which vector is the input in skip-gram follows word2vec.c and gensim: for a pair
@@ -137,6 +138,43 @@ def _full_softmax(l1, syn1, target, alpha, neu1e, scores):
 
 
 @_jit
+def _hierarchical_softmax(l1, syn1, code, point, alpha, neu1e):
+    """One prediction of the word whose Huffman path is (code, point), padded with code -1.
+
+    Loss -sum_n log sigma((1 - 2 code_n) f_n), f_n = u_n . l1; word2vec.c's g = (1 - code - sigma(f)) alpha.
+    word2vec.c skips a node with |f| >= 6 (its table's edge); here every node trains, with the exact
+    sigma outside the table, as the negative-sampling loop does.
+    """
+    dim = l1.shape[0]
+    loss = 0.0
+    for d in range(code.shape[0]):
+        if code[d] < 0:
+            break
+        row = syn1[point[d]]
+        f = np.float32(0.0)
+        for i in range(dim):
+            f += l1[i] * row[i]
+        sigma, log_sigma = _sigmoid(f)
+        # code 0: -log sigma(f); code 1: -log sigma(-f) = f - log sigma(f)
+        loss += -log_sigma if code[d] == 0 else f - log_sigma
+        g = np.float32((1.0 - code[d] - sigma) * alpha)
+        for i in range(dim):
+            neu1e[i] += g * row[i]
+            row[i] += g * l1[i]
+    return loss
+
+
+@_jit
+def _predict(l1, syn1, target, hs, codes, points, negative, noise_prob, noise_alias, alpha, neu1e, scores, state):
+    """One prediction of `target` from l1 under the run's objective; returns (loss, state)."""
+    if hs:
+        return _hierarchical_softmax(l1, syn1, codes[target], points[target], alpha, neu1e), state
+    if negative > 0:
+        return _negative_sampling(l1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state)
+    return _full_softmax(l1, syn1, target, alpha, neu1e, scores), state
+
+
+@_jit
 def _subsample(raw_ids, remap, keep, sentence, state):
     """The words of raw_ids that train, in order, into sentence[:n]: those in the vocabulary
     (remap >= 0), each kept with its subsampling probability. Returns (n, state)."""
@@ -156,18 +194,34 @@ def _subsample(raw_ids, remap, keep, sentence, state):
 
 @_jit
 def train_sentences(
-    syn0, syn1, raw_ids, bounds, remap, keep, noise_prob, noise_alias, sg, negative, window, alpha, seed
+    syn0,
+    syn1,
+    raw_ids,
+    bounds,
+    remap,
+    keep,
+    noise_prob,
+    noise_alias,
+    codes,
+    points,
+    sg,
+    hs,
+    negative,
+    window,
+    alpha,
+    seed,
 ):
     """Train on sentences raw_ids[bounds[s]:bounds[s+1]]; returns (loss sum, predictions, words kept).
 
     raw_ids: corpus-order word ids (before min_count), remap: raw id -> vocabulary id or -1,
     keep: per vocabulary id, the subsampling keep probability; noise_prob/noise_alias: the
-    noise distribution as an alias table (`alias_table`).
+    noise distribution as an alias table (`alias_table`); codes/points: the Huffman tree
+    (models/huffman.py), read when hs (the hierarchical softmax; negative is 0 then).
     """
     dim = syn0.shape[1]
     neu1 = np.empty(dim, dtype=syn0.dtype)
     neu1e = np.empty(dim, dtype=syn0.dtype)
-    scores = np.empty(syn1.shape[0] if negative == 0 else 1, dtype=np.float64)
+    scores = np.empty(syn1.shape[0] if negative == 0 and not hs else 1, dtype=np.float64)
     sentence = np.empty(MAX_SENTENCE, dtype=np.int64)
     state = np.uint64(seed)
     loss_sum = 0.0
@@ -192,12 +246,21 @@ def train_sentences(
                             continue
                         l1 = syn0[sentence[c]]
                         neu1e[:] = 0.0
-                        if negative > 0:
-                            loss, state = _negative_sampling(
-                                l1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state
-                            )
-                        else:
-                            loss = _full_softmax(l1, syn1, target, alpha, neu1e, scores)
+                        loss, state = _predict(
+                            l1,
+                            syn1,
+                            target,
+                            hs,
+                            codes,
+                            points,
+                            negative,
+                            noise_prob,
+                            noise_alias,
+                            alpha,
+                            neu1e,
+                            scores,
+                            state,
+                        )
                         loss_sum += loss
                         predictions += 1
                         for i in range(dim):
@@ -215,12 +278,21 @@ def train_sentences(
                     for i in range(dim):
                         neu1[i] *= inv  # cbow_mean, gensim's default
                     neu1e[:] = 0.0
-                    if negative > 0:
-                        loss, state = _negative_sampling(
-                            neu1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state
-                        )
-                    else:
-                        loss = _full_softmax(neu1, syn1, target, alpha, neu1e, scores)
+                    loss, state = _predict(
+                        neu1,
+                        syn1,
+                        target,
+                        hs,
+                        codes,
+                        points,
+                        negative,
+                        noise_prob,
+                        noise_alias,
+                        alpha,
+                        neu1e,
+                        scores,
+                        state,
+                    )
                     loss_sum += loss
                     predictions += 1
                     # word2vec.c adds the whole error to every context word of the window

@@ -1,4 +1,4 @@
-"""Word2vec (Mikolov et al. 2013): skip-gram or CBOW, negative sampling or the full softmax.
+"""Word2vec (Mikolov et al. 2013): skip-gram or CBOW; negative sampling, the hierarchical softmax or the full softmax.
 
     dl train configs/word2vec.yaml                 # the built-in corpus with planted relations
     dl analogy king man woman --run runs/word2vec  # queen
@@ -28,12 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from dlcli.checkpoint import Record
+from dlcli.config import to_dict
 from dlcli.data.corpus import EncodedCorpus, Vocabulary, cached_encode, encode
 from dlcli.data.loaders import mix_seed
 from dlcli.data.textfile import read_text
 from dlcli.errors import DlError
 from dlcli.files import write_json_atomic
 from dlcli.models import word2vec_hogwild as hogwild
+from dlcli.models.huffman import HuffmanTree, huffman_tree
 from dlcli.models.word2vec import SkipGram, batched_update
 from dlcli.runner import Job
 from dlcli.runtime import Runtime
@@ -147,6 +150,7 @@ class Tables:
     noise_prob: np.ndarray  # the noise distribution as an alias table (hogwild)
     noise_alias: np.ndarray
     noise_cdf: np.ndarray  # and as cumulative probabilities (batched)
+    tree: HuffmanTree  # the hierarchical softmax's paths (model.hs); a one-row placeholder without it
 
 
 def hogwild_step(cfg: Config, tables: Tables, pool: ThreadPoolExecutor):
@@ -172,7 +176,10 @@ def hogwild_step(cfg: Config, tables: Tables, pool: ThreadPoolExecutor):
                     tables.keep,
                     tables.noise_prob,
                     tables.noise_alias,
+                    tables.tree.codes,
+                    tables.tree.points,
                     bool(m.sg),
+                    bool(m.hs),
                     m.negative,
                     m.window,
                     lr,
@@ -201,10 +208,12 @@ def _split(bounds: np.ndarray, lo: int, hi: int, parts: int) -> list[tuple[int, 
 MAX_ROW_HITS = 1500
 
 
-def auto_pairs_per_update(counts: np.ndarray, negative: int, ns_exponent: float) -> int:
+def auto_pairs_per_update(counts: np.ndarray, negative: int, ns_exponent: float, hs: int = 0) -> int:
     """The largest power of two of predictions per update that keeps the busiest output row under MAX_ROW_HITS."""
     weights = counts.astype(np.float64) ** (ns_exponent if negative else 1.0)
     hits_per_prediction = weights.max() / weights.sum() * max(1, negative)
+    if hs:  # every prediction walks from the root: its row is hit by each one
+        hits_per_prediction = 1.0
     return int(2 ** np.clip(np.floor(np.log2(MAX_ROW_HITS / hits_per_prediction)), 8, 16))
 
 
@@ -213,6 +222,9 @@ def batched_step(cfg: Config, tables: Tables, device: torch.device, pairs_per_up
     remap = torch.from_numpy(tables.remap.astype(np.int64)).to(device)
     keep = torch.from_numpy(tables.keep).to(device)
     noise = torch.from_numpy(tables.noise_cdf).to(device)
+    tree = None
+    if m.hs:
+        tree = (torch.from_numpy(tables.tree.codes).to(device), torch.from_numpy(tables.tree.points).to(device))
 
     def step(model: SkipGram, batch: Batch, lr: float) -> dict[str, torch.Tensor]:
         first, last = tables.bounds[batch.lo], tables.bounds[batch.hi]
@@ -220,7 +232,18 @@ def batched_step(cfg: Config, tables: Tables, device: torch.device, pairs_per_up
         lengths = torch.from_numpy(np.diff(tables.bounds[batch.lo : batch.hi + 1])).to(device)
         gen = torch.Generator(device).manual_seed(mix_seed(cfg.seed, batch.epoch, batch.index))
         loss = batched_update(
-            model, remap[ids.long()], lengths, keep, noise, gen, bool(m.sg), m.window, m.negative, lr, pairs_per_update
+            model,
+            remap[ids.long()],
+            lengths,
+            keep,
+            noise,
+            gen,
+            bool(m.sg),
+            m.window,
+            m.negative,
+            lr,
+            pairs_per_update,
+            tree,
         )
         return {"loss": loss}
 
@@ -234,7 +257,9 @@ def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
     """The recipe values that fix the vocabulary and the vectors' shape (a resumed run keeps them)."""
     model, data = config["model"], config["data"]
     keys = ("dataset", "path", "token_pattern", "min_count", "max_vocab_size", "planted_sentences")
-    return {"model.vector_size": model["vector_size"], **{f"data.{k}": data[k] for k in keys}}
+    # model.hs changes what out_vectors' rows are (inner nodes, not words); recipes before it had none
+    shape = {"model.vector_size": model["vector_size"], "model.hs": model.get("hs", 0)}
+    return {**shape, **{f"data.{k}": data[k] for k in keys}}
 
 
 def choose_impl(cfg: Config, runtime: Runtime) -> str:
@@ -253,25 +278,19 @@ def choose_impl(cfg: Config, runtime: Runtime) -> str:
     return impl
 
 
-def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
-    if runtime.distributed:
-        raise DlError(
-            "word2vec trains in one process (Hogwild threads on the CPU, batches on one GPU); run it without torchrun/--nproc."
-        )
-    if cfg.train.grad_accum != 1:
-        raise DlError("word2vec updates the vectors itself: train.grad_accum must be 1.")
+def build(cfg: Config, runtime: Runtime, load_weights: bool = True, start: Record | None = None) -> Job:
+    """start: with data.update_vocab, the checkpoint a continued run grows from (or, resumed, its own)."""
+    _check(cfg, runtime, start)
     corpus = load_corpus(cfg.data, cfg.seed)
-    vocab = Vocabulary.from_corpus(corpus, cfg.data.min_count, cfg.data.max_vocab_size)
-    noise = vocab.counts.astype(np.float64) ** cfg.model.ns_exponent
-    tables = Tables(
-        corpus.ids,
-        corpus.bounds,
-        vocab.remap,
-        vocab.keep_probabilities(cfg.data.sample),
-        *hogwild.alias_table(vocab.counts, cfg.model.ns_exponent),
-        np.cumsum(noise / noise.sum()),
-    )
+    if start is None:
+        vocab = Vocabulary.from_corpus(corpus, cfg.data.min_count, cfg.data.max_vocab_size)
+        keep = vocab.keep_probabilities(cfg.data.sample)
+    else:
+        vocab, keep = continued_vocabulary(cfg, corpus, start)
+    tables = make_tables(cfg, corpus, vocab, keep)
     model = SkipGram(len(vocab), cfg.model.vector_size, seed=cfg.seed)
+    if start is not None and shape_signature(start.config) != shape_signature(to_dict(cfg)):
+        _start_from(model, start)  # a new corpus: the old rows, the new words' fresh init
     impl = choose_impl(cfg, runtime)
     pairs = None
     if impl == "hogwild":
@@ -280,7 +299,7 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     else:
         batch_words = cfg.data.batch_words
         pairs = cfg.train.pairs_per_update or auto_pairs_per_update(
-            vocab.counts, cfg.model.negative, cfg.model.ns_exponent
+            vocab.counts, cfg.model.negative, cfg.model.ns_exponent, cfg.model.hs
         )
         update = batched_step(cfg, tables, runtime.device, pairs)
     questions = _questions(cfg.data)
@@ -305,7 +324,94 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
         items_per_batch=lambda batch: batch.words,
         update_step=update,
         export=export,
-        extra={"impl": impl, "vocab_size": len(vocab), "corpus_words": corpus.n_words, "pairs_per_update": pairs},
+        extra={
+            "impl": impl,
+            "vocab_size": len(vocab),
+            "corpus_words": corpus.n_words,
+            "pairs_per_update": pairs,
+            # what a continued run (data.update_vocab) grows, or resumes, this vocabulary from
+            "vocab_words": list(vocab.words),
+            "vocab_counts": vocab.counts.tolist(),
+        },
+    )
+
+
+def _check(cfg: Config, runtime: Runtime, start: Record | None) -> None:
+    """The recipe values word2vec cannot train with, refused before the corpus is read."""
+    if cfg.data.update_vocab and start is None:
+        raise DlError(
+            "data.update_vocab grows a trained run's vocabulary: give the run to continue, "
+            "--resume-from RUN/checkpoints/last.pt (and the new corpus: --set data.path=...)."
+        )
+    if start is not None:
+        _check_start(cfg, start)
+    if runtime.distributed:
+        raise DlError(
+            "word2vec trains in one process (Hogwild threads on the CPU, batches on one GPU); run it without torchrun/--nproc."
+        )
+    if cfg.train.grad_accum != 1:
+        raise DlError("word2vec updates the vectors itself: train.grad_accum must be 1.")
+    if cfg.model.hs and cfg.model.negative:
+        # word2vec.c and gensim sum both objectives over two output matrices (syn1, syn1neg); dl keeps one.
+        raise DlError(
+            f"model.hs=1 with model.negative={cfg.model.negative}: dl trains one objective at a time. "
+            "Use model.hs=1 with model.negative=0 (the hierarchical softmax), or model.hs=0."
+        )
+
+
+def _check_start(cfg: Config, start: Record) -> None:
+    """A continued run takes over the checkpoint's rows: the vector size and the objective must match."""
+    old_model = start.config["model"]
+    for key in ("vector_size", "hs"):
+        if old_model.get(key, 0) != getattr(cfg.model, key):
+            raise DlError(
+                f"Cannot continue a run with model.{key}={old_model.get(key, 0)} as model.{key}={getattr(cfg.model, key)}: "
+                f"its vectors keep their shape and meaning. Set model.{key}={old_model.get(key, 0)}."
+            )
+    if "vocab_words" not in start.extra:
+        raise DlError(
+            "The checkpoint holds no vocabulary (written before data.update_vocab existed): train the run again to continue it."
+        )
+
+
+def continued_vocabulary(cfg: Config, corpus: EncodedCorpus, start: Record) -> tuple[Vocabulary, np.ndarray]:
+    """The vocabulary of a continued run and its keep probabilities.
+
+    A new corpus grows the checkpoint's vocabulary (Vocabulary.extended: old + new counts, for the noise
+    distribution and the Huffman tree); resuming a continued run reads the grown one back as saved.
+    Subsampling uses the new corpus's counts, as gensim's prepare_vocab(update=True) computes sample_int
+    from the new raw counts.
+    """
+    words, counts = start.extra["vocab_words"], start.extra["vocab_counts"]
+    if shape_signature(start.config) == shape_signature(to_dict(cfg)):  # resuming this continued run
+        vocab = Vocabulary.restored(words, counts, corpus)
+    else:
+        vocab = Vocabulary.extended(words, counts, corpus, cfg.data.min_count, cfg.data.max_vocab_size)
+    in_corpus = Vocabulary(vocab.words, vocab.corpus_counts(corpus), vocab.remap)
+    return vocab, in_corpus.keep_probabilities(cfg.data.sample)
+
+
+@torch.no_grad()
+def _start_from(model: SkipGram, start: Record) -> None:
+    """The checkpoint's rows for the old words (input and output vectors, as gensim's update_weights keeps
+    wv.vectors and syn1neg/syn1); the new words keep SkipGram's fresh init (random inputs, zero outputs)."""
+    old = len(start.extra["vocab_words"])
+    model.in_vectors[:old] = start.model["in_vectors"]
+    model.out_vectors[:old] = start.model["out_vectors"]
+
+
+def make_tables(cfg: Config, corpus: EncodedCorpus, vocab: Vocabulary, keep: np.ndarray) -> Tables:
+    """The step's tables: the noise distribution and the Huffman tree from the vocabulary counts."""
+    noise = vocab.counts.astype(np.float64) ** cfg.model.ns_exponent
+    tree = huffman_tree(vocab.counts) if cfg.model.hs else huffman_tree(vocab.counts[:0])
+    return Tables(
+        corpus.ids,
+        corpus.bounds,
+        vocab.remap,
+        keep,
+        *hogwild.alias_table(vocab.counts, cfg.model.ns_exponent),
+        np.cumsum(noise / noise.sum()),
+        tree,
     )
 
 

@@ -30,6 +30,10 @@ class Word2VecModel(Section):
     negative: int = Field(
         5, ge=0, description="noise words per prediction (negative sampling); 0: the full softmax (small vocabularies)"
     )
+    hs: Literal[0, 1] = Field(
+        0,
+        description="1: the hierarchical softmax over word2vec.c's Huffman tree (needs negative: 0); 0: negative or full softmax",
+    )
     ns_exponent: float = Field(0.75, description="noise distribution: unigram counts to this power (0.75 in the paper)")
     impl: Literal["auto", "hogwild", "batched"] = Field(
         "auto", description="hogwild: numba SGD threads on the CPU; batched: PyTorch batches (GPU); auto: by device"
@@ -55,6 +59,10 @@ class Word2VecData(DataSection):
     batch_words: int = Field(10000, ge=100, description="corpus words per batch (per thread for hogwild)")
     planted_sentences: int = Field(
         55000, ge=100, le=MAX_GENERATED, description="planted: sentences generated from the seed"
+    )
+    update_vocab: bool = Field(
+        False,
+        description="continued training (--resume-from a run): add this corpus's new words to its vocabulary, as gensim's build_vocab(update=True)",
     )
     questions: str | None = Field(
         None, description="questions-words file for the validation accuracy (planted: built in)"
@@ -103,3 +111,6 @@ class Config(RunConfig):
     def metric_names(self) -> tuple[str, ...]:
         """word2vec.build's eval_step: the analogy accuracy, when there are questions (planted: built in)."""
         return ("analogy_accuracy",) if self.data.questions or self.data.dataset == "planted" else ()
+
+    def continues_training(self) -> bool:
+        return self.data.update_vocab
