@@ -56,7 +56,7 @@ RECIPE = "recipe.yaml"
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband")
 _LOWER_IS_BETTER = ("loss", "ppl", "perplexity", "error", "cer", "wer")
-_POLL_S = 0.5
+_POLL_S = 0.2  # how often a trial's metrics.jsonl is read (and the pruner asked)
 
 
 @dataclass
@@ -130,7 +130,7 @@ def read_spec(folder: Path) -> Spec:
 
 
 def run(folder: Path, jobs: int | None = None, quiet: bool = False) -> None:
-    """Work on the sweep until --trials trials have ended: resume this machine's abandoned ones, ask new ones.
+    """Work on the sweep until --trials trials have ended: resume the cut ones of this folder, ask new ones.
     Ctrl-C stops every trial at a checkpoint (Interrupted, exit 130); `--resume` continues them."""
     folder = Path(folder)
     spec = read_spec(folder)
@@ -201,31 +201,42 @@ def _open_study(folder: Path, spec: Spec, create: bool = False):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # dl prints one line per trial itself
     url = spec.storage or f"sqlite:///{(folder / 'study.db').resolve()}"
-    try:
-        if url.startswith("sqlite"):  # processes and threads share the file: wait for a lock, do not fail
-            storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-        else:
-            storage = optuna.storages.RDBStorage(url)
-    except Exception as e:  # SQLAlchemy's errors: a bad URL, a missing driver, an unreachable server
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DlError(f"Cannot open the sweep's study storage {url}: {reason}") from None
+    # A new sweep in its own folder samples from the recipe's seed, reproducibly; a process that joins a study
+    # (a resume, another machine) gets a seed of its own, or it would propose the same values as the first.
+    seed = spec.seed if create and spec.storage is None else spec.seed + os.getpid()
     sampler = (
-        optuna.samplers.RandomSampler(seed=spec.seed)
-        if spec.sampler == "random"
-        else optuna.samplers.TPESampler(seed=spec.seed)
+        optuna.samplers.RandomSampler(seed=seed) if spec.sampler == "random" else optuna.samplers.TPESampler(seed=seed)
     )
     pruner = {
-        "none": optuna.pruners.NopPruner,
-        "median": optuna.pruners.MedianPruner,
-        "hyperband": optuna.pruners.HyperbandPruner,
-    }[spec.prune]()
-    kwargs = {"study_name": spec.study, "storage": storage, "sampler": sampler, "pruner": pruner}
-    if create:
-        return optuna.create_study(direction=spec.direction, load_if_exists=True, **kwargs)
-    try:
-        return optuna.load_study(**kwargs)
-    except KeyError:
-        raise DlError(f"The storage {url} holds no study '{spec.study}'.") from None
+        "none": optuna.pruners.NopPruner(),
+        # from the third finished trial on (Optuna's default waits for five: half of a short sweep)
+        "median": optuna.pruners.MedianPruner(n_startup_trials=2),
+        "hyperband": optuna.pruners.HyperbandPruner(),
+    }[spec.prune]
+    for attempt in range(5):
+        try:
+            kwargs = {"study_name": spec.study, "storage": _storage(url), "sampler": sampler, "pruner": pruner}
+            if create:
+                return optuna.create_study(direction=spec.direction, load_if_exists=True, **kwargs)
+            return optuna.load_study(**kwargs)
+        except KeyError:
+            raise DlError(f"The storage {url} holds no study '{spec.study}'.") from None
+        except Exception as e:  # SQLAlchemy's: a bad URL, a missing driver, an unreachable server, a race
+            # Machines that start one study at once race to create its tables and its row: the loser's
+            # insert fails on a unique key, and a second look finds what the winner made.
+            if "Integrity" in type(e).__name__ and attempt < 4:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DlError(f"Cannot open the sweep's study storage {url}: {reason}") from None
+
+
+def _storage(url: str):
+    import optuna
+
+    if url.startswith("sqlite"):  # processes and threads share the file: wait for its lock, do not fail
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return optuna.storages.RDBStorage(url)
 
 
 # --------------------------------------------------------------------------- the work
@@ -252,7 +263,8 @@ class _Worker:
         self.interrupted = False
         self.children: set[subprocess.Popen] = set()  # the dl train processes running now
         self._lock = threading.Lock()  # one thread at a time asks Optuna for a trial
-        self.host = socket.gethostname()
+        # Whose a trial is: the machine and the sweep folder whose claims/ decide who runs it.
+        self.owner = f"{socket.gethostname()}:{folder.resolve()}"
 
     def loop(self) -> None:
         while not self.stop.is_set():
@@ -270,14 +282,14 @@ class _Worker:
                 child.send_signal(signal.SIGINT)
 
     def _next(self) -> _Claimed | None:
-        """A trial to run: one of this machine's that a dead process left, else a new one while fewer than
+        """A trial to run: one of this folder's that a dead process left, else a new one while fewer than
         --trials exist; None when the sweep has nothing left for this process."""
         import optuna
 
         with self._lock, _flocked(self.folder / "claims" / ".ask.lock"):
             for frozen in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                if frozen.user_attrs.get("host") != self.host:
-                    continue
+                if frozen.user_attrs.get("owner") != self.owner:
+                    continue  # another machine's, or another sweep folder's on this one
                 fd = _claim(self._claim_path(frozen.number))
                 if fd is not None:
                     trial = optuna.trial.Trial(self.study, frozen._trial_id)
@@ -291,7 +303,7 @@ class _Worker:
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 return None
             fd = _claim(self._claim_path(trial.number))
-            trial.set_user_attr("host", self.host)
+            trial.set_user_attr("owner", self.owner)
             trial.set_user_attr("folder", _trial_name(trial.number))
             return _Claimed(trial, self._suggest(trial), False, fd)
 

@@ -1,0 +1,177 @@
+"""dl sweep: bad spaces refused before anything runs; trials as run folders; show, --json, --plot; grid x
+seeds; failed and pruned trials; a sweep SIGKILLed mid-trial resumes to the weights of an uninterrupted
+trial; two processes on one study run each trial once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import assert_exit_2, assert_same_training_state
+
+from dlcli import checkpoint, threads
+
+# pos_lstm at a few seconds a trial (most of it the child's start-up): val accuracy 0.56 / 0.71 / 0.75 over
+# its 3 epochs at lr 3e-2, 0.03 at 1e-7
+SMALL = [
+    "--set", "data.train_sentences=300", "--set", "data.val_sentences=60", "--set", "data.test_sentences=60",
+    "--set", "model.hidden_size=32", "--set", "model.embedding_dim=16", "--set", "model.char_hidden=16",
+    "--set", "train.epochs=3",
+]  # fmt: skip
+METRIC = ["--metric", "val.accuracy"]
+
+
+def _dl(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """`dl ...` as its own process (a sweep to be killed, or two sweeps at once)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "dlcli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _show(cli, folder: Path) -> dict:
+    result = cli("sweep", "show", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--param", "optim.lr=logunifrm:1e-4:1e-1"], "not a kind of range"),
+        (["--param", "optim.lr=loguniform:0:1"], "LOW > 0"),
+        (["--param", "optim.lr=uniform:0.5:0.1"], "LOW must be below HIGH"),
+        (["--param", "data.batch_size=int:1.5:4"], "whole numbers"),
+        (["--param", "optim.lr"], "KEY=SPEC"),
+        (["--param", "optim.nope=uniform:0.1:0.2"], "optim.nope"),
+        (["--param", "train.epochs=int:-3:2"], "train.epochs=-3"),
+        (["--grid", "data.batch_size=16,16"], "listed twice"),
+        (["--grid", "optim.lr=1e-3,", "--trials", "2"], "none empty"),
+        (["--grid", "optim.lr=1e-3,2e-3", "--trials", "5"], "2 cells"),
+        (["--sampler", "grid", "--param", "optim.lr=uniform:0.1:0.2"], "is a range"),
+        (["--param", "optim.lr=uniform:0.1:0.2", "--metric", "accuracy"], "--metric accuracy"),
+        (["--param", "optim.lr=uniform:0.1:0.2", "--trials", "0"], "--trials 0"),
+        (["--param", "optim.lr=uniform:0.1:0.2", "--param", "optim.lr=uniform:0.2:0.3"], "more than once"),
+        ([], "Nothing to sweep"),
+        (["--param", "optim.lr=uniform:0.1:0.2", "--storage", "postgresql://dl@127.0.0.1:1/none"], "Cannot open"),
+    ],
+)
+def test_bad_spaces_keys_and_storages_exit_2_before_anything_is_written(cli, tmp_path, flags, needle):
+    result = cli("sweep", "pos_lstm", *flags, "--out", "sw")
+    assert_exit_2(result, needle)
+    assert not (tmp_path / "sw").exists()
+
+
+def test_a_grid_with_seeds_gives_run_folders_a_table_cells_and_a_plot(cli, tmp_path):
+    result = cli(
+        "sweep", "pos_lstm", "--grid", "optim.lr=1e-2,3e-2", "--seeds", "2", *METRIC, *SMALL,
+        "--jobs", "2", "--out", "sw",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "best: trial" in result.stdout and "over 2 seeds" in result.stdout
+    report = _show(cli, tmp_path / "sw")
+    assert report["counts"]["complete"] == 4 and report["planned"] == 4
+    values = [row["value"] for row in report["trials"]]
+    assert values == sorted(values, reverse=True)  # maximize: best first
+    seen = set()
+    for row in report["trials"]:  # each trial is a run folder whose config holds the trial's values
+        config = yaml.safe_load((tmp_path / "sw" / row["run"] / "config.yaml").read_text())
+        assert config["optim"]["lr"] == pytest.approx(row["params"]["optim.lr"])
+        assert config["seed"] == row["params"]["seed"] and config["data"]["train_sentences"] == 300
+        seen.add((row["params"]["optim.lr"], row["params"]["seed"]))
+        summary = json.loads((tmp_path / "sw" / row["run"] / "summary.json").read_text())
+        assert summary["metrics"]["val"]["accuracy"] == pytest.approx(row["value"])
+    assert seen == {(lr, seed) for lr in (1e-2, 3e-2) for seed in (0, 1)}
+    assert [cell["seeds"] for cell in report["cells"]] == [2, 2]
+    plot = cli("sweep", "show", "sw", "--plot", "sweep.png")
+    assert plot.exit_code == 0, plot.output
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    runs = cli("runs", "sw")  # the trials are ordinary runs
+    assert runs.exit_code == 0 and "trial-0003" in runs.stdout
+
+
+def test_a_failed_trial_is_recorded_with_its_message_and_a_lagging_one_is_pruned(cli, tmp_path):
+    # Trials 0 and 1 learn; trial 2 (lr 1e-7) lags them at its first validation: the median pruner stops it.
+    # Trial 3's lr of 1e30 makes the loss non-finite: dl train exits 1 and the sweep goes on.
+    result = cli(
+        "sweep", "pos_lstm", "--grid", "optim.lr=3e-2,1e-2,1e-7,1e30", *METRIC, *SMALL,
+        "--set", "train.epochs=8", "--prune", "median", "--out", "sw",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = {row["number"]: row for row in _show(cli, tmp_path / "sw")["trials"]}
+    assert [rows[n]["state"] for n in range(4)] == ["complete", "complete", "pruned", "failed"]
+    assert "exit 1" in rows[3]["error"]
+    assert "trial 2 pruned" in result.stderr and "trial 3 failed" in result.stderr
+    assert not (tmp_path / "sw" / "trial-0002" / "summary.json").exists()
+
+
+def _kill_mid_trial(sweep: subprocess.Popen, folder: Path) -> set[str]:
+    """SIGKILL the sweep once a trial has a checkpoint and no summary; the trials cut that way."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and sweep.poll() is None:
+        cut = {p.parent.parent.name for p in folder.glob("trial-*/checkpoints/last.pt")}
+        cut -= {p.parent.name for p in folder.glob("trial-*/summary.json")}
+        if cut:
+            sweep.send_signal(signal.SIGKILL)
+            sweep.wait()
+            return cut
+        time.sleep(0.05)
+    raise AssertionError(f"no trial was cut: {sweep.communicate()}")
+
+
+@pytest.mark.parametrize(
+    ("trials", "kills"), [(2, 1), pytest.param(4, 2, marks=pytest.mark.slow)], ids=["killed-once", "killed-twice"]
+)
+def test_a_sweep_killed_mid_trial_resumes_to_the_uninterrupted_weights(cli, tmp_path, monkeypatch, trials, kills):
+    folder = tmp_path / "sw"
+    flags = ["--param", "optim.lr=loguniform:1e-3:3e-2", "--trials", str(trials), "--jobs", "2", *METRIC, *SMALL]
+    flags += ["--set", "train.epochs=6", "--set", "data.train_sentences=600", "--out", str(folder)]
+    cut = _kill_mid_trial(_dl("sweep", "pos_lstm", *flags), folder)
+    for _ in range(kills - 1):
+        time.sleep(0.5)  # the children die with the sweep (PR_SET_PDEATHSIG): their run locks are free again
+        cut |= _kill_mid_trial(_dl("sweep", str(folder), "--resume"), folder)
+    resumed = _dl("sweep", str(folder), "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resumed" in err
+    report = _show(cli, folder)
+    assert report["counts"]["complete"] == trials and len(report["trials"]) == trials
+    # the threads the trials ran with (--jobs 2: half the cores): a CPU's sums follow the thread count
+    monkeypatch.setenv("DL_THREADS", str(max(1, threads.count() // 2)))
+    for name in sorted(cut):  # each cut trial ends as the same trial run without a stop
+        reference = tmp_path / f"ref-{name}"
+        train = cli("train", str(folder / name / "config.yaml"), "--out", str(reference), "-q")
+        assert train.exit_code == 0, train.output
+        got = checkpoint.load(folder / name / "checkpoints" / "last.pt", torch.device("cpu"))
+        want = checkpoint.load(reference / "checkpoints" / "last.pt", torch.device("cpu"))
+        assert_same_training_state(got, want)
+
+
+def test_two_sweep_processes_on_one_study_run_each_trial_once(cli, tmp_path):
+    folder = tmp_path / "sw"
+    first = _dl(
+        "sweep", "pos_lstm", "--param", "optim.lr=loguniform:1e-3:3e-2", "--trials", "4", *METRIC, *SMALL,
+        "--out", str(folder), env={"DL_THREADS": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (folder / "sweep.yaml").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = _dl("sweep", str(folder), "--resume", env={"DL_THREADS": "1"})
+    errs = [proc.communicate(timeout=300)[1] for proc in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], errs
+    started = [line.split(":")[0] for err in errs for line in err.splitlines() if " started:" in line]
+    assert sorted(started) == [f"trial {n} started" for n in range(4)]  # each once, between them
+    assert all(" started:" in err for err in errs)  # both did work
+    report = _show(cli, folder)
+    assert report["counts"]["complete"] == 4 and len(report["trials"]) == 4
