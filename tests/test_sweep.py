@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import assert_exit_2, assert_same_training_state
 
 from dlcli import checkpoint, threads
+
+from conftest import assert_exit_2, assert_same_training_state
 
 # pos_lstm at a few seconds a trial (most of it the child's start-up): val accuracy 0.56 / 0.71 / 0.75 over
 # its 3 epochs at lr 3e-2, 0.03 at 1e-7
