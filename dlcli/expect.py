@@ -26,8 +26,12 @@ def direction(expect: Expect) -> str:
     """ "higher" or "lower": the recipe's, or for auto, from the metric's name (ema_loss is a loss)."""
     if expect.direction != "auto":
         return expect.direction
-    name = expect.metric.partition(".")[2].removeprefix(EMA_PREFIX)
-    return "lower" if name in LOWER_IS_BETTER else "higher"
+    return "lower" if lower_is_better(expect.metric) else "higher"
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a metric (`val.loss`, `ema_loss`, `test.top1`) improves downwards, from its name (dl sweep too)."""
+    return metric.rpartition(".")[2].removeprefix(EMA_PREFIX) in LOWER_IS_BETTER
 
 
 def check_known(cfg: RunConfig) -> None:

@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from dlcli import runs, sweep_space, threads
+from dlcli import expect, runs, sweep_space, threads
 from dlcli.config import apply_overrides, find_recipe, read_yaml, validate
 from dlcli.console import log
 from dlcli.errors import DlError, Interrupted
@@ -55,7 +55,6 @@ SPEC = "sweep.yaml"
 RECIPE = "recipe.yaml"
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband")
-_LOWER_IS_BETTER = ("loss", "ppl", "perplexity", "error", "cer", "wer")
 _POLL_S = 0.2  # how often a trial's metrics.jsonl is read (and the pruner asked)
 
 
@@ -82,8 +81,8 @@ class Spec:
 
 
 def default_direction(metric: str) -> str:
-    name = metric.rpartition(".")[2].lower()
-    return "minimize" if name.endswith(_LOWER_IS_BETTER) else "maximize"
+    """Optuna's direction for a metric: minimize losses and perplexities, maximize the rest (as expect: reads them)."""
+    return "minimize" if expect.lower_is_better(metric) else "maximize"
 
 
 def create(recipe: str, spec: Spec, folder: Path | None) -> Path:

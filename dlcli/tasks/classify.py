@@ -28,7 +28,7 @@ from dlcli.data.download import load_torchvision_state_dict, torchvision_weights
 from dlcli.data.images import eval_transform, load_dataset, make_loader, read_image
 from dlcli.data.loaders import normalize
 from dlcli.errors import DlError
-from dlcli.models.center_tap import use_center_taps
+from dlcli.models.window_conv import use_window_convs
 from dlcli.runner import Job
 from dlcli.runtime import Runtime
 
@@ -277,7 +277,7 @@ def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, loa
             warnings.warn(
                 f"model.weights: kept the fresh initialisation of {', '.join(skipped)} (shapes differ)", stacklevel=2
             )
-    use_center_taps(model)  # the same model; its convolutions of 1x1 maps 20x faster on some CPUs
+    use_window_convs(model)  # the same model; its one-pixel-output convolutions 7-20x faster on some CPUs
     if model_cfg.freeze_backbone:
         heads = set(head_names(model))
         for name, param in model.named_parameters():
