@@ -36,12 +36,17 @@ def lower_is_better(metric: str) -> bool:
 
 def check_known(cfg: RunConfig) -> None:
     """Refuse (DlError, exit 2) an expect.metric the task never reports, where its config declares its metrics."""
-    if cfg.expect is None:
-        return
+    if cfg.expect is not None:
+        check_reported(cfg, cfg.expect.metric, "expect.metric")
+
+
+def check_reported(cfg: RunConfig, metric: str, source: str) -> None:
+    """Refuse a `split.name` metric (expect.metric, dl sweep --metric: `source`) that a run of `cfg` never
+    reports, where its config declares its metrics (cfg.metric_names())."""
     names = cfg.metric_names()
     if names is None:
         return  # not declared: judge() says so at the end if the run did not report it
-    split, _, name = cfg.expect.metric.partition(".")
+    split, _, name = metric.partition(".")
     allowed = list(names)
     if split == "val" and cfg.train.ema is not None:
         allowed += [EMA_PREFIX + n for n in names]
@@ -49,8 +54,7 @@ def check_known(cfg: RunConfig) -> None:
         return
     offered = ", ".join(f"{split}.{n}" for n in allowed) or "none (word2vec: give data.questions)"
     raise DlError(
-        f"expect.metric '{cfg.expect.metric}': a {cfg.task} run with this recipe never reports {name}. "
-        f"Its {split} metrics: {offered}."
+        f"{source} '{metric}': a {cfg.task} run with this recipe never reports {name}. Its {split} metrics: {offered}."
     )
 
 

@@ -94,6 +94,7 @@ def create(recipe: str, spec: Spec, folder: Path | None) -> Path:
     cfg = validate(raw, get_config(raw.get("task")))
     spec.seed = cfg.seed
     space = _checked_space(recipe, spec)
+    expect.check_reported(cfg, spec.metric, "--metric")
     folder = Path(folder) if folder is not None else runs.RUNS / f"{cfg.name}-sweep"
     if (folder / SPEC).exists():
         raise DlError(f"{folder} holds a sweep already. Continue it with `dl sweep {folder} --resume`, or give --out.")
@@ -148,9 +149,11 @@ def run(folder: Path, jobs: int | None = None, quiet: bool = False) -> None:
         worker.interrupt_children()  # each saves its checkpoint and exits 130 (a terminal's Ctrl-C reached them too)
         for thread in workers:
             thread.join()
-        raise Interrupted(f"sweep interrupted; continue it with `dl sweep {folder} --resume`") from None
+        log.print(f"sweep interrupted; continue it with `dl sweep {folder} --resume`", markup=False)
+        raise Interrupted() from None
     if worker.interrupted:
-        raise Interrupted(f"a trial was interrupted; continue the sweep with `dl sweep {folder} --resume`")
+        log.print(f"a trial was interrupted; continue the sweep with `dl sweep {folder} --resume`", markup=False)
+        raise Interrupted()
 
 
 def open_study(folder: Path):

@@ -86,9 +86,13 @@ def main() -> None:
             times["plain"].append(step_ms(plain, x, y, args.steps))
             times["window"].append(step_ms(windowed, x, y, args.steps))
         a, b = min(times["plain"]), min(times["window"])
-        rows.append(f"| {arch} step, {args.size} px, batch {args.batch} ({count} convs eligible) | {a:.0f} | {b:.0f} | {a / b:.2f}x |")
+        rows.append(
+            f"| {arch} step, {args.size} px, batch {args.batch} ({count} convs eligible) | {a:.0f} | {b:.0f} | {a / b:.2f}x |"
+        )
     a, b = layer_ms(False, args.batch, args.steps), layer_ms(True, args.batch, args.steps)
-    rows.append(f"| one 3x3 512->512 conv on a 1x1 map, batch {args.batch}, fwd+bwd | {a:.1f} | {b:.1f} | {a / b:.1f}x |")
+    rows.append(
+        f"| one 3x3 512->512 conv on a 1x1 map, batch {args.batch}, fwd+bwd | {a:.1f} | {b:.1f} | {a / b:.1f}x |"
+    )
     body = "\n".join(
         [
             f"CPU: {cpu_name()}, {torch.get_num_threads()} threads. Load: {load} at start, {load_note()} at the end.",

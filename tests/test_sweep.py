@@ -62,10 +62,11 @@ def _show(cli, folder: Path) -> dict:
         (["--grid", "optim.lr=1e-3,2e-3", "--trials", "5"], "2 cells"),
         (["--sampler", "grid", "--param", "optim.lr=uniform:0.1:0.2"], "is a range"),
         (["--param", "optim.lr=uniform:0.1:0.2", "--metric", "accuracy"], "--metric accuracy"),
+        (["--param", "optim.lr=uniform:0.1:0.2", "--metric", "val.top1"], "never reports top1"),
         (["--param", "optim.lr=uniform:0.1:0.2", "--trials", "0"], "--trials 0"),
         (["--param", "optim.lr=uniform:0.1:0.2", "--param", "optim.lr=uniform:0.2:0.3"], "more than once"),
         ([], "Nothing to sweep"),
-        (["--param", "optim.lr=uniform:0.1:0.2", "--storage", "postgresql://dl@127.0.0.1:1/none"], "Cannot open"),
+        (["--param", "optim.lr=uniform:0.1:0.2", *METRIC, "--storage", "postgresql://dl@127.0.0.1:1/x"], "Cannot open"),
     ],
 )
 def test_bad_spaces_keys_and_storages_exit_2_before_anything_is_written(cli, tmp_path, flags, needle):
