@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from benchlib import REPO, append_section, load_note
-
 from dlcli import checkpoint, threads
+
+from benchlib import REPO, append_section, load_note
 
 RECIPE = ["pos_lstm", "--set", "data.train_sentences=1000", "--set", "data.val_sentences=200"]
 RECIPE += ["--set", "data.test_sentences=200", "--set", "train.epochs=4"]

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from benchlib import append_section, load_note
-
 from dlcli.models.window_conv import use_window_convs
+
+from benchlib import append_section, load_note
 
 
 def step_ms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
