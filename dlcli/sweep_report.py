@@ -64,11 +64,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
     history.set(xlabel="trial", ylabel=report["metric"], title="trials (pruned: last reported value)")
     history.legend(fontsize=8)
     for ax, key in zip(axes[0][1:], keys):
-        rows = [row for row in report["trials"] if row["state"] == "complete" and key in row["params"]]
-        xs = [row["params"][key] for row in rows]
-        ax.scatter([str(x) if isinstance(x, str) else x for x in xs], [row["value"] for row in rows])
-        if xs and all(isinstance(x, float) and x > 0 for x in xs) and max(xs) / min(xs) > 20:
-            ax.set_xscale("log")
+        every = []
+        for state, marker in (("complete", "o"), ("pruned", "x")):
+            rows = [r for r in report["trials"] if r["state"] == state and key in r["params"] and r["value"] is not None]
+            xs = [row["params"][key] for row in rows]
+            every += xs
+            ax.scatter([str(x) if isinstance(x, str) else x for x in xs], [r["value"] for r in rows], marker=marker)
+        if every and all(isinstance(x, float) and x > 0 for x in every) and max(every) / min(every) > 20:
+            ax.set_xscale("log")  # a range that spans decades (a loguniform learning rate)
         ax.set(xlabel=key, ylabel=report["metric"])
     plots.save_figure(fig, path)
 

@@ -56,7 +56,7 @@ def same_weights(folder: Path, trial: str, scratch: Path) -> bool:
     env = {**os.environ, "DL_THREADS": str(max(1, threads.count() // 2))}
     out = scratch / f"ref-{trial}"
     command = [sys.executable, "-m", "dlcli", "train", str(folder / trial / "config.yaml"), "--out", str(out), "-q"]
-    subprocess.run(command, check=True, env=env)
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
     cut = checkpoint.load(folder / trial / "checkpoints" / "last.pt", torch.device("cpu"))
     whole = checkpoint.load(out / "checkpoints" / "last.pt", torch.device("cpu"))
     return cut.position == whole.position and all(torch.equal(t, whole.model[k]) for k, t in cut.model.items())
