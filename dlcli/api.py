@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlcli import loading, runlock, runner, vectors
+from dlcli import expect, loading, runlock, runner, vectors
 from dlcli import similarity as wordsim  # not `similarity`: Run.similarity is a method
 from dlcli.config import Overrides, RunConfig, render_yaml, resolve_recipe
 from dlcli.console import Logger
@@ -57,6 +57,7 @@ def train(
     overwrite: bool = False,
     device: str | None = None,
     quiet: bool = True,
+    strict_expect: bool = False,
 ) -> dict[str, Any]:
     """Train what a recipe says, as `dl train` does; returns the summary (what summary.json holds).
 
@@ -69,6 +70,10 @@ def train(
         overwrite: replace a run already in the folder (--overwrite).
         device: auto, cpu, cuda, cuda:N or mps (default: the recipe's train.device).
         quiet: no progress bars or logs.
+        strict_expect: as `dl check`: a recipe's expect: that this run cannot report (a metric the task
+            never reports, a split its data lacks) is a DlError before training. Otherwise the run trains
+            and its summary says the metric was not reported (data overrides may drop it: a word2vec
+            corpus without analogy questions, an image folder without test/).
 
     Raises:
         DlError: a bad recipe or override, a folder that holds a run and neither resume nor overwrite, or a
@@ -79,6 +84,8 @@ def train(
             good checkpoint, which is kept.
     """
     task, cfg = load_config(config, overrides)
+    if strict_expect:
+        expect.check_known(cfg)
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
     runtime = create_runtime(cfg.train, device)
     try:
@@ -89,7 +96,7 @@ def train(
             )
             logger = Logger(quiet=quiet, enabled=runtime.is_main)
             logger.info(render_yaml(cfg, comments=False).rstrip(), markup=False)
-            return runner.train(task, cfg, run_dir, runtime, logger, resume_path)
+            return runner.train(task, cfg, run_dir, runtime, logger, resume_path, strict_expect=strict_expect)
     finally:
         runtime.close()
 

@@ -23,7 +23,7 @@ from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 
-from dlcli import __version__, cli_infer, cli_stylize, cli_sweep, cli_vectors
+from dlcli import __version__, cli_infer, cli_stylize, cli_sweep, cli_vectors, expect
 from dlcli.cli_common import DeviceOption, JsonOption, SetOption, guarded, show_tracebacks
 from dlcli.config import list_recipes, read_yaml, render_yaml, resolve_recipe
 from dlcli.console import fmt_metrics, full_width, log, out, per_class_table, print_json, print_table
@@ -126,7 +126,8 @@ def check(
             f"{config} states no result to check: add an expect: block (metric, value, tolerance, measured; "
             "`dl config show RECIPE` describes them), or --set expect.metric=... --set expect.value=..."
         )
-    summary = api.train(config, set_, out_dir, overwrite=overwrite, device=device, quiet=quiet)
+    expect.check_known(cfg)  # a metric the task never reports: exit 2, still before torch loads
+    summary = api.train(config, set_, out_dir, overwrite=overwrite, device=device, quiet=quiet, strict_expect=True)
     _print_summary(summary, json_)
     verdict = summary["expect"]
     if verdict["got"] is None:  # a metric the task's config does not declare, and the run did not report

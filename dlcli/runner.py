@@ -91,8 +91,10 @@ def train(
     runtime: Runtime,
     logger: Logger,
     resume_from: Path | None = None,
+    strict_expect: bool = False,
 ) -> dict[str, Any]:
-    """Train `cfg` into `run_dir` (resuming from a checkpoint if given); returns the summary."""
+    """Train `cfg` into `run_dir` (resuming from a checkpoint if given); returns the summary.
+    strict_expect (dl check): an expect: on a split the data lacks is a DlError before the first step."""
     resume = _load_resume(task, cfg, resume_from) if resume_from else None
     start = resume if cfg.continues_training() else None
     if start is not None and task.shape_signature(start.config) != task.shape_signature(to_dict(cfg)):
@@ -102,7 +104,8 @@ def train(
         torch.cuda.reset_peak_memory_stats(runtime.device)
     torch.manual_seed(cfg.seed + runtime.rank)
     job, model = _build(task, cfg, runtime, load_weights=resume is None, start=start)
-    expect.check_splits(cfg, job.eval_data)  # an expect: on a split the data lacks (test/): exit 2, untrained
+    if strict_expect:
+        expect.check_splits(cfg, job.eval_data)  # an expect: on a split the data lacks (test/): exit 2, untrained
     params = job.params if job.params is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg.optim, parameter_groups(model, params, cfg.optim), runtime.device)
     steps_per_epoch = math.ceil(len(job.train_data) / cfg.train.grad_accum)

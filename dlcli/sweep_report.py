@@ -66,7 +66,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for ax, key in zip(axes[0][1:], keys):
         every = []
         for state, marker in (("complete", "o"), ("pruned", "x")):
-            rows = [r for r in report["trials"] if r["state"] == state and key in r["params"] and r["value"] is not None]
+            rows = [
+                r for r in report["trials"] if r["state"] == state and key in r["params"] and r["value"] is not None
+            ]
             xs = [row["params"][key] for row in rows]
             every += xs
             ax.scatter([str(x) if isinstance(x, str) else x for x in xs], [r["value"] for r in rows], marker=marker)
