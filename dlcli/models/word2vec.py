@@ -11,6 +11,9 @@ where P_n is the unigram distribution raised to 3/4 (`noise_distribution`) and t
 inner nodes n (rows u_n of `out_vectors`) from the root of the Huffman tree to O (models/huffman.py). The explicit
 gradients are what a Hogwild CPU loop (as word2vec.c) applies without autograd; the tests hold
 them equal to autograd's.
+
+FastText adds fastText's n-gram matrix (Bojanowski et al. 2017): v_I is then the mean of the word's
+row and its character n-grams' rows (models/subwords.py), and dL/dv_I is added whole to each of them.
 """
 
 from __future__ import annotations

@@ -15,6 +15,13 @@ min_alpha, reached linearly over the run. Two implementations of the same SGD:
 
 Either way the weights are updated by the task's own step (Job.update_step), in fp32: updates
 of 1e-4 to word vectors of norm ~1 would vanish in bf16/fp16.
+
+model.subwords trains fastText (Bojanowski et al. 2017) in both: a word's input vector is the mean of
+its row and its character n-grams' rows (models/subwords.py), and the run exports the composed
+vectors with the n-gram matrix (ngrams.npy) that gives unseen words theirs:
+
+    dl train configs/fasttext_wiki.yaml
+    dl similar unfriendliness --run runs/fasttext-wiki
 """
 
 from __future__ import annotations
