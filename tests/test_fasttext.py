@@ -257,3 +257,20 @@ def test_bad_subword_settings_are_exit_2(tmp_path, items, needle):
     result = dl("train", "word2vec", "--out", tmp_path / "r", *sets("model.subwords=true", *items))
     assert_exit_2(result, needle)
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_continued_training_keeps_the_ngram_rows_and_their_settings(trained):
+    from dlcli.api import load_config
+    from dlcli.errors import DlError
+    from dlcli.runtime import create_runtime
+    from dlcli.tasks import word2vec
+
+    start = checkpoint.load(trained / "checkpoints" / "last.pt")
+    grown = [*TINY, *SUBWORDS, "data.planted_sentences=3500", "data.update_vocab=true"]
+    _, cfg = load_config("word2vec", grown)
+    job = word2vec.build(cfg, create_runtime(cfg.train, "cpu"), start=start)
+    assert torch.equal(job.model.ngram_vectors.data, start.model["ngram_vectors"])
+    for changed in ("model.buckets=4000", "model.min_n=2", "model.subwords=false"):
+        _, cfg = load_config("word2vec", [*grown, changed])
+        with pytest.raises(DlError, match=f"Cannot continue a run with {changed.split('=')[0]}="):
+            word2vec.build(cfg, create_runtime(cfg.train, "cpu"), start=start)
