@@ -329,12 +329,14 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True, start: Recor
     def eval_step(net: SkipGram, lines: list[str]) -> dict[str, torch.Tensor]:
         from dlcli.vectors import evaluate_analogy_lines
 
-        result = evaluate_analogy_lines(word_vectors(net, vocab, cfg), lines, restrict=cfg.data.restrict)
+        result = evaluate_analogy_lines(
+            word_vectors(net, vocab, cfg, tables.subwords), lines, restrict=cfg.data.restrict
+        )
         total = result["total"]
         return {"analogy_accuracy": torch.tensor(float(result["correct"])), "count": torch.tensor(float(max(total, 1)))}
 
     def export(net: SkipGram, run_dir: Path) -> None:
-        export_vectors(word_vectors(net, vocab, cfg), run_dir)
+        export_vectors(word_vectors(net, vocab, cfg, tables.subwords), run_dir)
 
     return Job(
         model=model,
@@ -480,9 +482,10 @@ def new_model(cfg: Config, vocab_size: int, seed: int = 0) -> SkipGram:
     return SkipGram(vocab_size, m.vector_size, seed=seed)
 
 
-def word_vectors(model: SkipGram, vocab: Vocabulary, cfg: Config):
+def word_vectors(model: SkipGram, vocab: Vocabulary, cfg: Config, table: SubwordTable | None = None):
     """The trained vectors: the input rows, or (subwords) each word's row averaged with its n-grams' rows,
-    as gensim's wv[word], with the n-gram matrix for words outside the vocabulary."""
+    as gensim's wv[word], with the n-gram matrix for words outside the vocabulary. table: the vocabulary's
+    n-gram rows when already hashed (make_tables)."""
     from dlcli.vectors import SubwordVectors, WordVectors
 
     words, counts = list(vocab.words), vocab.counts.tolist()
@@ -491,7 +494,8 @@ def word_vectors(model: SkipGram, vocab: Vocabulary, cfg: Config):
     if not m.subwords:
         return WordVectors(words, rows, counts)
     ngram_vectors = model.ngram_vectors.detach().float().cpu().numpy().copy()
-    composed = compose(rows, ngram_vectors, subword_table(words, m.min_n, m.max_n, m.buckets))
+    table = table if table is not None else subword_table(words, m.min_n, m.max_n, m.buckets)
+    composed = compose(rows, ngram_vectors, table)
     return SubwordVectors(words, composed, ngram_vectors, m.min_n, m.max_n, counts)
 
 
