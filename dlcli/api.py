@@ -231,7 +231,8 @@ class Run:
 
     def _word_vectors(self) -> vectors.WordVectors:
         # Read on first use, as the commands read them: the exported vectors.bin (written when
-        # training ends) is what they query, and it can be large.
+        # training ends) is what they query, and it can be large. A subword run's (model.subwords)
+        # are SubwordVectors: words outside the vocabulary get a vector from their n-grams.
         if "vectors" not in self.assets:
             self.assets["vectors"] = vectors.vectors_for_run(self.path)
         return self.assets["vectors"]

@@ -96,7 +96,9 @@ def analogy(
 
 @guarded
 def similar(
-    word: Annotated[str, typer.Argument(help="a word of the vocabulary")],
+    word: Annotated[
+        str, typer.Argument(help="a word of the vocabulary (of a subword run: any word with a character n-gram)")
+    ],
     run: RunVectorsOption = None,
     vectors: VectorsFileOption = None,
     top: Annotated[int, typer.Option("--top", min=1, help="neighbours to show")] = 10,

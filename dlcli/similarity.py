@@ -35,8 +35,9 @@ class Pair:
 
 
 def cosine(wv: WordVectors, a: str, b: str) -> float:
-    """The cosine of two words' vectors (gensim's similarity); an unknown word is a DlError."""
-    return float(wv.unit[wv.lookup(a)] @ wv.unit[wv.lookup(b)])
+    """The cosine of two words' vectors (gensim's similarity); an unknown word is a DlError (a subword
+    run's: one without a character n-gram)."""
+    return float(wv.query(a)[1] @ wv.query(b)[1])
 
 
 def read_pairs(path: Path) -> list[Pair]:

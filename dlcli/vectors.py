@@ -68,15 +68,71 @@ class WordVectors:
             self._unit = self.vectors / np.maximum(norms, np.finfo(np.float32).tiny)
         return self._unit
 
-    def lookup(self, word: str) -> int:
-        """The row of a word; our vocabularies are lowercase, so 'King' finds 'king'."""
+    def find(self, word: str) -> int | None:
+        """The row of a word, or None; our vocabularies are lowercase, so 'King' finds 'king'."""
         if word in self.index:
             return self.index[word]
-        if word.lower() in self.index:
-            return self.index[word.lower()]
+        return self.index.get(word.lower())
+
+    def lookup(self, word: str) -> int:
+        """The row of a word; a word outside the vocabulary is a DlError that names it."""
+        row = self.find(word)
+        if row is None:
+            raise DlError(f"'{word}' is not in the vocabulary ({len(self)} words).{self._close_words(word)}")
+        return row
+
+    def query(self, word: str) -> tuple[int | None, np.ndarray]:
+        """(its row, or None for a word composed from its n-grams; its unit vector (D,)): what every
+        query (similar, analogy, cosine) asks. Here a word outside the vocabulary is a DlError."""
+        row = self.lookup(word)
+        return row, self.unit[row]
+
+    def _close_words(self, word: str) -> str:
         close = difflib.get_close_matches(word.lower(), self.words[:20_000], n=3)
-        hint = f" Close words: {', '.join(close)}." if close else ""
-        raise DlError(f"'{word}' is not in the vocabulary ({len(self)} words).{hint}")
+        return f" Close words: {', '.join(close)}." if close else ""
+
+
+class SubwordVectors(WordVectors):
+    """A fastText run's vectors (model.subwords): the vocabulary's composed vectors, and the n-gram
+    matrix that gives any other word a vector (Bojanowski et al. 2017; models/subwords.py)."""
+
+    def __init__(
+        self,
+        words: list[str],
+        vectors: np.ndarray,
+        ngram_vectors: np.ndarray,
+        min_n: int,
+        max_n: int,
+        counts: list[int] | None = None,
+    ):
+        super().__init__(words, vectors, counts)
+        if ngram_vectors.ndim != 2 or ngram_vectors.shape[1] != self.dim:
+            raise ValueError(f"n-gram vectors of shape {ngram_vectors.shape} for {self.dim}-dimensional words")
+        self.ngram_vectors = ngram_vectors  # (buckets, D), maybe memory-mapped
+        self.min_n, self.max_n = min_n, max_n
+
+    def vector(self, word: str) -> np.ndarray:
+        """(D,) a word's vector: its composed row in the vocabulary (gensim's wv[word]), else the mean of its
+        n-gram rows (lowercased, as the corpus was); a word with no n-gram of min_n..max_n is a DlError."""
+        row = self.find(word)
+        if row is not None:
+            return self.vectors[row]
+        from dlcli.models.subwords import compose_unseen
+
+        vector = compose_unseen(word.lower(), self.ngram_vectors, self.min_n, self.max_n)
+        if vector is None:
+            raise DlError(
+                f"'{word}' is not in the vocabulary ({len(self)} words) and has no character n-gram of "
+                f"{self.min_n} to {self.max_n} characters (of '<{word.lower()}>') to compose it from.{self._close_words(word)}"
+            )
+        return vector
+
+    def query(self, word: str) -> tuple[int | None, np.ndarray]:
+        row = self.find(word)
+        if row is not None:
+            return row, self.unit[row]
+        vector = self.vector(word)
+        return None, vector / max(float(np.linalg.norm(vector)), float(np.finfo(np.float32).tiny))
 
 
 # --------------------------------------------------------------------------- files
@@ -215,14 +271,32 @@ def _read_binary(f: IO[bytes], n: int, dim: int, path: Path) -> tuple[list[str],
     return words, vectors
 
 
+SUBWORDS_FILE, NGRAMS_FILE = "subwords.json", "ngrams.npy"  # what a subword run writes beside its vectors
+
+
 def vectors_for_run(run_dir: Path, limit: int | None = None) -> WordVectors:
-    """A word2vec run's vectors: vectors.bin when there (reads faster), else vectors.txt."""
+    """A word2vec run's vectors: vectors.bin when there (reads faster), else vectors.txt; a subword run's
+    (subwords.json beside them) as SubwordVectors, with ngrams.npy memory-mapped."""
     run_dir = Path(run_dir)
     for name in ("vectors.bin", "vectors.txt"):
         if (run_dir / name).is_file():
-            return load_word2vec_format(run_dir / name, limit=limit)
+            wv = load_word2vec_format(run_dir / name, limit=limit)
+            return _with_subwords(wv, run_dir) if (run_dir / SUBWORDS_FILE).is_file() else wv
     what = "has no vectors.bin or vectors.txt" if run_dir.is_dir() else "does not exist"
     raise DlError(f"Run folder {run_dir} {what}. Train word vectors with `dl train configs/word2vec.yaml`.")
+
+
+def _with_subwords(wv: WordVectors, run_dir: Path) -> SubwordVectors:
+    import json
+
+    settings = json.loads((run_dir / SUBWORDS_FILE).read_text(encoding="utf-8"))
+    path = run_dir / settings.get("ngram_vectors", NGRAMS_FILE)
+    if not path.is_file():
+        raise DlError(
+            f"{run_dir} is a subword run but {path.name} is missing: its out-of-vocabulary words have no vectors."
+        )
+    ngram_vectors = np.load(path, mmap_mode="r")  # (buckets, D): 800 MB at fastText's 2M x 100, read as needed
+    return SubwordVectors(wv.words, wv.vectors, ngram_vectors, settings["min_n"], settings["max_n"], wv.counts)
 
 
 def load_vectors(run: Path | None = None, file: Path | None = None) -> WordVectors:
@@ -237,8 +311,8 @@ def load_vectors(run: Path | None = None, file: Path | None = None) -> WordVecto
 
 def similar(wv: WordVectors, word: str, top: int = 10) -> list[tuple[str, float]]:
     """The `top` words of highest cosine similarity to `word`, best first (gensim's most_similar)."""
-    i = wv.lookup(word)
-    return _best(wv.unit @ wv.unit[i], top, exclude={i}, wv=wv)
+    row, unit = wv.query(word)
+    return _best(wv.unit @ unit, top, exclude={row}, wv=wv)
 
 
 def analogy(
@@ -253,19 +327,20 @@ def analogy(
     """
     if method not in METHODS:
         raise DlError(f"Unknown analogy method {method!r}; choose one of: {', '.join(METHODS)}.")
-    ia, ib, ic = (wv.lookup(w) for w in (a, b, c))
+    (ia, ua), (ib, ub), (ic, uc) = (wv.query(w) for w in (a, b, c))
     unit = wv.unit if restrict is None else wv.unit[:restrict]
     if method == "add":
-        target = wv.unit[ia] - wv.unit[ib] + wv.unit[ic]
+        target = ua - ub + uc
         scores = unit @ (target / max(np.linalg.norm(target), np.finfo(np.float32).tiny))
     else:
-        cos = (unit @ wv.unit[[ia, ib, ic]].T + 1) / 2  # (V, 3)
+        cos = (unit @ np.stack([ua, ub, uc]).T + 1) / 2  # (V, 3)
         scores = cos[:, 0] * cos[:, 2] / (cos[:, 1] + COSMUL_EPS)
     return _best(scores, top, exclude={ia, ib, ic}, wv=wv)
 
 
-def _best(scores: np.ndarray, top: int, exclude: set[int], wv: WordVectors) -> list[tuple[str, float]]:
-    """The `top` highest scores, rows in `exclude` left out."""
+def _best(scores: np.ndarray, top: int, exclude: set[int | None], wv: WordVectors) -> list[tuple[str, float]]:
+    """The `top` highest scores, rows in `exclude` left out (None: a query word without a row)."""
+    exclude = exclude - {None}
     k = min(len(scores), top + len(exclude))
     if k <= 0:
         return []
@@ -387,7 +462,7 @@ def plot_analogy(wv: WordVectors, pairs: list[tuple[str, str]], path: Path, titl
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
     words = list(dict.fromkeys(w for pair in pairs for w in pair))
-    points = dict(zip(words, _pca_2d(wv.unit[[wv.lookup(w) for w in words]])))
+    points = dict(zip(words, _pca_2d(np.stack([wv.query(w)[1] for w in words]))))
 
     fig = Figure(figsize=(6, 5), layout="constrained")
     if fmt not in fig.canvas.get_supported_filetypes():

@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_word2vec.py             # ../shared/datasets/corpus, 5 epochs
     .venv/bin/python scripts/bench_word2vec.py --epochs 1 --max-words 2000000 --no-append   # a quick look
+    .venv/bin/python scripts/bench_word2vec.py --subwords  # fastText: model.subwords against gensim's FastText
 
 Both train skip-gram with negative sampling (sg=1, vector_size=100, window=5, negative=5,
 sample=1e-4, min_count=5, alpha 0.025 -> min_alpha 1e-4, `--workers` threads) on the same
@@ -56,6 +57,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--restrict", type=int, default=30000)
     p.add_argument("--max-words", type=int, default=None, help="train on the first sentences up to this many words")
     p.add_argument("--skip-gensim", action="store_true")
+    p.add_argument(
+        "--subwords", action="store_true", help="fastText (min_n 3, max_n 6): dl's model.subwords vs gensim's FastText"
+    )
+    p.add_argument("--buckets", type=int, default=2_000_000, help="with --subwords: rows of the n-gram matrix (both)")
     p.add_argument("--no-append", action="store_true", help="do not append the results to BENCHMARKS.md")
     return p.parse_args(argv)
 
@@ -77,6 +82,8 @@ def train_dl(args: argparse.Namespace, corpus_path: Path, out: Path) -> tuple[fl
         "train.log_every": 50,
         "train.eval_every": args.epochs,
     }
+    if args.subwords:
+        sets.update({"model.subwords": "true", "model.min_n": 3, "model.max_n": 6, "model.buckets": args.buckets})
     argv = ["train", "word2vec_text8", "--out", str(out), "--overwrite", "--quiet"]
     for key, value in sets.items():
         argv += ["--set", f"{key}={value}"]
@@ -89,9 +96,13 @@ def train_dl(args: argparse.Namespace, corpus_path: Path, out: Path) -> tuple[fl
 
 
 def train_gensim(args: argparse.Namespace, sentences: list[list[str]]) -> tuple[float, WordVectors]:
-    from gensim.models import Word2Vec
+    from gensim.models import FastText, Word2Vec
 
-    model = Word2Vec(workers=args.workers, epochs=args.epochs, seed=0, alpha=0.025, min_alpha=1e-4, **PARAMS)
+    common = dict(workers=args.workers, epochs=args.epochs, seed=0, alpha=0.025, min_alpha=1e-4, **PARAMS)
+    if args.subwords:
+        model = FastText(min_n=3, max_n=6, bucket=args.buckets, **common)
+    else:
+        model = Word2Vec(**common)
     model.build_vocab(sentences)
     start = time.perf_counter()
     model.train(sentences, total_examples=model.corpus_count, epochs=args.epochs)
@@ -130,14 +141,16 @@ def main(argv: list[str] | None = None) -> None:
         corpus_path, sentences, n_words = corpus_for_both(args, Path(tmp))
         dl_s, summary = train_dl(args, corpus_path, Path(tmp) / "dl")
         dl_eval = evaluate_analogies(vectors_for_run(Path(tmp) / "dl"), args.questions, restrict=args.restrict)
-        rows.append(("dl (hogwild, numba)", dl_s, n_words * args.epochs / dl_s, dl_eval))
+        name = "dl subwords (hogwild, numba)" if args.subwords else "dl (hogwild, numba)"
+        rows.append((name, dl_s, n_words * args.epochs / dl_s, dl_eval))
         console.print(f"dl: {dl_s:.1f} s, accuracy {dl_eval['accuracy']:.4f}")
         if not args.skip_gensim:
             import gensim
 
             g_s, g_vectors = train_gensim(args, sentences)
             g_eval = evaluate_analogies(g_vectors, args.questions, restrict=args.restrict)
-            rows.append((f"gensim {gensim.__version__}", g_s, n_words * args.epochs / g_s, g_eval))
+            name = f"gensim {gensim.__version__}" + (" FastText" if args.subwords else "")
+            rows.append((name, g_s, n_words * args.epochs / g_s, g_eval))
     load_end = load_note()
     table = render(rows)
     console.print(table)
@@ -145,7 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_append:
         body = (
             f"{n_words:,} corpus words x {args.epochs} epochs, {args.workers} workers, "
-            f"{', '.join(f'{k}={v}' for k, v in PARAMS.items())}; questions-words restricted to {args.restrict}.\n\n"
+            f"{', '.join(f'{k}={v}' for k, v in PARAMS.items())}"
+            + (f", subwords min_n=3 max_n=6 buckets={args.buckets}" if args.subwords else "")
+            + f"; questions-words restricted to {args.restrict}.\n\n"
             + markdown(rows)
             + f"\n\nLoad: {load_start} at start, {load_end} at the end.\n"
         )

@@ -162,6 +162,7 @@ NEEDS: dict[str, tuple[str, list[str]]] = {
     "pos_lstm_ud": ("runs/word2vec-corpus/vectors.bin", []),  # scripts/bench_sequence.py trains it
     "resnet_cifar_subset": ("../shared/datasets/images", []),
     "word2vec_text8": ("data/text8", []),  # downloaded when online; the tests run offline
+    "fasttext_wiki": ("../shared/datasets/corpus", []),
     "style": ("../shared/datasets/style", []),
 }
 SLOW = sorted(p.stem for p in list_recipes() if p.stem not in FAST)

@@ -32,6 +32,9 @@ def _run_kernel(syn0, syn1, sentence, counts, negative, sg=True, window=1, lr=0.
         *hogwild.alias_table(np.array(counts), 0.75),
         tree.codes,
         tree.points,
+        syn0[:0],  # no n-gram rows: word2vec
+        np.zeros(len(syn0) + 1, np.int64),
+        np.zeros(0, np.int64),
         sg,
         hs,
         negative,

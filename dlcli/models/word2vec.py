@@ -11,9 +11,14 @@ where P_n is the unigram distribution raised to 3/4 (`noise_distribution`) and t
 inner nodes n (rows u_n of `out_vectors`) from the root of the Huffman tree to O (models/huffman.py). The explicit
 gradients are what a Hogwild CPU loop (as word2vec.c) applies without autograd; the tests hold
 them equal to autograd's.
+
+FastText adds fastText's n-gram matrix (Bojanowski et al. 2017): v_I is then the mean of the word's
+row and its character n-grams' rows (models/subwords.py), and dL/dv_I is added whole to each of them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +56,19 @@ class SkipGram(nn.Module):
         f = torch.einsum("bld,bd->bl", self.out_vectors[point], self.in_vectors[targets])  # (B, L)
         # word2vec.c: label 1 - code, so code 0 is probability sigma(f) and code 1 is sigma(-f)
         return -(F.logsigmoid((1 - 2 * code) * f) * (code >= 0)).sum(-1).mean()
+
+
+class FastText(SkipGram):
+    """Skip-gram/CBOW with fastText's subwords (Bojanowski et al. 2017): in_vectors hold the words' own
+    rows and ngram_vectors the `buckets` rows their character n-grams hash into (models/subwords.py).
+    A word's input vector is the mean of its row and its n-grams' rows."""
+
+    def __init__(self, vocab_size: int, dim: int, buckets: int, seed: int = 0):
+        super().__init__(vocab_size, dim, seed)
+        gen = torch.Generator().manual_seed(seed)
+        # fastText's init of its whole input matrix (words, then buckets): uniform in [-1/dim, 1/dim]
+        self.in_vectors.data = (torch.rand(vocab_size, dim, generator=gen) * 2 - 1) / dim
+        self.ngram_vectors = nn.Parameter((torch.rand(buckets, dim, generator=gen) * 2 - 1) / dim)
 
 
 def noise_distribution(counts: torch.Tensor, exponent: float = 0.75) -> torch.Tensor:
@@ -109,6 +127,43 @@ def hierarchical_softmax_grads(
 # --------------------------------------------------------------------------- batched SGD (the GPU path)
 
 
+@dataclass
+class SubwordRows:
+    """models/subwords.SubwordTable on the device: word w's n-gram rows are ids[offsets[w]:offsets[w + 1]]."""
+
+    offsets: torch.Tensor  # (V + 1,) int64
+    ids: torch.Tensor  # (total,) int64
+
+    def expand(self, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For words (P,): (owner (M,), rows (M,), counts (P,)): every n-gram row of every word, and the
+        position in `words` it belongs to; counts: n-grams per word."""
+        starts = self.offsets[words]
+        counts = self.offsets[words + 1] - starts
+        owner = torch.repeat_interleave(torch.arange(len(words), device=words.device), counts)
+        first = torch.cumsum(counts, 0) - counts  # where each word's n-grams start in the (M,) output
+        position = torch.arange(len(owner), device=words.device) - first[owner] + starts[owner]
+        return owner, self.ids[position], counts
+
+
+def _compose(model: SkipGram, words: torch.Tensor, subwords: SubwordRows | None):
+    """Input vectors (P, D) of words (P,): their rows, or (fastText) the mean of each row and its n-grams'
+    rows; and what _spread needs to send the update back to every one of those rows."""
+    l1 = model.in_vectors.data[words]
+    if subwords is None:
+        return l1, None
+    owner, rows, counts = subwords.expand(words)
+    l1.index_add_(0, owner, model.ngram_vectors.data[rows])
+    return l1 / (1 + counts[:, None]), (owner, rows)
+
+
+def _spread(model: SkipGram, words: torch.Tensor, pieces, neu1e: torch.Tensor) -> None:
+    """The update neu1e (P, D) to each word's row and, whole, to each of its n-gram rows (fastText)."""
+    model.in_vectors.data.index_add_(0, words, neu1e)
+    if pieces is not None:
+        owner, rows = pieces
+        model.ngram_vectors.data.index_add_(0, rows, neu1e[owner])
+
+
 @torch.no_grad()
 def batched_update(
     model: SkipGram,
@@ -123,6 +178,7 @@ def batched_update(
     lr: float,
     pairs_per_update: int = 4096,
     tree: tuple[torch.Tensor, torch.Tensor] | None = None,
+    subwords: SubwordRows | None = None,
 ) -> torch.Tensor:
     """SGD on the pairs of a batch of sentences, `pairs_per_update` predictions at a time.
 
@@ -133,7 +189,8 @@ def batched_update(
     32k predictions, and the sum of that many same-sign steps diverges at word2vec's lr
     (measured: 32768 diverges at lr 0.025; 4096 and 8192 match the Hogwild loop's accuracy).
     tree: the Huffman tree's (codes, points) (V, L) on the device for the hierarchical softmax
-    (model.hs; negative is 0 then), else None. Returns the mean loss per prediction.
+    (model.hs; negative is 0 then), else None. subwords: the vocabulary's n-gram rows when model is a
+    FastText (model.subwords). Returns the mean loss per prediction.
     """
     center, context, words = _pairs(words, lengths, keep, gen, window)
     if len(center) == 0:
@@ -143,15 +200,15 @@ def batched_update(
         inputs, targets = words[context], words[center]
         noise = _draw_noise(noise_cdf, len(targets), negative, gen)
         loss_sum = torch.zeros((), device=words.device, dtype=torch.float64)
-        syn0, syn1 = model.in_vectors.data, model.out_vectors.data
+        syn1 = model.out_vectors.data
         for lo in range(0, len(targets), pairs_per_update):
             chunk = slice(lo, lo + pairs_per_update)
-            l1 = syn0[inputs[chunk]]
+            l1, pieces = _compose(model, inputs[chunk], subwords)
             neu1e, loss = _predict(l1, targets[chunk], None if noise is None else noise[chunk], syn1, lr, tree)
-            syn0.index_add_(0, inputs[chunk], neu1e)
+            _spread(model, inputs[chunk], pieces, neu1e)
             loss_sum += loss
         return (loss_sum / len(targets)).float()
-    return _cbow(model, words, center, context, noise_cdf, gen, negative, lr, pairs_per_update, tree)
+    return _cbow(model, words, center, context, noise_cdf, gen, negative, lr, pairs_per_update, tree, subwords)
 
 
 def _pairs(words, lengths, keep, gen, window):
@@ -182,8 +239,9 @@ def _draw_noise(noise_cdf, count, negative, gen):
     return torch.searchsorted(noise_cdf, uniform, right=True).clamp_(max=len(noise_cdf) - 1)
 
 
-def _cbow(model, words, center, context, noise_cdf, gen, negative, lr, pairs_per_update, tree):
-    """CBOW: the mean of the window's input vectors predicts the center; its error goes to each context word."""
+def _cbow(model, words, center, context, noise_cdf, gen, negative, lr, pairs_per_update, tree, subwords=None):
+    """CBOW: the mean of the window's input vectors predicts the center; its error goes to each context word.
+    With subwords, the mean is over every row of the window (words' and n-grams' alike), as fastText's."""
     device, n = words.device, len(words)
     syn0, syn1 = model.in_vectors.data, model.out_vectors.data
     total, predictions = torch.zeros((), device=device, dtype=torch.float64), 0
@@ -197,10 +255,17 @@ def _cbow(model, words, center, context, noise_cdf, gen, negative, lr, pairs_per
         member = slot[center] >= 0
         rows, ctx = slot[center[member]], words[context[member]]
         l1 = torch.zeros(len(chunk), syn0.shape[1], device=device).index_add_(0, rows, syn0[ctx])
-        l1 /= count[chunk, None]
+        inputs = count[chunk]  # rows averaged per prediction: the context words, and (subwords) their n-grams
+        if subwords is not None:
+            owner, ngram_rows, ngrams = subwords.expand(ctx)
+            l1.index_add_(0, rows[owner], model.ngram_vectors.data[ngram_rows])
+            inputs = inputs + torch.zeros_like(inputs).index_add_(0, rows, ngrams)
+        l1 /= inputs[:, None]
         chunk_noise = None if noise is None else noise[lo : lo + pairs_per_update]
         neu1e, loss = _predict(l1, words[chunk], chunk_noise, syn1, lr, tree)
         syn0.index_add_(0, ctx, neu1e[rows])
+        if subwords is not None:
+            model.ngram_vectors.data.index_add_(0, ngram_rows, neu1e[rows[owner]])
         total += loss
         predictions += len(chunk)
     return (total / max(1, predictions)).float()

@@ -193,6 +193,32 @@ def _subsample(raw_ids, remap, keep, sentence, state):
 
 
 @_jit
+def _add_rows(word, syn0, ngrams, sub_offsets, sub_ids, out):
+    """out += the word's row and its n-gram rows (fastText's subwords); returns how many rows were added."""
+    dim = out.shape[0]
+    for i in range(dim):
+        out[i] += syn0[word, i]
+    for k in range(sub_offsets[word], sub_offsets[word + 1]):
+        row = ngrams[sub_ids[k]]
+        for i in range(dim):
+            out[i] += row[i]
+    return 1 + sub_offsets[word + 1] - sub_offsets[word]
+
+
+@_jit
+def _spread(word, syn0, ngrams, sub_offsets, sub_ids, neu1e):
+    """The input's update reaches the word's row and each n-gram row whole, as fastText's
+    Model::update adds the gradient to every input row (only its supervised mode divides it)."""
+    dim = neu1e.shape[0]
+    for i in range(dim):
+        syn0[word, i] += neu1e[i]
+    for k in range(sub_offsets[word], sub_offsets[word + 1]):
+        row = ngrams[sub_ids[k]]
+        for i in range(dim):
+            row[i] += neu1e[i]
+
+
+@_jit
 def train_sentences(
     syn0,
     syn1,
@@ -204,6 +230,9 @@ def train_sentences(
     noise_alias,
     codes,
     points,
+    ngrams,
+    sub_offsets,
+    sub_ids,
     sg,
     hs,
     negative,
@@ -216,9 +245,13 @@ def train_sentences(
     raw_ids: corpus-order word ids (before min_count), remap: raw id -> vocabulary id or -1,
     keep: per vocabulary id, the subsampling keep probability; noise_prob/noise_alias: the
     noise distribution as an alias table (`alias_table`); codes/points: the Huffman tree
-    (models/huffman.py), read when hs (the hierarchical softmax; negative is 0 then).
+    (models/huffman.py), read when hs (the hierarchical softmax; negative is 0 then); ngrams: fastText's
+    n-gram matrix (model.subwords; zero rows for word2vec), word w's n-gram rows being
+    sub_ids[sub_offsets[w]:sub_offsets[w + 1]] (models/subwords.py).
     """
     dim = syn0.shape[1]
+    subwords = ngrams.shape[0] > 0
+    composed = np.empty(dim, dtype=syn0.dtype)
     neu1 = np.empty(dim, dtype=syn0.dtype)
     neu1e = np.empty(dim, dtype=syn0.dtype)
     scores = np.empty(syn1.shape[0] if negative == 0 and not hs else 1, dtype=np.float64)
@@ -244,7 +277,14 @@ def train_sentences(
                     for c in range(lo, hi):
                         if c == pos:
                             continue
-                        l1 = syn0[sentence[c]]
+                        if subwords:  # fastText: the average of the word's row and its n-grams' rows
+                            composed[:] = 0.0
+                            inv = np.float32(1.0 / _add_rows(sentence[c], syn0, ngrams, sub_offsets, sub_ids, composed))
+                            for i in range(dim):
+                                composed[i] *= inv
+                            l1 = composed
+                        else:
+                            l1 = syn0[sentence[c]]
                         neu1e[:] = 0.0
                         loss, state = _predict(
                             l1,
@@ -263,20 +303,20 @@ def train_sentences(
                         )
                         loss_sum += loss
                         predictions += 1
-                        for i in range(dim):
-                            l1[i] += neu1e[i]
+                        _spread(sentence[c], syn0, ngrams, sub_offsets, sub_ids, neu1e)
                 else:
-                    count = hi - lo - 1
-                    if count == 0:
+                    if hi - lo == 1:
                         continue
+                    # the mean of every input row of the window: the words' and (subwords) their n-grams',
+                    # all counted alike, as fastText's CBOW and gensim's cbow_mean
                     neu1[:] = 0.0
+                    count = 0
                     for c in range(lo, hi):
                         if c != pos:
-                            for i in range(dim):
-                                neu1[i] += syn0[sentence[c], i]
+                            count += _add_rows(sentence[c], syn0, ngrams, sub_offsets, sub_ids, neu1)
                     inv = np.float32(1.0 / count)
                     for i in range(dim):
-                        neu1[i] *= inv  # cbow_mean, gensim's default
+                        neu1[i] *= inv
                     neu1e[:] = 0.0
                     loss, state = _predict(
                         neu1,
@@ -295,11 +335,11 @@ def train_sentences(
                     )
                     loss_sum += loss
                     predictions += 1
-                    # word2vec.c adds the whole error to every context word of the window
+                    # word2vec.c adds the whole error to every context word of the window (and fastText to
+                    # every n-gram row of each)
                     for c in range(lo, hi):
                         if c != pos:
-                            for i in range(dim):
-                                syn0[sentence[c], i] += neu1e[i]
+                            _spread(sentence[c], syn0, ngrams, sub_offsets, sub_ids, neu1e)
     return loss_sum, predictions, kept_words
 
 

@@ -15,6 +15,13 @@ min_alpha, reached linearly over the run. Two implementations of the same SGD:
 
 Either way the weights are updated by the task's own step (Job.update_step), in fp32: updates
 of 1e-4 to word vectors of norm ~1 would vanish in bf16/fp16.
+
+model.subwords trains fastText (Bojanowski et al. 2017) in both: a word's input vector is the mean of
+its row and its character n-grams' rows (models/subwords.py), and the run exports the composed
+vectors with the n-gram matrix (ngrams.npy) that gives unseen words theirs:
+
+    dl train configs/fasttext_wiki.yaml
+    dl similar unfriendliness --run runs/fasttext-wiki
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ from dlcli.errors import DlError
 from dlcli.files import write_json_atomic
 from dlcli.models import word2vec_hogwild as hogwild
 from dlcli.models.huffman import HuffmanTree, huffman_tree
-from dlcli.models.word2vec import SkipGram, batched_update
+from dlcli.models.subwords import SubwordTable, compose, subword_table
+from dlcli.models.word2vec import FastText, SkipGram, SubwordRows, batched_update
 from dlcli.runner import Job
 from dlcli.runtime import Runtime
 
@@ -151,6 +159,7 @@ class Tables:
     noise_alias: np.ndarray
     noise_cdf: np.ndarray  # and as cumulative probabilities (batched)
     tree: HuffmanTree  # the hierarchical softmax's paths (model.hs); a one-row placeholder without it
+    subwords: SubwordTable  # each word's character n-gram rows (model.subwords); no rows without it
 
 
 def hogwild_step(cfg: Config, tables: Tables, pool: ThreadPoolExecutor):
@@ -158,6 +167,7 @@ def hogwild_step(cfg: Config, tables: Tables, pool: ThreadPoolExecutor):
 
     def step(model: SkipGram, batch: Batch, lr: float) -> dict[str, torch.Tensor]:
         syn0, syn1 = model.in_vectors.data.numpy(), model.out_vectors.data.numpy()
+        ngrams = model.ngram_vectors.data.numpy() if m.subwords else syn0[:0]  # no n-gram rows: word2vec
         parts = _split(tables.bounds, batch.lo, batch.hi, cfg.train.workers)
         futures = []
         for k, (lo, hi) in enumerate(parts):
@@ -178,6 +188,9 @@ def hogwild_step(cfg: Config, tables: Tables, pool: ThreadPoolExecutor):
                     tables.noise_alias,
                     tables.tree.codes,
                     tables.tree.points,
+                    ngrams,
+                    tables.subwords.offsets,
+                    tables.subwords.ids,
                     bool(m.sg),
                     bool(m.hs),
                     m.negative,
@@ -225,6 +238,10 @@ def batched_step(cfg: Config, tables: Tables, device: torch.device, pairs_per_up
     tree = None
     if m.hs:
         tree = (torch.from_numpy(tables.tree.codes).to(device), torch.from_numpy(tables.tree.points).to(device))
+    subwords = None
+    if m.subwords:
+        table = tables.subwords
+        subwords = SubwordRows(torch.from_numpy(table.offsets).to(device), torch.from_numpy(table.ids).to(device))
 
     def step(model: SkipGram, batch: Batch, lr: float) -> dict[str, torch.Tensor]:
         first, last = tables.bounds[batch.lo], tables.bounds[batch.hi]
@@ -244,6 +261,7 @@ def batched_step(cfg: Config, tables: Tables, device: torch.device, pairs_per_up
             lr,
             pairs_per_update,
             tree,
+            subwords,
         )
         return {"loss": loss}
 
@@ -259,6 +277,10 @@ def shape_signature(config: dict[str, Any]) -> dict[str, Any]:
     keys = ("dataset", "path", "token_pattern", "min_count", "max_vocab_size", "planted_sentences")
     # model.hs changes what out_vectors' rows are (inner nodes, not words); recipes before it had none
     shape = {"model.vector_size": model["vector_size"], "model.hs": model.get("hs", 0)}
+    # model.subwords adds the n-gram matrix; min_n, max_n and buckets fix what its rows mean
+    shape["model.subwords"] = model.get("subwords", False)
+    if shape["model.subwords"]:
+        shape.update({f"model.{k}": model[k] for k in ("min_n", "max_n", "buckets")})
     return {**shape, **{f"data.{k}": data[k] for k in keys}}
 
 
@@ -288,7 +310,7 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True, start: Recor
     else:
         vocab, keep = continued_vocabulary(cfg, corpus, start)
     tables = make_tables(cfg, corpus, vocab, keep)
-    model = SkipGram(len(vocab), cfg.model.vector_size, seed=cfg.seed)
+    model = new_model(cfg, len(vocab), seed=cfg.seed)
     if start is not None and shape_signature(start.config) != shape_signature(to_dict(cfg)):
         _start_from(model, start)  # a new corpus: the old rows, the new words' fresh init
     impl = choose_impl(cfg, runtime)
@@ -307,12 +329,14 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True, start: Recor
     def eval_step(net: SkipGram, lines: list[str]) -> dict[str, torch.Tensor]:
         from dlcli.vectors import evaluate_analogy_lines
 
-        result = evaluate_analogy_lines(word_vectors(net, vocab), lines, restrict=cfg.data.restrict)
+        result = evaluate_analogy_lines(
+            word_vectors(net, vocab, cfg, tables.subwords), lines, restrict=cfg.data.restrict
+        )
         total = result["total"]
         return {"analogy_accuracy": torch.tensor(float(result["correct"])), "count": torch.tensor(float(max(total, 1)))}
 
     def export(net: SkipGram, run_dir: Path) -> None:
-        export_vectors(word_vectors(net, vocab), run_dir)
+        export_vectors(word_vectors(net, vocab, cfg, tables.subwords), run_dir)
 
     return Job(
         model=model,
@@ -362,7 +386,8 @@ def _check(cfg: Config, runtime: Runtime, start: Record | None) -> None:
 def _check_start(cfg: Config, start: Record) -> None:
     """A continued run takes over the checkpoint's rows: the vector size and the objective must match."""
     old_model = start.config["model"]
-    for key in ("vector_size", "hs"):
+    keys = ("vector_size", "hs", "subwords") + (("min_n", "max_n", "buckets") if cfg.model.subwords else ())
+    for key in keys:
         if old_model.get(key, 0) != getattr(cfg.model, key):
             raise DlError(
                 f"Cannot continue a run with model.{key}={old_model.get(key, 0)} as model.{key}={getattr(cfg.model, key)}: "
@@ -398,12 +423,19 @@ def _start_from(model: SkipGram, start: Record) -> None:
     old = len(start.extra["vocab_words"])
     model.in_vectors[:old] = start.model["in_vectors"]
     model.out_vectors[:old] = start.model["out_vectors"]
+    if isinstance(model, FastText):  # the n-gram rows are shared by old and new words alike: all of them
+        model.ngram_vectors.copy_(start.model["ngram_vectors"])
 
 
 def make_tables(cfg: Config, corpus: EncodedCorpus, vocab: Vocabulary, keep: np.ndarray) -> Tables:
     """The step's tables: the noise distribution and the Huffman tree from the vocabulary counts."""
     noise = vocab.counts.astype(np.float64) ** cfg.model.ns_exponent
     tree = huffman_tree(vocab.counts) if cfg.model.hs else huffman_tree(vocab.counts[:0])
+    m = cfg.model
+    words = list(vocab.words) if m.subwords else []
+    subwords = subword_table(words, m.min_n, m.max_n, m.buckets)
+    if not m.subwords:  # word2vec: every word has an empty run of n-gram rows
+        subwords = SubwordTable(np.zeros(len(vocab) + 1, np.int64), subwords.ids)
     return Tables(
         corpus.ids,
         corpus.bounds,
@@ -412,6 +444,7 @@ def make_tables(cfg: Config, corpus: EncodedCorpus, vocab: Vocabulary, keep: np.
         *hogwild.alias_table(vocab.counts, cfg.model.ns_exponent),
         np.cumsum(noise / noise.sum()),
         tree,
+        subwords,
     )
 
 
@@ -438,19 +471,62 @@ def _questions(data: Word2VecData) -> list[str]:
 def restore_model(cfg: Config, extra: dict[str, Any]) -> tuple[SkipGram, dict[str, Any]]:
     """The skip-gram model of a checkpoint. Queries (dl analogy, dl similar) read the exported
     vectors instead: dlcli.vectors.vectors_for_run."""
-    return SkipGram(extra["vocab_size"], cfg.model.vector_size), {}
+    return new_model(cfg, extra["vocab_size"]), {}
 
 
-def word_vectors(model: SkipGram, vocab: Vocabulary):
-    from dlcli.vectors import WordVectors
+def new_model(cfg: Config, vocab_size: int, seed: int = 0) -> SkipGram:
+    """word2vec's two matrices, or (model.subwords) fastText's three: words, n-gram buckets, outputs."""
+    m = cfg.model
+    if m.subwords:
+        return FastText(vocab_size, m.vector_size, m.buckets, seed=seed)
+    return SkipGram(vocab_size, m.vector_size, seed=seed)
 
-    return WordVectors(list(vocab.words), model.in_vectors.detach().float().cpu().numpy().copy(), vocab.counts.tolist())
+
+def word_vectors(model: SkipGram, vocab: Vocabulary, cfg: Config, table: SubwordTable | None = None):
+    """The trained vectors: the input rows, or (subwords) each word's row averaged with its n-grams' rows,
+    as gensim's wv[word], with the n-gram matrix for words outside the vocabulary. table: the vocabulary's
+    n-gram rows when already hashed (make_tables)."""
+    from dlcli.vectors import SubwordVectors, WordVectors
+
+    words, counts = list(vocab.words), vocab.counts.tolist()
+    rows = model.in_vectors.detach().float().cpu().numpy().copy()
+    m = cfg.model
+    if not m.subwords:
+        return WordVectors(words, rows, counts)
+    ngram_vectors = model.ngram_vectors.detach().float().cpu().numpy().copy()
+    table = table if table is not None else subword_table(words, m.min_n, m.max_n, m.buckets)
+    composed = compose(rows, ngram_vectors, table)
+    return SubwordVectors(words, composed, ngram_vectors, m.min_n, m.max_n, counts)
 
 
 def export_vectors(wv, run_dir: Path) -> None:
-    """vectors.txt and vectors.bin (word2vec formats, as gensim reads them) and vocab.json (counts)."""
-    from dlcli.vectors import save_word2vec_format
+    """vectors.txt and vectors.bin (word2vec formats, as gensim reads them) and vocab.json (counts); for a
+    subword run also ngrams.npy, the (buckets, D) n-gram matrix, and subwords.json, its min_n and max_n."""
+    from dlcli.vectors import NGRAMS_FILE, SUBWORDS_FILE, SubwordVectors, save_word2vec_format
 
     save_word2vec_format(wv, run_dir / "vectors.txt", binary=False)
     save_word2vec_format(wv, run_dir / "vectors.bin", binary=True)
     write_json_atomic(run_dir / "vocab.json", {"words": wv.words, "counts": wv.counts})
+    if isinstance(wv, SubwordVectors):
+        _save_npy_atomic(run_dir / NGRAMS_FILE, wv.ngram_vectors)
+        settings = {
+            "min_n": wv.min_n,
+            "max_n": wv.max_n,
+            "buckets": len(wv.ngram_vectors),
+            "ngram_vectors": NGRAMS_FILE,
+        }
+        write_json_atomic(run_dir / SUBWORDS_FILE, settings)
+
+
+def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """As the vectors files: written beside its name and renamed, so a crash leaves no truncated matrix."""
+    from dlcli.files import temp_path
+
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(array, dtype="<f4"))
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from dlcli.config import (
     MAX_GENERATED,
@@ -38,6 +38,24 @@ class Word2VecModel(Section):
     impl: Literal["auto", "hogwild", "batched"] = Field(
         "auto", description="hogwild: numba SGD threads on the CPU; batched: PyTorch batches (GPU); auto: by device"
     )
+    subwords: bool = Field(
+        False,
+        description="fastText (Bojanowski et al. 2017): a word's input vector is the average of its row and its character n-grams' rows",
+    )
+    min_n: int = Field(3, ge=1, description="subwords: shortest character n-gram of <word> (fastText's minn)")
+    max_n: int = Field(6, ge=1, description="subwords: longest character n-gram of <word> (fastText's maxn)")
+    buckets: int = Field(
+        2_000_000,
+        ge=1,
+        description="subwords: rows of the n-gram matrix the n-grams are hashed into (fastText's bucket)",
+    )
+
+    @model_validator(mode="after")
+    def _ngram_lengths(self) -> Word2VecModel:
+        """min_n > max_n would leave every word without n-grams: a config error, not a silent word2vec."""
+        if self.subwords and self.min_n > self.max_n:
+            raise ValueError(f"model.min_n={self.min_n} is greater than model.max_n={self.max_n}: no n-gram fits")
+        return self
 
 
 class Word2VecData(DataSection):
