@@ -289,14 +289,21 @@ def vectors_for_run(run_dir: Path, limit: int | None = None) -> WordVectors:
 def _with_subwords(wv: WordVectors, run_dir: Path) -> SubwordVectors:
     import json
 
-    settings = json.loads((run_dir / SUBWORDS_FILE).read_text(encoding="utf-8"))
-    path = run_dir / settings.get("ngram_vectors", NGRAMS_FILE)
+    try:
+        settings = json.loads((run_dir / SUBWORDS_FILE).read_text(encoding="utf-8"))
+        min_n, max_n = int(settings["min_n"]), int(settings["max_n"])
+        path = run_dir / str(settings.get("ngram_vectors", NGRAMS_FILE))
+    except (OSError, ValueError, TypeError, KeyError) as e:  # not JSON, not a mapping, a key missing
+        raise DlError(f"{run_dir / SUBWORDS_FILE} is not a subword run's settings ({e!r}); retrain the run.") from None
     if not path.is_file():
         raise DlError(
             f"{run_dir} is a subword run but {path.name} is missing: its out-of-vocabulary words have no vectors."
         )
-    ngram_vectors = np.load(path, mmap_mode="r")  # (buckets, D): 800 MB at fastText's 2M x 100, read as needed
-    return SubwordVectors(wv.words, wv.vectors, ngram_vectors, settings["min_n"], settings["max_n"], wv.counts)
+    try:  # (buckets, D): 800 MB at fastText's 2M x 100, read as needed; never unpickled
+        ngram_vectors = np.load(path, mmap_mode="r", allow_pickle=False)
+        return SubwordVectors(wv.words, wv.vectors, ngram_vectors, min_n, max_n, wv.counts)
+    except ValueError as e:  # not an .npy file, or of another width than the vectors
+        raise DlError(f"{path} is not this run's n-gram matrix: {e}") from None
 
 
 def load_vectors(run: Path | None = None, file: Path | None = None) -> WordVectors:

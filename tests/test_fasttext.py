@@ -16,7 +16,7 @@ from dlcli.models import word2vec_hogwild as hogwild
 from dlcli.models.huffman import huffman_tree
 from dlcli.models.subwords import compose, compose_unseen, ngram_hashes, subword_table
 from dlcli.models.word2vec import FastText, SubwordRows, batched_update
-from dlcli.vectors import SubwordVectors, save_word2vec_format
+from dlcli.vectors import SubwordVectors, WordVectors, save_word2vec_format
 
 from conftest import assert_exit_2, dl, fake_run, sets
 
@@ -225,6 +225,31 @@ def test_an_oov_word_without_ngrams_is_exit_2_naming_it(tmp_path):
     assert_exit_2(dl("similarity", "where", "ab", "--run", run), "'ab'")
     # a word2vec-format file alone has no n-grams: an unknown word is an error, as before
     assert_exit_2(dl("similar", "wherever", "--vectors", run / "vectors.bin"), "'wherever' is not in the vocabulary")
+
+
+@pytest.mark.parametrize(
+    ("settings", "ngrams", "needle"),
+    [
+        ("not json", None, "is not a subword run's settings"),
+        ('["min_n"]', None, "is not a subword run's settings"),
+        ('{"max_n": 6}', None, "is not a subword run's settings"),
+        ('{"min_n": 5, "max_n": 6}', b"not an npy file", "is not this run's n-gram matrix"),
+        ('{"min_n": 5, "max_n": 6}', "pickled", "is not this run's n-gram matrix"),
+        ('{"min_n": 5, "max_n": 6}', "narrow", "is not this run's n-gram matrix"),
+        ('{"min_n": 5, "max_n": 6}', "missing", "ngrams.npy is missing"),
+    ],
+)
+def test_a_subword_runs_damaged_side_files_are_exit_2(tmp_path, settings, ngrams, needle):
+    run = fake_run(Path("runs/ft"), "word2vec", 1_000)
+    save_word2vec_format(WordVectors(["where", "there"], np.eye(2, 4, dtype=np.float32)), run / "vectors.bin")
+    (run / "subwords.json").write_text(settings)
+    if ngrams == "pickled":  # an object array: np.load would need allow_pickle, which dl never gives
+        np.save(run / "ngrams.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    elif ngrams == "narrow":
+        np.save(run / "ngrams.npy", np.ones((9, 3), np.float32))
+    elif ngrams != "missing":
+        (run / "ngrams.npy").write_bytes(ngrams or np.ones(1).tobytes())
+    assert_exit_2(dl("similar", "wherever", "--run", run), needle)
 
 
 @needs_numba
