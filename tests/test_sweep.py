@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from dlcli import checkpoint, threads
+from dlcli import checkpoint, sweep_report, sweep_space, threads
 
 from conftest import assert_exit_2, assert_same_training_state
 
@@ -75,6 +75,7 @@ def test_bad_spaces_keys_and_storages_exit_2_before_anything_is_written(cli, tmp
     assert not (tmp_path / "sw").exists()
 
 
+@pytest.mark.slow  # the same paths run in the test below; this one adds seeds and --jobs 2 (4 child processes)
 def test_a_grid_with_seeds_gives_run_folders_a_table_cells_and_a_plot(cli, tmp_path):
     result = cli(
         "sweep", "pos_lstm", "--grid", "optim.lr=1e-2,3e-2", "--seeds", "2", *METRIC, *SMALL,
@@ -103,7 +104,16 @@ def test_a_grid_with_seeds_gives_run_folders_a_table_cells_and_a_plot(cli, tmp_p
     assert runs.exit_code == 0 and "trial-0003" in runs.stdout
 
 
-def test_a_failed_trial_is_recorded_with_its_message_and_a_lagging_one_is_pruned(cli, tmp_path):
+def test_a_grid_crossed_with_seeds_gives_one_cell_per_value_with_mean_and_spread():
+    space = sweep_space.parse([], ["optim.lr=1e-2,3e-2"], seeds=2, base_seed=7)
+    assert space.cells() == [{"optim.lr": lr, "seed": seed} for lr in (1e-2, 3e-2) for seed in (7, 8)]
+    rows = [{"params": cell, "value": value} for cell, value in zip(space.cells(), (0.5, 0.7, 0.9, 0.9))]
+    cells = sweep_report._cells(rows, sign=-1)  # maximize: best cell first
+    assert [(c["params"], c["seeds"]) for c in cells] == [({"optim.lr": 3e-2}, 2), ({"optim.lr": 1e-2}, 2)]
+    assert cells[0]["mean"] == pytest.approx(0.9) and cells[1]["std"] == pytest.approx(0.1414, abs=1e-4)
+
+
+def test_trials_are_run_folders_failed_ones_recorded_lagging_ones_pruned(cli, tmp_path):
     # Trials 0 and 1 learn; trial 2 (lr 1e-7) lags them at its first validation: the median pruner stops it.
     # Trial 3's lr of 1e30 makes the loss non-finite: dl train exits 1 and the sweep goes on.
     result = cli(
@@ -111,11 +121,25 @@ def test_a_failed_trial_is_recorded_with_its_message_and_a_lagging_one_is_pruned
         "--set", "train.epochs=8", "--prune", "median", "--out", "sw",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    rows = {row["number"]: row for row in _show(cli, tmp_path / "sw")["trials"]}
+    assert "trial 2 pruned" in result.stderr and "trial 3 failed" in result.stderr
+    assert "best: trial" in result.stdout
+    report = _show(cli, tmp_path / "sw")
+    rows = {row["number"]: row for row in report["trials"]}
     assert [rows[n]["state"] for n in range(4)] == ["complete", "complete", "pruned", "failed"]
     assert "exit 1" in rows[3]["error"]
-    assert "trial 2 pruned" in result.stderr and "trial 3 failed" in result.stderr
     assert not (tmp_path / "sw" / "trial-0002" / "summary.json").exists()
+    assert [row["number"] for row in report["trials"]][:2] == sorted((0, 1), key=lambda n: -rows[n]["value"])
+    for n in (0, 1):  # a finished trial is a run folder whose config holds the trial's values
+        config = yaml.safe_load((tmp_path / "sw" / rows[n]["run"] / "config.yaml").read_text())
+        assert config["optim"]["lr"] == pytest.approx(rows[n]["params"]["optim.lr"])
+        assert config["data"]["train_sentences"] == 300
+        summary = json.loads((tmp_path / "sw" / rows[n]["run"] / "summary.json").read_text())
+        assert summary["metrics"]["val"]["accuracy"] == pytest.approx(rows[n]["value"])
+    plot = cli("sweep", "show", "sw", "--plot", "sweep.png")
+    assert plot.exit_code == 0, plot.output
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    runs = cli("runs", "sw")  # the trials are ordinary runs
+    assert runs.exit_code == 0 and "trial-0001" in runs.stdout
 
 
 def _kill_mid_trial(sweep: subprocess.Popen, folder: Path) -> set[str]:
@@ -163,7 +187,7 @@ def test_a_sweep_killed_mid_trial_resumes_to_the_uninterrupted_weights(cli, tmp_
 def test_two_sweep_processes_on_one_study_run_each_trial_once(cli, tmp_path):
     folder = tmp_path / "sw"
     first = _dl(
-        "sweep", "pos_lstm", "--param", "optim.lr=loguniform:1e-3:3e-2", "--trials", "4", *METRIC, *SMALL,
+        "sweep", "pos_lstm", "--param", "optim.lr=loguniform:1e-3:3e-2", "--trials", "3", *METRIC, *SMALL,
         "--out", str(folder), env={"DL_THREADS": "1"},
     )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -173,7 +197,7 @@ def test_two_sweep_processes_on_one_study_run_each_trial_once(cli, tmp_path):
     errs = [proc.communicate(timeout=300)[1] for proc in (first, second)]
     assert [first.returncode, second.returncode] == [0, 0], errs
     started = [line.split(":")[0] for err in errs for line in err.splitlines() if " started:" in line]
-    assert sorted(started) == [f"trial {n} started" for n in range(4)]  # each once, between them
+    assert sorted(started) == [f"trial {n} started" for n in range(3)]  # each once, between them
     assert all(" started:" in err for err in errs)  # both did work
     report = _show(cli, folder)
-    assert report["counts"]["complete"] == 4 and len(report["trials"]) == 4
+    assert report["counts"]["complete"] == 3 and len(report["trials"]) == 3

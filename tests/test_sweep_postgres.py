@@ -10,7 +10,6 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,15 +58,14 @@ def postgres() -> Iterator[str]:
 
 
 def test_two_machines_share_one_study_on_postgresql(cli, tmp_path, postgres):
-    line = ["sweep", "pos_lstm", "--param", "optim.lr=loguniform:1e-3:3e-2", "--trials", "3", *METRIC, *SMALL]
+    line = ["sweep", "pos_lstm", "--param", "optim.lr=loguniform:1e-3:3e-2", "--trials", "2", *METRIC, *SMALL]
     line += ["--storage", postgres]
     machines = [_dl(*line, "--out", str(tmp_path / f"machine{i}" / "sw"), env={"DL_THREADS": "1"}) for i in (1, 2)]
     errs = [proc.communicate(timeout=300)[1] for proc in machines]
     assert [proc.returncode for proc in machines] == [0, 0], errs
     ran = sorted(p.name for p in tmp_path.glob("machine*/sw/trial-*") if (p / "summary.json").is_file())
-    assert ran == ["trial-0000", "trial-0001", "trial-0002"]  # each trial on one machine only
+    assert ran == ["trial-0000", "trial-0001"]  # each trial on one machine only
     for machine in (1, 2):  # either machine's folder reads the whole study
         result = cli("sweep", "show", str(tmp_path / f"machine{machine}" / "sw"), "--json")
         assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout)["counts"]["complete"] == 3
-    assert sys.executable  # the children ran with this interpreter
+        assert json.loads(result.stdout)["counts"]["complete"] == 2
