@@ -11,6 +11,7 @@ images of the run's size: no decoding), and size the schedule to the steps the b
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -80,6 +81,12 @@ def step_speed(recipe: Path, settings: dict, device: str | None, warmup: int = 2
 def budget_steps(img_s: float, minutes: float, batch_size: int) -> int:
     """Optimizer steps that SCHEDULE_SHARE of `minutes` holds at `img_s`."""
     return max(1, int(img_s * minutes * 60 * SCHEDULE_SHARE / batch_size))
+
+
+def run_steps_per_epoch(run_dir: Path) -> int:
+    """The optimizer steps per epoch a run trained with, from the derived line atop its config.yaml."""
+    head = (Path(run_dir) / "config.yaml").read_text(encoding="utf-8").splitlines()[0]
+    return int(re.search(r"(\d+) optimizer steps per epoch", head).group(1))
 
 
 def median_speed(records: list[dict]) -> float | None:
