@@ -1,7 +1,7 @@
 """Issue 17's side-by-side: `dl train configs/resnet_cifar10.yaml` against the plain PyTorch loop
 ../shared/baselines/cifar_plain.py, the same minutes of training each, one after the other, same machine.
 
-    python scripts/bench_cifar_side.py                   # 30 + 30 minutes of training, ~65 minutes in all
+    python scripts/bench_cifar_side.py                   # 30 + 30 minutes of training, ~70 minutes in all
     python scripts/bench_cifar_side.py --fit-schedule    # dl's cosine laid over the budget by a calibration
     python scripts/bench_cifar_side.py --minutes 0.5 --tarball /tmp/mini.tar.gz --no-append   # a smoke test
 
@@ -12,7 +12,7 @@ which of the two best.pt took, and the plain loop's test top-1 at the same marks
 
 What differs on purpose: dl's budget (train.max_minutes) counts its evaluations, the plain loop's does
 not; dl trains on 49,000 images (1,000 held out to choose best.pt), the plain loop on 50,000. The recipe's
-train.epochs is sized for 30 minutes at ~700 img/s; for another --minutes it is scaled in proportion,
+train.epochs fills 30 minutes at ~560 img/s; for another --minutes it is scaled in proportion,
 and --fit-schedule instead times 5 training steps first and lays the schedule over the steps 90% of the
 budget holds (scripts/cifarlib.py), as the plain loop lays its cosine over its first 20 steps' speed.
 The run folder is runs/cifar-side (overwritten). --no-append skips BENCHMARKS.md.
