@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from dlcli.config import Expect, list_recipes, resolve_recipe
 from dlcli.expect import describe, judge
@@ -161,11 +162,15 @@ NEEDS: dict[str, tuple[str, list[str]]] = {
     "multi30k": ("../shared/datasets/multi30k", sets("data.root=../shared/datasets/multi30k")),
     "pos_lstm_ud": ("runs/word2vec-corpus/vectors.bin", []),  # scripts/bench_sequence.py trains it
     "resnet_cifar_subset": ("../shared/datasets/images", []),
+    "resnet_cifar10": ("../shared/datasets/cifar10/cifar10-jpeg.tar.gz", []),
+    "cifar10_speedrun": ("../shared/datasets/cifar10/cifar10-jpeg.tar.gz", []),
     "word2vec_text8": ("data/text8", []),  # downloaded when online; the tests run offline
     "fasttext_wiki": ("../shared/datasets/corpus", []),
     "style": ("../shared/datasets/style", []),
 }
 SLOW = sorted(p.stem for p in list_recipes() if p.stem not in FAST)
+# Recipes sized for a GPU: on a CPU their full length would take days (the speedrun: ~30 epochs of a cifar-stem ResNet-18).
+GPU_ONLY = ("cifar10_speedrun",)
 
 
 @pytest.mark.slow
@@ -174,6 +179,8 @@ def test_check_passes_on_a_bundled_recipe(recipe: str, monkeypatch, tmp_path: Pa
     needed, extra = NEEDS.get(recipe, ("", []))
     if needed and not (REPO / needed).exists():
         pytest.skip(f"{recipe} needs {needed} (relative to the repository root)")
+    if recipe in GPU_ONLY and not torch.cuda.is_available():
+        pytest.skip(f"{recipe} is a GPU recipe")
     monkeypatch.chdir(REPO)  # the recipes' relative paths start there
     result = dl("check", recipe, "--out", tmp_path / "run", "-q", *extra)
     assert result.exit_code == 0, result.output
