@@ -124,7 +124,7 @@ def test_train_holds_the_lock_from_before_overwrite_deletes_to_the_end(
     (run / "checkpoints" / "last.pt").write_bytes(b"old")
     seen = {}
 
-    def fake_train(task, cfg, run_dir, runtime, logger, resume_from):
+    def fake_train(task, cfg, run_dir, runtime, logger, resume_from, strict_expect=False):
         lock = run_dir / runlock.LOCK_NAME
         seen["entries"] = sorted(p.name for p in run_dir.iterdir())
         seen["pid"] = lock.read_text().split("\n")[0]
