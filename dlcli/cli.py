@@ -23,9 +23,8 @@ from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 
-from dlcli import __version__, cli_infer, cli_stylize, cli_sweep, cli_vectors, expect
+from dlcli import __version__, cli_infer, cli_stylize, cli_sweep, cli_vectors
 from dlcli.cli_common import DeviceOption, JsonOption, SetOption, guarded, show_tracebacks
-from dlcli.config import list_recipes, read_yaml, render_yaml, resolve_recipe
 from dlcli.console import fmt_metrics, full_width, log, out, per_class_table, print_json, print_table
 from dlcli.errors import DlError
 
@@ -118,7 +117,8 @@ def check(
     json_: JsonOption = False,
 ) -> None:
     """Train a recipe and check its stated result (its expect: block): exit 0 met, 1 not met, 2 no expect:."""
-    from dlcli import api
+    from dlcli import api, expect
+    from dlcli.config import resolve_recipe
 
     cfg = resolve_recipe(config, set_)  # torch-free: a recipe without expect: stops before torch loads
     if cfg.expect is None:
@@ -354,6 +354,8 @@ def plot(
 @guarded
 def configs(json_: JsonOption = False) -> None:
     """The bundled recipes (`dl train NAME` runs one)."""
+    from dlcli.config import list_recipes, read_yaml
+
     rows = []
     for path in list_recipes():
         raw = read_yaml(path)
@@ -382,6 +384,8 @@ def config_show(
     set_: SetOption = [],
 ) -> None:
     """A recipe fully resolved: every key, its value and what it means."""
+    from dlcli.config import render_yaml, resolve_recipe
+
     cfg = resolve_recipe(config, set_)
     out.print(render_yaml(cfg), markup=False, highlight=False)
 
