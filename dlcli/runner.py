@@ -95,11 +95,7 @@ def train(
 ) -> dict[str, Any]:
     """Train `cfg` into `run_dir` (resuming from a checkpoint if given); returns the summary.
     strict_expect (dl check): an expect: on a split the data lacks is a DlError before the first step."""
-    resume = _load_resume(task, cfg, resume_from) if resume_from else None
-    start = resume if cfg.continues_training() else None
-    if start is not None and task.shape_signature(start.config) != task.shape_signature(to_dict(cfg)):
-        _refuse_a_run_in(run_dir, resume_from)
-        resume = None  # other data: the checkpoint's weights start a new run, nothing is resumed
+    resume, start = _resume_or_start(task, cfg, run_dir, resume_from)
     if runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)
     torch.manual_seed(cfg.seed + runtime.rank)
@@ -115,11 +111,8 @@ def train(
     state = _restore(resume, resume_from, model, optimizer, scheduler, scaler) if resume else RunState(Position())
     forward = _wrap_for_forward(model, cfg, runtime)
     ema = _make_ema(model, cfg, resume, logger)
-    same_run = resume_from is not None and Path(resume_from).resolve().parent.parent == Path(run_dir).resolve()
-    if runtime.is_main and resume is not None and same_run and resume.metrics_bytes is not None:
-        # The steps after the checkpoint are trained (and logged) again: drop their first records
-        # (before the trackers open: metrics.csv is rewritten from metrics.jsonl).
-        MetricsFile(run_dir / "metrics.jsonl").truncate(resume.metrics_bytes)
+    if runtime.is_main and resume is not None:
+        _cut_metrics_back(run_dir, resume, resume_from)  # before the trackers open: metrics.csv is rebuilt from it
     # Before any run file is written: a required logger that cannot start leaves no run to --overwrite.
     run = RunInfo(Path(run_dir), cfg.name, to_dict(cfg), resume.step if resume is not None else None)
     trackers = open_trackers(cfg, run, runtime, logger)
@@ -145,11 +138,7 @@ def train(
             _write_run_files(run_dir, cfg, runtime, steps_per_epoch, len(job.train_data))
             for folder in (run_dir, run_dir / "checkpoints"):
                 checkpoint.remove_stale_temps(folder)  # left by a process killed mid-write
-        logger.info(
-            f"[bold]{cfg.name}[/]: {cfg.task} on {runtime.device} ({runtime.precision}), {steps_per_epoch} steps/epoch "
-            f"x {cfg.train.epochs} epochs, global batch {global_batch(cfg, runtime)}"
-            + (f", resuming at epoch {state.position.epoch + 1} step {state.position.step}" if resume else "")
-        )
+        logger.info(_start_line(cfg, runtime, steps_per_epoch, state.position if resume else None))
         if resume is not None:
             saved = resume.rng
             checkpoint.set_rng_state(saved[runtime.rank] if len(saved) == runtime.world_size else saved[0])
@@ -173,6 +162,22 @@ def train(
         raise
     finally:
         trackers.close(outcome)  # after summary.json, which MLflow keeps as an artifact
+
+
+def _cut_metrics_back(run_dir: Path, resume: checkpoint.Record, resume_from: Path) -> None:
+    """A run resumed in its own folder trains (and logs) the steps after its checkpoint again: metrics.jsonl
+    loses the records those steps wrote the first time."""
+    same_run = Path(resume_from).resolve().parent.parent == Path(run_dir).resolve()
+    if same_run and resume.metrics_bytes is not None:
+        MetricsFile(run_dir / "metrics.jsonl").truncate(resume.metrics_bytes)
+
+
+def _start_line(cfg: RunConfig, runtime: Runtime, steps_per_epoch: int, resumed_at: Position | None) -> str:
+    line = (
+        f"[bold]{cfg.name}[/]: {cfg.task} on {runtime.device} ({runtime.precision}), {steps_per_epoch} steps/epoch "
+        f"x {cfg.train.epochs} epochs, global batch {global_batch(cfg, runtime)}"
+    )
+    return line + (f", resuming at epoch {resumed_at.epoch + 1} step {resumed_at.step}" if resumed_at else "")
 
 
 def global_batch(cfg: RunConfig, runtime: Runtime) -> int | str:
@@ -236,6 +241,20 @@ def _load_resume(task: Any, cfg: RunConfig, path: Path) -> checkpoint.Record:
             "original values, or start a new run with --out DIR (or --overwrite)."
         )
     return resume
+
+
+def _resume_or_start(
+    task: Any, cfg: RunConfig, run_dir: Path, resume_from: Path | None
+) -> tuple[checkpoint.Record | None, checkpoint.Record | None]:
+    """(the checkpoint this run resumes, the checkpoint a continued run starts from): a resume continues a run
+    exactly; continued training (cfg.continues_training(), word2vec's data.update_vocab) on other data takes
+    the checkpoint's weights as the start of a new run, and resumes nothing."""
+    resume = _load_resume(task, cfg, resume_from) if resume_from else None
+    start = resume if cfg.continues_training() else None
+    if start is not None and task.shape_signature(start.config) != task.shape_signature(to_dict(cfg)):
+        _refuse_a_run_in(run_dir, resume_from)
+        resume = None
+    return resume, start
 
 
 def _refuse_a_run_in(run_dir: Path, checkpoint_path: Path) -> None:
