@@ -88,12 +88,15 @@ def default_direction(metric: str) -> str:
 def create(recipe: str, spec: Spec, folder: Path | None) -> Path:
     """Check everything, then write the sweep folder (sweep.yaml, recipe.yaml) and its study; returns the folder.
     Nothing is written when a flag, key or value is wrong (DlError, exit 2)."""
-    raw = apply_overrides(read_yaml(find_recipe(recipe)), list(spec.overrides))
+    recipe_file = find_recipe(recipe)
+    raw = apply_overrides(read_yaml(recipe_file), list(spec.overrides))
     from dlcli.tasks import get_config  # on use: the schemas import config.py
 
-    cfg = validate(raw, get_config(raw.get("task")))
+    schema = get_config(raw.get("task"))
+    cfg = validate(raw, schema)
     spec.seed = cfg.seed
-    space = _checked_space(recipe, spec)
+    space = _checked_space(spec)
+    sweep_space.check_against(raw, schema, space)
     expect.check_reported(cfg, spec.metric, "--metric")
     folder = Path(folder) if folder is not None else runs.RUNS / f"{cfg.name}-sweep"
     if (folder / SPEC).exists():
@@ -109,7 +112,7 @@ def create(recipe: str, spec: Spec, folder: Path | None) -> Path:
         if created:
             folder.rmdir()
         raise
-    write_text_atomic(folder / RECIPE, find_recipe(recipe).read_text(encoding="utf-8"))
+    write_text_atomic(folder / RECIPE, recipe_file.read_text(encoding="utf-8"))
     write_text_atomic(folder / SPEC, yaml.safe_dump(asdict(spec), sort_keys=False))
     if space.grid and not study.trials:  # another machine's process may have enqueued the cells already
         for cell in space.cells():
@@ -164,7 +167,7 @@ def open_study(folder: Path):
 # --------------------------------------------------------------------------- setup
 
 
-def _checked_space(recipe: str, spec: Spec) -> sweep_space.Space:
+def _checked_space(spec: Spec) -> sweep_space.Space:
     if spec.sampler not in SAMPLERS:
         raise DlError(f"--sampler {spec.sampler}: use one of {', '.join(SAMPLERS)}.")
     if spec.prune not in PRUNERS:
@@ -194,7 +197,6 @@ def _checked_space(recipe: str, spec: Spec) -> sweep_space.Space:
         spec.trials = cells
     elif spec.trials < 1:
         raise DlError(f"--trials {spec.trials}: give how many trials to run, 1 or more.")
-    sweep_space.check_against(recipe, spec.overrides, space)
     return space
 
 
@@ -296,7 +298,7 @@ class _Worker:
                 if fd is not None:
                     trial = optuna.trial.Trial(self.study, frozen._trial_id)
                     return _Claimed(trial, self._values(frozen.params), True, fd)
-            ended_or_running = [t for t in self.study.get_trials(deepcopy=False) if not _waiting_or_surplus(t)]
+            ended_or_running = [t for t in self.study.get_trials(deepcopy=False) if not is_unrun(t)]
             if len(ended_or_running) >= self.spec.trials:
                 return None
             trial = self.study.ask()
@@ -459,10 +461,10 @@ def _trial_name(number: int) -> str:
     return f"trial-{number:04d}"
 
 
-def _waiting_or_surplus(trial: Any) -> bool:
-    import optuna
-
-    return trial.state == optuna.trial.TrialState.WAITING or bool(trial.user_attrs.get("surplus"))
+def is_unrun(trial: Any) -> bool:
+    """An enqueued grid cell not started yet, or a surplus trial (asked past --trials by another machine):
+    a trial of the study with no run, which neither the count of trials nor `dl sweep show` includes."""
+    return trial.state.name == "WAITING" or bool(trial.user_attrs.get("surplus"))
 
 
 def _claim(path: Path) -> int | None:

@@ -22,7 +22,7 @@ def read(folder: Path) -> dict[str, Any]:
 
     spec = sweep.read_spec(folder)
     study = sweep.open_study(folder)
-    trials = [_trial_row(t, spec) for t in study.get_trials(deepcopy=False) if not _hidden(t)]
+    trials = [_trial_row(t, spec) for t in study.get_trials(deepcopy=False) if not sweep.is_unrun(t)]
     sign = -1 if spec.direction == "maximize" else 1
     order = {"complete": 0, "pruned": 1, "running": 2, "failed": 3}
     trials.sort(key=lambda row: (order.get(row["state"], 4), sign * (row["value"] or 0), row["number"]))
@@ -93,11 +93,6 @@ def _trial_row(trial: Any, spec: sweep.Spec) -> dict[str, Any]:
         "seconds": round(seconds, 1) if seconds is not None else None,
         "error": trial.user_attrs.get("error"),
     }
-
-
-def _hidden(trial: Any) -> bool:
-    """Enqueued cells not started yet and surplus trials (asked past --trials by another machine): no runs."""
-    return trial.state.name == "WAITING" or bool(trial.user_attrs.get("surplus"))
 
 
 def _importance(study: Any, optuna: Any) -> dict[str, float]:

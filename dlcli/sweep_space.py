@@ -13,6 +13,7 @@ Values are read as `--set` reads them (YAML: `64` an int, `1e-3` a float, `adamw
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from dlcli.config import apply_overrides, find_recipe, read_yaml, set_key, validate
+from dlcli.config import set_key, validate
 from dlcli.errors import DlError
 
 KINDS = ("uniform", "loguniform", "int", "logint", "choice")
@@ -80,20 +81,17 @@ def parse(params: list[str], grid: list[str], seeds: int | None, base_seed: int)
     return Space(params=parsed, grid=tuple(cells))
 
 
-def check_against(recipe: str, overrides: list[str], space: Space) -> None:
-    """Resolve the recipe with each value the sweep can set (a range's ends, every choice and grid value)
-    so that an unknown key or a value the schema refuses is exit 2 now, not a failed trial later."""
-    from dlcli.tasks import get_config  # on use: the schemas import config.py
-
-    base = apply_overrides(read_yaml(find_recipe(recipe)), list(overrides))
-    schema = get_config(base.get("task"))
+def check_against(raw: dict[str, Any], schema: type, space: Space) -> None:
+    """Validate the recipe (`raw`: read, --set applied) with each value the sweep can set (a range's ends,
+    every choice and grid value) so that an unknown key or a value the schema refuses is exit 2 now, not
+    a failed trial later."""
     probes = [(p.key, value) for p in space.params for value in p.extremes()]
     probes += [(key, value) for key, values in space.grid for value in values]
     for key, value in probes:
-        raw = yaml.safe_load(yaml.safe_dump(base))  # a deep copy of plain data
-        set_key(raw, key, value)
+        probe = copy.deepcopy(raw)
+        set_key(probe, key, value)
         try:
-            validate(raw, schema)
+            validate(probe, schema)
         except DlError as e:
             raise DlError(f"The sweep sets {key}={value!r}, which the recipe refuses: {e}") from None
 
