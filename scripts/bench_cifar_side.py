@@ -85,6 +85,12 @@ def dl_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
+def shown(settings: dict) -> str:
+    """The --set flags as BENCHMARKS.md shows them: the archive relative to the repository, not this machine's path."""
+    root = Path(settings["data.root"])
+    return " ".join(sets(settings | {"data.root": os.path.relpath(root, REPO) if root.is_absolute() else root}))
+
+
 def run_dl(args: argparse.Namespace, settings: dict) -> dict:
     """`dl train` in a fresh process: its summary, metrics.jsonl records and the command's wall time."""
     out = REPO / "runs" / "cifar-side"
@@ -175,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{needed} is missing (the shared folder beside the repository)")
     load_start = load_note()
     settings = dl_settings(args)
-    print(f"dl train {RECIPE.relative_to(REPO)} {' '.join(sets(settings))}", flush=True)
+    print(f"dl train {RECIPE.relative_to(REPO)} {shown(settings)}", flush=True)
     dl = run_dl(args, settings)
     print(f"python {PLAIN} {args.minutes:g} {args.tarball}", flush=True)
     plain = run_plain(args)
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     setup = (
         f"{args.minutes:g} minutes of training each, one after the other; dl with "
-        f"`{' '.join(sets(settings))}`. dl's budget counts its evaluations (val each epoch, weights and EMA); "
+        f"`{shown(settings)}`. dl's budget counts its evaluations (val each epoch, weights and EMA); "
         "the plain loop's does not. dl trains on 49,000 images (1,000 held out as val), the plain loop on 50,000."
     )
     append_section(
