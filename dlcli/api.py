@@ -223,11 +223,14 @@ class Run:
         self._expect("word2vec", "similarity")
         return wordsim.cosine(self._word_vectors(), a, b)
 
-    def evaluate_word_pairs(self, pairs: str | Path, restrict: int = wordsim.RESTRICT) -> dict[str, Any]:
+    def evaluate_word_pairs(
+        self, pairs: str | Path, restrict: int = wordsim.RESTRICT, compose_unknown: bool = False
+    ) -> dict[str, Any]:
         """Spearman's rho of the cosines against a pairs file's human scores, as
-        `dl similarity --eval PAIRS --run RUN --json`: {"spearman", "pearson", "pairs", "skipped", "oov_ratio"}."""
+        `dl similarity --eval PAIRS --run RUN [--compose-unknown] --json`:
+        {"spearman", "pearson", "pairs", "skipped", "oov_ratio"}."""
         self._expect("word2vec", "evaluate_word_pairs")
-        return wordsim.evaluate_word_pairs(self._word_vectors(), Path(pairs), restrict)
+        return wordsim.evaluate_word_pairs(self._word_vectors(), Path(pairs), restrict, compose_unknown)
 
     def _word_vectors(self) -> vectors.WordVectors:
         # Read on first use, as the commands read them: the exported vectors.bin (written when

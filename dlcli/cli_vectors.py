@@ -126,6 +126,13 @@ def similarity(
     restrict: Annotated[
         int, typer.Option("--restrict", min=1, help="with --eval: only the N most frequent words count as known")
     ] = 300_000,
+    compose_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--compose-unknown",
+            help="with --eval on a subword run: words outside the vocabulary get vectors from their n-grams",
+        ),
+    ] = False,
     json_: JsonOption = False,
 ) -> None:
     """Word similarity: `dl similarity cat dog` -> their cosine; `--eval PAIRS` -> Spearman's rho against human scores."""
@@ -134,13 +141,15 @@ def similarity(
         raise DlError("--eval scores a pairs file: give no words A B with it.")
     if eval_ is None and len(words) != 2:
         raise DlError(f"dl similarity takes two words A B (e.g. cat dog), or --eval PAIRS; got {len(words)} words.")
+    if compose_unknown and eval_ is None:
+        raise DlError("--compose-unknown goes with --eval PAIRS (a single pair's words are composed anyway).")
     run = run_or_newest(run, "word2vec", VECTOR_SOURCES) if vectors is None else run
     from dlcli import similarity as sim
     from dlcli import vectors as wv_
 
     wv = wv_.load_vectors(run, vectors)
     if eval_ is not None:
-        _render_pairs_eval(sim.evaluate_word_pairs(wv, eval_, restrict), eval_, json_)
+        _render_pairs_eval(sim.evaluate_word_pairs(wv, eval_, restrict, compose_unknown), eval_, json_)
         return
     a, b = words
     score = sim.cosine(wv, a, b)

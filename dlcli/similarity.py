@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.errors import DlError
-from dlcli.vectors import WordVectors
+from dlcli.vectors import SubwordVectors, WordVectors
 
 RESTRICT = 300_000  # gensim's restrict_vocab default
 
@@ -65,22 +65,38 @@ def read_pairs(path: Path) -> list[Pair]:
     return pairs
 
 
-def evaluate_word_pairs(wv: WordVectors, path: Path, restrict: int | None = RESTRICT) -> dict:
+def evaluate_word_pairs(
+    wv: WordVectors, path: Path, restrict: int | None = RESTRICT, compose_unknown: bool = False
+) -> dict:
     """Spearman's rho (and Pearson's r) of the pairs' cosines against their human scores.
+
+    compose_unknown (a subword run's SubwordVectors only): a word outside the vocabulary gets its
+    vector from its character n-grams, as fastText scores rare-word sets, so every pair with an
+    n-gram counts; a word of the vocabulary keeps its own row at any rank (restrict is not applied).
 
     Returns {"spearman", "pearson", "pairs": pairs scored, "skipped": pairs with an unknown
     word, "oov_ratio": skipped / all pairs in percent (gensim's oov_ratio)}.
     """
     pairs = read_pairs(path)
-    n = len(wv) if restrict is None else min(restrict, len(wv))
+    if compose_unknown and not isinstance(wv, SubwordVectors):
+        raise DlError("Composing unknown words needs a subword run's vectors (model.subwords: true).")
+    n = len(wv) if restrict is None or compose_unknown else min(restrict, len(wv))
     first: dict[str, int] = {}
     for i, word in enumerate(wv.words[:n]):
         first.setdefault(word.upper(), i)  # the first case variant, as gensim's reversed() dict keeps it
-    known = [(first[p.first.upper()], first[p.second.upper()], p.score) for p in pairs if _both_in(p, first)]
+    units: dict[str, np.ndarray | None] = {}  # each word's unit vector, None when it has none
+
+    def unit(word: str) -> np.ndarray | None:
+        if word not in units:
+            row = first.get(word.upper())
+            units[word] = wv.unit[row] if row is not None else _composed_unit(wv, word) if compose_unknown else None
+        return units[word]
+
+    known = [(unit(p.first), unit(p.second), p.score) for p in pairs]
+    known = [(a, b, score) for a, b, score in known if a is not None and b is not None]
     if not known:
         raise DlError(f"{path}: no pair has both words among the {n} words searched; nothing to score.")
-    rows = np.array([(a, b) for a, b, _ in known], dtype=np.int64)
-    model = (wv.unit[rows[:, 0]] * wv.unit[rows[:, 1]]).sum(axis=1).astype(np.float64)
+    model = np.array([float(a @ b) for a, b, _ in known], dtype=np.float64)
     human = np.array([s for _, _, s in known], dtype=np.float64)
     skipped = len(pairs) - len(known)
     return {
@@ -92,8 +108,12 @@ def evaluate_word_pairs(wv: WordVectors, path: Path, restrict: int | None = REST
     }
 
 
-def _both_in(pair: Pair, first: dict[str, int]) -> bool:
-    return pair.first.upper() in first and pair.second.upper() in first
+def _composed_unit(wv: SubwordVectors, word: str) -> np.ndarray | None:
+    """The unit vector of a word outside the vocabulary, from its n-grams; None when it has none."""
+    try:
+        return wv.query(word)[1]
+    except DlError:  # no character n-gram of min_n..max_n: skipped and counted, as an unknown word
+        return None
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -1,72 +1,111 @@
-"""Word2vec speed and quality: `dl train` against gensim, same corpus, same parameters, one run.
+"""Word vectors, dl against gensim: same corpus, same parameters, the two never running at once.
 
-    .venv/bin/python scripts/bench_word2vec.py             # ../shared/datasets/corpus, 5 epochs
+    .venv/bin/python scripts/bench_word2vec.py                      # skip-gram NS, ../shared/datasets/corpus, 5 epochs
+    .venv/bin/python scripts/bench_word2vec.py --models ns,hs,subwords --seeds 0,1,2   # issue 19's table (~2.5 h)
     .venv/bin/python scripts/bench_word2vec.py --epochs 1 --max-words 2000000 --no-append   # a quick look
-    .venv/bin/python scripts/bench_word2vec.py --subwords  # fastText: model.subwords against gensim's FastText
+    NUMBA_CPU_NAME=haswell .venv/bin/python scripts/bench_word2vec.py   # dl's loop compiled for AVX2 only
 
-Both train skip-gram with negative sampling (sg=1, vector_size=100, window=5, negative=5,
-sample=1e-4, min_count=5, alpha 0.025 -> min_alpha 1e-4, `--workers` threads) on the same
-tokens: the corpus lowercased and cut into `[a-z]+` words, one sentence per line. The corpus is
-tokenized once (dl's cached encoding); gensim gets the same sentences as lists of words in memory.
+Models (`--models`), each skip-gram (sg=1, vector_size=100, window=5, sample=1e-4, min_count=5,
+alpha 0.025 -> min_alpha 1e-4, `--workers` threads):
+  ns        negative sampling, negative=5: dl's word2vec against gensim's Word2Vec
+  hs        hierarchical softmax (hs=1, negative=0): the same two
+  subwords  fastText (min_n 3, max_n 6, `--buckets`, negative=5): dl's model.subwords against gensim's FastText
+Each model trains once per seed (`--seeds`; dl's `seed`, gensim's `seed`), dl first, then gensim, on
+the same tokens: the corpus lowercased and cut into `[a-z]+` words, one sentence per line (dl's cached
+encoding; gensim gets the same sentences as lists of words in memory).
 
-* words/s as gensim counts: raw corpus words x epochs / training seconds (vocabulary building
-  and tokenizing are not timed on either side). dl's training seconds are the `elapsed_s` of
-  its last train record in metrics.jsonl (evaluation comes after it).
-* accuracy: questions-words (../shared/datasets/analogy), 3CosAdd among the 30000 most frequent
+* words/s as gensim counts: raw corpus words x epochs / training seconds (vocabulary building and
+  tokenizing are not timed on either side). dl's training seconds are the `elapsed_s` of its last
+  train record in metrics.jsonl (evaluation comes after it).
+* analogies: questions-words (../shared/datasets/analogy), 3CosAdd among the 30000 most frequent
   words, questions with other words skipped, as gensim's evaluate_word_analogies; one function
   (dlcli.vectors.evaluate_analogies, tested equal to gensim's) scores both.
+* word similarity: Spearman's rho on the four files of ../shared/datasets/wordsim, pairs with a word
+  outside the vocabulary skipped, as gensim's evaluate_word_pairs (dlcli.similarity, tested equal);
+  for the subword models also RW over all its pairs, unknown words composed from their n-grams
+  (`dl similarity --compose-unknown`; gensim FastText's wv[word], the same hashes and mean).
 
-dl runs first, then gensim; they never overlap (2 cores).
+The tables: every run, then per model and trainer the mean over the seeds (min..max for accuracy).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 from typer.testing import CliRunner
 
 from dlcli.cli import app
 from dlcli.data.corpus import cached_encode
-from dlcli.vectors import WordVectors, evaluate_analogies, vectors_for_run
+from dlcli.similarity import evaluate_word_pairs
+from dlcli.vectors import SubwordVectors, WordVectors, evaluate_analogies, vectors_for_run
 
 from benchlib import REPO, append_section, load_note, machine
 
 SHARED = REPO.parent / "shared" / "datasets"
-PARAMS = dict(sg=1, vector_size=100, window=5, negative=5, sample=1e-4, min_count=5)
+PARAMS = dict(sg=1, vector_size=100, window=5, sample=1e-4, min_count=5)
+# The objective of each model: (negative, hs, subwords)
+MODELS = {"ns": (5, 0, False), "hs": (0, 1, False), "subwords": (5, 0, True)}
+MIN_N, MAX_N = 3, 6
+WORDSIM = ("EN-RG-65.txt", "EN-MTurk-771.txt", "EN-SimVerb-3500.txt", "EN-RW-STANFORD.txt")
+RW = "EN-RW-STANFORD.txt"
 console = Console(highlight=False)
+
+
+@dataclass
+class Result:
+    model: str
+    trainer: str
+    seed: int
+    seconds: float
+    words_per_s: float
+    analogy: dict
+    rho: dict[str, float | None] = field(default_factory=dict)  # wordsim file -> Spearman (unknown pairs skipped)
+    rw_all: dict | None = None  # subword models: RW with unknown words composed
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--corpus", type=Path, default=SHARED / "corpus", help="text file or folder (.txt/.gz)")
     p.add_argument("--questions", type=Path, default=SHARED / "analogy" / "questions-words.txt")
+    p.add_argument("--wordsim", type=Path, default=SHARED / "wordsim", help="folder of the four pairs files")
     p.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "dlcli-bench-cache", help="encoded corpus cache"
     )
+    p.add_argument("--models", default="ns", help=f"comma-separated, of {', '.join(MODELS)}")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; each model trains once per seed on each side")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--restrict", type=int, default=30000)
     p.add_argument("--max-words", type=int, default=None, help="train on the first sentences up to this many words")
     p.add_argument("--skip-gensim", action="store_true")
-    p.add_argument(
-        "--subwords", action="store_true", help="fastText (min_n 3, max_n 6): dl's model.subwords vs gensim's FastText"
-    )
-    p.add_argument("--buckets", type=int, default=2_000_000, help="with --subwords: rows of the n-gram matrix (both)")
+    p.add_argument("--buckets", type=int, default=2_000_000, help="subwords: rows of the n-gram matrix (both)")
     p.add_argument("--no-append", action="store_true", help="do not append the results to BENCHMARKS.md")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if unknown := [m for m in args.models if m not in MODELS]:
+        p.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        p.error(f"--seeds takes integers separated by commas, got {args.seeds!r}")
+    return args
 
 
-def train_dl(args: argparse.Namespace, corpus_path: Path, out: Path) -> tuple[float, dict]:
+def train_dl(args: argparse.Namespace, model: str, seed: int, corpus_path: Path, out: Path) -> tuple[float, Path]:
+    negative, hs, subwords = MODELS[model]
     sets = {
+        "seed": seed,
         "data.dataset": "text",
         "data.path": str(corpus_path),
         "data.root": str(args.cache),
@@ -76,14 +115,15 @@ def train_dl(args: argparse.Namespace, corpus_path: Path, out: Path) -> tuple[fl
         "model.sg": PARAMS["sg"],
         "model.vector_size": PARAMS["vector_size"],
         "model.window": PARAMS["window"],
-        "model.negative": PARAMS["negative"],
+        "model.negative": negative,
+        "model.hs": hs,
         "train.epochs": args.epochs,
         "train.workers": args.workers,
         "train.log_every": 50,
         "train.eval_every": args.epochs,
     }
-    if args.subwords:
-        sets.update({"model.subwords": "true", "model.min_n": 3, "model.max_n": 6, "model.buckets": args.buckets})
+    if subwords:
+        sets |= {"model.subwords": "true", "model.min_n": MIN_N, "model.max_n": MAX_N, "model.buckets": args.buckets}
     argv = ["train", "word2vec_text8", "--out", str(out), "--overwrite", "--quiet"]
     for key, value in sets.items():
         argv += ["--set", f"{key}={value}"]
@@ -91,23 +131,40 @@ def train_dl(args: argparse.Namespace, corpus_path: Path, out: Path) -> tuple[fl
     if result.exit_code != 0:
         raise SystemExit(f"dl train failed ({result.exit_code}):\n{result.output}")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    train_s = [r for r in records if r["split"] == "train"][-1]["elapsed_s"]
-    return train_s, json.loads((out / "summary.json").read_text())
+    return [r for r in records if r["split"] == "train"][-1]["elapsed_s"], out
 
 
-def train_gensim(args: argparse.Namespace, sentences: list[list[str]]) -> tuple[float, WordVectors]:
+def train_gensim(
+    args: argparse.Namespace, model: str, seed: int, sentences: list[list[str]]
+) -> tuple[float, WordVectors]:
     from gensim.models import FastText, Word2Vec
 
-    common = dict(workers=args.workers, epochs=args.epochs, seed=0, alpha=0.025, min_alpha=1e-4, **PARAMS)
-    if args.subwords:
-        model = FastText(min_n=3, max_n=6, bucket=args.buckets, **common)
+    negative, hs, subwords = MODELS[model]
+    common = dict(
+        workers=args.workers, epochs=args.epochs, seed=seed, alpha=0.025, min_alpha=1e-4, negative=negative, hs=hs
+    )
+    if subwords:
+        trainer = FastText(min_n=MIN_N, max_n=MAX_N, bucket=args.buckets, **common, **PARAMS)
     else:
-        model = Word2Vec(**common)
-    model.build_vocab(sentences)
+        trainer = Word2Vec(**common, **PARAMS)
+    trainer.build_vocab(sentences)
     start = time.perf_counter()
-    model.train(sentences, total_examples=model.corpus_count, epochs=args.epochs)
+    trainer.train(sentences, total_examples=trainer.corpus_count, epochs=args.epochs)
     seconds = time.perf_counter() - start
-    return seconds, WordVectors(list(model.wv.index_to_key), np.asarray(model.wv.vectors))
+    words, vectors = list(trainer.wv.index_to_key), np.asarray(trainer.wv.vectors)
+    if subwords:  # gensim's n-gram rows under fastText's hash, which dl's SubwordVectors composes alike (tested)
+        return seconds, SubwordVectors(words, vectors, np.asarray(trainer.wv.vectors_ngrams), MIN_N, MAX_N)
+    return seconds, WordVectors(words, vectors)
+
+
+def score(args: argparse.Namespace, result: Result, wv: WordVectors) -> Result:
+    """Analogies and the four word-similarity files, the same functions for both trainers."""
+    result.analogy = evaluate_analogies(wv, args.questions, restrict=args.restrict)
+    for name in WORDSIM:
+        result.rho[name] = evaluate_word_pairs(wv, args.wordsim / name)["spearman"]
+    if isinstance(wv, SubwordVectors):
+        result.rw_all = evaluate_word_pairs(wv, args.wordsim / RW, compose_unknown=True)
+    return result
 
 
 def corpus_for_both(args: argparse.Namespace, workdir: Path) -> tuple[Path, list[list[str]], int]:
@@ -134,70 +191,97 @@ def corpus_for_both(args: argparse.Namespace, workdir: Path) -> tuple[Path, list
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     command = "python " + shlex.join(sys.argv if argv is None else [__file__, *argv])
+    if cpu_name := os.environ.get("NUMBA_CPU_NAME"):
+        command = f"NUMBA_CPU_NAME={cpu_name} {command}"
     load_start = load_note()
     console.print(f"{machine()}; {load_start}")
-    rows = []
+    results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         corpus_path, sentences, n_words = corpus_for_both(args, Path(tmp))
-        dl_s, summary = train_dl(args, corpus_path, Path(tmp) / "dl")
-        dl_eval = evaluate_analogies(vectors_for_run(Path(tmp) / "dl"), args.questions, restrict=args.restrict)
-        name = "dl subwords (hogwild, numba)" if args.subwords else "dl (hogwild, numba)"
-        rows.append((name, dl_s, n_words * args.epochs / dl_s, dl_eval))
-        console.print(f"dl: {dl_s:.1f} s, accuracy {dl_eval['accuracy']:.4f}")
-        if not args.skip_gensim:
-            import gensim
+        for model in args.models:
+            for seed in args.seeds:
+                seconds, out = train_dl(args, model, seed, corpus_path, Path(tmp) / "dl")
+                row = Result(model, "dl (hogwild, numba)", seed, seconds, n_words * args.epochs / seconds, {})
+                results.append(score(args, row, vectors_for_run(out)))
+                console.print(_line(results[-1]))
+                if args.skip_gensim:
+                    continue
+                import gensim
 
-            g_s, g_vectors = train_gensim(args, sentences)
-            g_eval = evaluate_analogies(g_vectors, args.questions, restrict=args.restrict)
-            name = f"gensim {gensim.__version__}" + (" FastText" if args.subwords else "")
-            rows.append((name, g_s, n_words * args.epochs / g_s, g_eval))
+                seconds, wv = train_gensim(args, model, seed, sentences)
+                name = f"gensim {gensim.__version__}" + (" FastText" if MODELS[model][2] else "")
+                row = Result(model, name, seed, seconds, n_words * args.epochs / seconds, {})
+                results.append(score(args, row, wv))
+                console.print(_line(results[-1]))
+                del wv
     load_end = load_note()
-    table = render(rows)
-    console.print(table)
+    tables = f"{summary_table(results)}\n\nEvery run:\n\n{runs_table(results)}"
+    console.print(tables)
     console.print(load_end)
     if not args.no_append:
         body = (
             f"{n_words:,} corpus words x {args.epochs} epochs, {args.workers} workers, "
-            f"{', '.join(f'{k}={v}' for k, v in PARAMS.items())}"
-            + (f", subwords min_n=3 max_n=6 buckets={args.buckets}" if args.subwords else "")
-            + f"; questions-words restricted to {args.restrict}.\n\n"
-            + markdown(rows)
+            f"{', '.join(f'{k}={v}' for k, v in PARAMS.items())}; ns: negative=5, hs: hs=1 negative=0, "
+            f"subwords: negative=5 min_n={MIN_N} max_n={MAX_N} buckets={args.buckets}; seeds {args.seeds}; "
+            f"questions-words restricted to {args.restrict}; wordsim rho with unknown pairs skipped, "
+            "RW all: unknown words composed from n-grams.\n\n"
+            + tables
             + f"\n\nLoad: {load_start} at start, {load_end} at the end.\n"
         )
         append_section("bench_word2vec", command, body)
 
 
-def render(rows) -> Table:
-    table = Table(title="word2vec: dl vs gensim")
-    for name in ("trainer", "train s", "words/s", "vs gensim", "accuracy", "correct/total", "skipped"):
-        table.add_column(name)
-    for cells in _cells(rows):
-        table.add_row(*cells)
-    return table
+def _line(r: Result) -> str:
+    rho = ", ".join(f"{name.split('-')[1]} {_rho(v)}" for name, v in r.rho.items())
+    rw_all = f", RW all {_rho(r.rw_all['spearman'])} ({r.rw_all['pairs']} pairs)" if r.rw_all else ""
+    return (
+        f"{r.model} {r.trainer} seed {r.seed}: {r.seconds:.1f} s, {r.words_per_s:,.0f} words/s, "
+        f"analogies {100 * r.analogy['accuracy']:.2f}%, rho {rho}{rw_all}"
+    )
 
 
-def markdown(rows) -> str:
-    lines = [
-        "| trainer | train s | words/s | vs gensim | accuracy | correct/total | skipped |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(rows)]
+def _rho(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def summary_table(results: list[Result]) -> str:
+    """Per model and trainer, the mean over its seeds; speed also as a ratio to gensim's on the same model."""
+    head = ["model", "trainer", "seeds", "words/s", "vs gensim", "analogies (min..max)"]
+    head += [name.split("-")[1] for name in WORDSIM] + ["RW all (pairs)"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---:|" + "---:|" * (len(head) - 3)]
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.model, r.trainer), []).append(r)
+    gensim_speed = {m: _mean([r.words_per_s for r in g]) for (m, t), g in groups.items() if t.startswith("gensim")}
+    for (model, trainer), runs in groups.items():
+        speed = _mean([r.words_per_s for r in runs])
+        ratio = f"{speed / gensim_speed[model]:.2f}x" if model in gensim_speed else "-"
+        accuracy = [100 * r.analogy["accuracy"] for r in runs]
+        cells = [model, trainer, str(len(runs)), f"{speed:,.0f}", ratio]
+        cells.append(f"{statistics.fmean(accuracy):.2f}% ({min(accuracy):.2f}..{max(accuracy):.2f})")
+        cells += [_rho(_mean([r.rho[name] for r in runs])) for name in WORDSIM]
+        rw_all = [r.rw_all for r in runs if r.rw_all]
+        cells.append(f"{_rho(_mean([a['spearman'] for a in rw_all]))} ({rw_all[0]['pairs']})" if rw_all else "-")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _cells(rows):
-    reference = rows[-1][2] if len(rows) > 1 else None
-    for name, seconds, rate, ev in rows:
-        ratio = f"{rate / reference:.2f}x" if reference else "-"
-        yield (
-            name,
-            f"{seconds:.1f}",
-            f"{rate:,.0f}",
-            ratio,
-            f"{100 * ev['accuracy']:.1f}%",
-            f"{ev['correct']}/{ev['total']}",
-            str(ev["skipped"]),
-        )
+def runs_table(results: list[Result]) -> str:
+    head = ["model", "trainer", "seed", "train s", "words/s", "analogies", "correct/total", "skipped"]
+    head += [name.split("-")[1] for name in WORDSIM] + ["RW all"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for r in results:
+        cells = [r.model, r.trainer, str(r.seed), f"{r.seconds:.1f}", f"{r.words_per_s:,.0f}"]
+        cells += [f"{100 * r.analogy['accuracy']:.2f}%", f"{r.analogy['correct']}/{r.analogy['total']}"]
+        cells += [str(r.analogy["skipped"])] + [_rho(r.rho[name]) for name in WORDSIM]
+        cells.append(_rho(r.rw_all["spearman"]) if r.rw_all else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

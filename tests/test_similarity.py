@@ -14,7 +14,7 @@ import pytest
 
 from dlcli.errors import DlError
 from dlcli.similarity import cosine, evaluate_word_pairs, ranks, spearman
-from dlcli.vectors import WordVectors, save_word2vec_format
+from dlcli.vectors import SubwordVectors, WordVectors, save_word2vec_format
 
 from conftest import assert_exit_2, fake_run
 
@@ -118,3 +118,29 @@ def test_cli_pair_and_eval_with_the_newest_run(cli, tmp_path: Path):
     assert json.loads(result.stdout) == evaluate_word_pairs(wv, pairs)
     table = cli("similarity", "--eval", pairs, "--run", run)
     assert table.exit_code == 0 and "Spearman's rho" in table.stdout and "2 pairs skipped" in table.stdout
+
+
+def test_compose_unknown_scores_every_pair_with_an_ngram(cli, tmp_path: Path):
+    """A subword run's --compose-unknown: an unknown word's vector is its n-gram mean (fastText's OOV),
+    a pair with a word that has no n-gram is still skipped; plain word vectors refuse it."""
+    words, dim, buckets = ["where", "there", "here", "banana", "apple"], 6, 40
+    rng = np.random.default_rng(3)
+    wv = SubwordVectors(
+        words, rng.standard_normal((5, dim), np.float32), rng.standard_normal((buckets, dim), np.float32), 5, 6
+    )
+    lines = ["where there 3", "here banana 1", "wherever apple 2", "bananas theres 4", "ab where 5"]
+    pairs = tmp_path / "rare.txt"
+    pairs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    plain = evaluate_word_pairs(wv, pairs)
+    assert (plain["pairs"], plain["skipped"]) == (2, 3)
+    composed = evaluate_word_pairs(wv, pairs, compose_unknown=True)
+    assert (composed["pairs"], composed["skipped"]) == (4, 1)  # '<ab>' has no n-gram of 5 or 6
+    unit = {w: wv.query(w)[1] for w in ("where", "there", "here", "banana", "wherever", "apple", "bananas", "theres")}
+    model = [unit["where"] @ unit["there"], unit["here"] @ unit["banana"], unit["wherever"] @ unit["apple"]]
+    model.append(unit["bananas"] @ unit["theres"])
+    assert composed["spearman"] == pytest.approx(spearman(np.array([3.0, 1, 2, 4]), np.array(model)), abs=1e-6)
+    with pytest.raises(DlError, match="subword run"):
+        evaluate_word_pairs(_vectors(), pairs, compose_unknown=True)
+    save_word2vec_format(_vectors(), tmp_path / "v.txt")
+    assert_exit_2(cli("similarity", "--eval", pairs, "--vectors", tmp_path / "v.txt", "--compose-unknown"), "subword")
+    assert_exit_2(cli("similarity", "w1", "w2", "--vectors", tmp_path / "v.txt", "--compose-unknown"), "--eval")
