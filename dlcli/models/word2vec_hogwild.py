@@ -77,37 +77,55 @@ def _next(state):
 
 
 @_jit
-def _negative_sampling(l1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state):
+def _dot(a, b):
+    f = np.float32(0.0)  # float32 throughout: the loops then vectorize
+    for i in range(a.shape[0]):
+        f += a[i] * b[i]
+    return f
+
+
+@_jit
+def _negative_sampling(l1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state, words, dots):
     """One prediction of `target` from input vector l1: SGD on syn1's rows, gradient of l1 added to neu1e.
 
     Loss -log sigma(v'_t . l1) - sum_k log sigma(-v'_k . l1), k drawn from the alias table.
+    words, dots: scratch of at least negative + 1 entries. The draws come first and all dot products
+    before any update: the rows' loads are then independent of each other, so the CPU has them in
+    flight together rather than one cache miss after another (the loop is bound by those misses on
+    a CPU whose vector units outrun its memory). The result equals word2vec.c's one-by-one loop, as
+    l1 does not change within a prediction: a noise word drawn twice reads its row after the first
+    update, as there.
     """
-    dim = l1.shape[0]
     vocab = np.uint64(noise_prob.shape[0])
+    words[0] = target
+    n = 1
+    for _ in range(negative):
+        # Walker's alias method: a uniform column, then it or its alias (O(1), exact)
+        state = _next(state)
+        word = np.int64((state >> np.uint64(16)) % vocab)
+        state = _next(state)
+        if ((state >> np.uint64(40)) & np.uint64(0xFFFFFF)) / 16777216.0 >= noise_prob[word]:
+            word = noise_alias[word]
+        if word != target:
+            words[n] = word
+            n += 1
+    for d in range(n):
+        dots[d] = _dot(l1, syn1[words[d]])
     loss = 0.0
-    for d in range(negative + 1):
-        if d == 0:
-            word = target
-            label = 1.0
-        else:
-            # Walker's alias method: a uniform column, then it or its alias (O(1), exact)
-            state = _next(state)
-            word = np.int64((state >> np.uint64(16)) % vocab)
-            state = _next(state)
-            if ((state >> np.uint64(40)) & np.uint64(0xFFFFFF)) / 16777216.0 >= noise_prob[word]:
-                word = noise_alias[word]
-            if word == target:
-                continue
-            label = 0.0
+    for d in range(n):
+        word = words[d]
         row = syn1[word]
-        f = np.float32(0.0)  # float32 throughout: the loops then vectorize
-        for i in range(dim):
-            f += l1[i] * row[i]
+        f = dots[d]
+        for earlier in range(1, d):
+            if words[earlier] == word:  # drawn before: this row has moved since its dot product
+                f = _dot(l1, row)
+                break
         sigma, log_sigma = _sigmoid(f)
         # -log sigma(f) for the positive; -log sigma(-f) = f - log sigma(f) for a noise word
-        loss += -log_sigma if label == 1.0 else f - log_sigma
+        label = 1.0 if d == 0 else 0.0
+        loss += -log_sigma if d == 0 else f - log_sigma
         g = np.float32((label - sigma) * alpha)
-        for i in range(dim):
+        for i in range(l1.shape[0]):
             neu1e[i] += g * row[i]
             row[i] += g * l1[i]
     return loss, state
@@ -138,39 +156,43 @@ def _full_softmax(l1, syn1, target, alpha, neu1e, scores):
 
 
 @_jit
-def _hierarchical_softmax(l1, syn1, code, point, alpha, neu1e):
+def _hierarchical_softmax(l1, syn1, code, point, alpha, neu1e, dots):
     """One prediction of the word whose Huffman path is (code, point), padded with code -1.
 
     Loss -sum_n log sigma((1 - 2 code_n) f_n), f_n = u_n . l1; word2vec.c's g = (1 - code - sigma(f)) alpha.
     word2vec.c skips a node with |f| >= 6 (its table's edge); here every node trains, with the exact
-    sigma outside the table, as the negative-sampling loop does.
+    sigma outside the table, as the negative-sampling loop does. The path's nodes are distinct and l1
+    does not change along it, so all dot products come first (their loads in flight together; dots:
+    scratch as long as the path) and the result is word2vec.c's node-by-node loop.
     """
-    dim = l1.shape[0]
+    depth = 0
+    while depth < code.shape[0] and code[depth] >= 0:
+        dots[depth] = _dot(l1, syn1[point[depth]])
+        depth += 1
     loss = 0.0
-    for d in range(code.shape[0]):
-        if code[d] < 0:
-            break
+    for d in range(depth):
         row = syn1[point[d]]
-        f = np.float32(0.0)
-        for i in range(dim):
-            f += l1[i] * row[i]
+        f = dots[d]
         sigma, log_sigma = _sigmoid(f)
         # code 0: -log sigma(f); code 1: -log sigma(-f) = f - log sigma(f)
         loss += -log_sigma if code[d] == 0 else f - log_sigma
         g = np.float32((1.0 - code[d] - sigma) * alpha)
-        for i in range(dim):
+        for i in range(l1.shape[0]):
             neu1e[i] += g * row[i]
             row[i] += g * l1[i]
     return loss
 
 
 @_jit
-def _predict(l1, syn1, target, hs, codes, points, negative, noise_prob, noise_alias, alpha, neu1e, scores, state):
-    """One prediction of `target` from l1 under the run's objective; returns (loss, state)."""
+def _predict(
+    l1, syn1, target, hs, codes, points, negative, noise_prob, noise_alias, alpha, neu1e, scores, words, dots, state
+):
+    """One prediction of `target` from l1 under the run's objective; returns (loss, state).
+    words, dots: scratch for the objectives that read several rows (`train_sentences` sizes them)."""
     if hs:
-        return _hierarchical_softmax(l1, syn1, codes[target], points[target], alpha, neu1e), state
+        return _hierarchical_softmax(l1, syn1, codes[target], points[target], alpha, neu1e, dots), state
     if negative > 0:
-        return _negative_sampling(l1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state)
+        return _negative_sampling(l1, syn1, target, negative, noise_prob, noise_alias, alpha, neu1e, state, words, dots)
     return _full_softmax(l1, syn1, target, alpha, neu1e, scores), state
 
 
@@ -256,6 +278,9 @@ def train_sentences(
     neu1e = np.empty(dim, dtype=syn0.dtype)
     scores = np.empty(syn1.shape[0] if negative == 0 and not hs else 1, dtype=np.float64)
     sentence = np.empty(MAX_SENTENCE, dtype=np.int64)
+    rows = max(negative + 1, codes.shape[1])  # the most rows one prediction reads (negative sampling or a path)
+    words = np.empty(rows, dtype=np.int64)
+    dots = np.empty(rows, dtype=np.float32)
     state = np.uint64(seed)
     loss_sum = 0.0
     predictions = 0
@@ -299,6 +324,8 @@ def train_sentences(
                             alpha,
                             neu1e,
                             scores,
+                            words,
+                            dots,
                             state,
                         )
                         loss_sum += loss
@@ -331,6 +358,8 @@ def train_sentences(
                         alpha,
                         neu1e,
                         scores,
+                        words,
+                        dots,
                         state,
                     )
                     loss_sum += loss
