@@ -182,7 +182,8 @@ class Run:
         self._expect("classify", "predict")
         paths = [Path(images)] if isinstance(images, (str, Path)) else [Path(p) for p in images]
         transform = eval_transform(self.config.data.image_size)
-        return classify.predict_images(self.model, self.class_names, transform, paths, top)
+        flip = self.config.data.eval_flip
+        return classify.predict_images(self.model, self.class_names, transform, paths, top, flip)
 
     def generate(
         self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0, seed: int = 0

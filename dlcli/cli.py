@@ -174,6 +174,13 @@ def eval_(
         Literal["raw", "ema"] | None,
         typer.Option("--weights", help="train.ema runs: raw or ema (the average); default: what best.pt chose"),
     ] = None,
+    flip: Annotated[
+        bool | None,
+        typer.Option(
+            "--flip/--no-flip",
+            help="classify runs: average each image's logits with its mirror image's (default: the run's data.eval_flip)",
+        ),
+    ] = None,
     device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -186,18 +193,28 @@ def eval_(
         raise DlError(
             f"--confusion draws an image classifier's confusion matrix, but {run} is a run of task '{opened.task.NAME}'."
         )
+    if flip is not None:
+        if opened.task.NAME != "classify":
+            raise DlError(f"--flip mirrors images, but {run} is a run of task '{opened.task.NAME}'.")
+        opened.config.data.eval_flip = flip
     runtime = create_runtime(opened.config.train, device)
     used_split, job, model = loading.restore_for_eval(opened, split, runtime)
     metrics = loop.evaluate(model, job.eval_data[used_split], job, runtime)
-    drawn = _draw_confusion(run, used_split, job, model, runtime, confusion) if confusion is not None else None
+    drawn = None
+    if confusion is not None:
+        drawn = _draw_confusion(run, used_split, job, model, runtime, confusion, opened.config.data.eval_flip)
     notes = opened.task.eval_notes(opened.config)  # e.g. sacreBLEU's signature
     if json_:
         report = {"run": str(run), "split": used_split, "weights": opened.weights, "metrics": metrics, **notes}
+        if opened.task.NAME == "classify":
+            report["flip"] = opened.config.data.eval_flip
         if drawn:
             report["confusion"] = drawn
         print_json(report)
         return
     which = ", EMA weights" if opened.weights == "ema" else ""
+    if opened.task.NAME == "classify" and opened.config.data.eval_flip:
+        which += ", mirrored too"
     out.print(f"{run} [{used_split}{which}]: {fmt_metrics(metrics)}", markup=False)
     for key, value in notes.items():
         out.print(f"{key}: {value}", markup=False, highlight=False)
@@ -208,13 +225,13 @@ def eval_(
         log.print(f"confusion matrix -> {escape(drawn['image'])}")
 
 
-def _draw_confusion(run: Path, split: str, job, model, runtime, image: Path) -> dict:
+def _draw_confusion(run: Path, split: str, job, model, runtime, image: Path, flip: bool) -> dict:
     """dl eval --confusion: the model's top-1 predictions over the split, counted per (true, predicted)
     class and drawn. A second pass over the split, after the metrics' one."""
     from dlcli import plots
     from dlcli.tasks import classify
 
-    counts = classify.confusion_matrix(model, job.eval_data[split], runtime)
+    counts = classify.confusion_matrix(model, job.eval_data[split], runtime, flip)
     classes = job.extra["classes"]
     title = f"{run.name} [{split}]: {int(counts.sum())} images"
     plots.save_figure(plots.confusion_figure(counts, classes, title), image)

@@ -99,14 +99,30 @@ def run_dl(args: argparse.Namespace, settings: dict) -> dict:
     proc = subprocess.run([*argv, *sets(settings)], stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"dl train failed (exit {proc.returncode})")
+    command_s = time.perf_counter() - start
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     summary, per_epoch = json.loads(proc.stdout), run_steps_per_epoch(out)
+    # best.pt on the test split once more with the other data.eval_flip: what the flip at eval adds
+    other = subprocess.run(
+        [sys.executable, "-m", "dlcli", "eval", str(out), "--json", "--flip" if not flips(settings) else "--no-flip"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if other.returncode != 0:
+        raise SystemExit(f"dl eval failed (exit {other.returncode})")
     return {
         "summary": summary,
         "records": records,
         "steps_per_epoch": per_epoch,
-        "command_s": time.perf_counter() - start,
+        "command_s": command_s,
+        "other_flip_top1": json.loads(other.stdout)["metrics"]["top1"],
     }
+
+
+def flips(settings: dict) -> bool:
+    """Whether dl's run scores each image with its mirror image too (the recipe's data.eval_flip, or --set)."""
+    recipe = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
+    return bool(settings.get("data.eval_flip", recipe["data"].get("eval_flip", False)))
 
 
 def run_plain(args: argparse.Namespace) -> dict:
@@ -150,6 +166,8 @@ def report(args: argparse.Namespace, dl: dict, plain: dict, settings: dict) -> s
         "| | `dl train configs/resnet_cifar10.yaml` | `cifar_plain.py` |",
         "|---|---:|---:|",
         f"| test top-1 (the test split) | **{summary['metrics']['test']['top1']:.4f}** | **{plain['test_top1']:.4f}** |",
+        f"| dl's best.pt {'without' if flips(settings) else 'with'} the flip at eval (data.eval_flip) "
+        f"| {dl['other_flip_top1']:.4f} | |",
         f"| minutes of training | {summary['wall_s'] / 60:.1f} (evaluations included) | {plain['minutes']:.1f} |",
         f"| img/s (dl: median of the log intervals) | {fmt(median_speed(records), 0)} | {plain['img_s']:.0f} |",
         f"| steps (epochs) | {summary['steps']} ({summary['steps'] / per_epoch:.2f} of {wanted}) "

@@ -413,6 +413,43 @@ def test_weights_from_a_damaged_checkpoint_are_refused(tmp_path: Path, trained_r
         classify.load_weights_file(torchvision.models.resnet18(num_classes=10), damaged)
 
 
+# --------------------------------------------------------------------------- data.eval_flip: flip test-time augmentation
+
+
+def test_eval_logits_with_flip_average_the_image_and_its_mirror() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5)).eval()
+    images = torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(classify.eval_logits(net, images, False), net(images))
+        by_hand = (net(images) + net(images.flip(-1))) / 2  # left-right: the last (width) axis
+        torch.testing.assert_close(classify.eval_logits(net, images, True), by_hand)
+        symmetric = torch.cat([images[..., :4], images[..., :4].flip(-1)], dim=-1)  # its own mirror image
+        torch.testing.assert_close(classify.eval_logits(net, symmetric, True), net(symmetric))
+
+
+def test_dl_eval_flip_scores_the_mirrored_images_too(cli: Callable[..., Result], trained_run: Path) -> None:
+    plain = _summary(cli("eval", trained_run, "--json"))
+    assert plain["flip"] is False  # the recipe's data.eval_flip
+    assert _summary(cli("eval", trained_run, "--no-flip", "--json"))["metrics"] == plain["metrics"]
+    flipped = _summary(cli("eval", trained_run, "--flip", "--json", "--confusion", trained_run.parent / "c.png"))
+    assert flipped["flip"] is True
+    assert flipped["metrics"]["loss"] != plain["metrics"]["loss"]  # other logits: a shape is rarely symmetric
+    counts = torch.tensor(flipped["confusion"]["counts"])
+    # the confusion matrix counts the same (mirrored-too) predictions as the metrics
+    assert counts.diagonal().sum().item() / counts.sum().item() == pytest.approx(flipped["metrics"]["top1"])
+
+
+def test_a_run_with_eval_flip_validates_and_tests_mirrored(cli: Callable[..., Result], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    settings = sets("data.image_size=16", "train.max_steps=2", "data.eval_flip=true")
+    summary = _summary(cli("train", CONFIGS / "resnet.yaml", "--out", run, "--json", "-q", *TINY_SHAPES, *settings))
+    val = _summary(cli("eval", run, "--split", "val", "--json"))
+    assert val["flip"] is True
+    assert val["metrics"]["loss"] == pytest.approx(summary["metrics"]["val"]["loss"])
+    assert _summary(cli("eval", run, "--split", "val", "--no-flip", "--json"))["metrics"] != val["metrics"]
+
+
 # --------------------------------------------------------------------------- predict
 
 

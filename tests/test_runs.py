@@ -199,3 +199,7 @@ def test_eval_confusion_of_a_language_model_is_exit_2(
     image = tmp_path / "confusion.png"
     _usage_error(cli("eval", runs_folder / "chars", "--confusion", image), "--confusion", "'lm'")
     assert not image.exists()
+
+
+def test_eval_flip_of_a_language_model_is_exit_2(cli: Callable[..., Result], runs_folder: Path) -> None:
+    _usage_error(cli("eval", runs_folder / "chars", "--flip"), "--flip", "'lm'")

@@ -384,9 +384,11 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
             loss = loss + aux_weight * F.cross_entropy(aux_logits, targets, label_smoothing=smoothing)
         return {"loss": loss}
 
+    eval_flip = cfg.data.eval_flip
+
     def eval_step(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         images, labels = batch
-        logits = net(images).float()
+        logits = eval_logits(net, images, eval_flip)
         k = min(5, logits.shape[1])
         topk = logits.topk(k, dim=1).indices  # (B, k)
         hits = topk.eq(labels[:, None])
@@ -414,6 +416,15 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True) -> Job:
     )
 
 
+def eval_logits(net: nn.Module, images: torch.Tensor, flip: bool) -> torch.Tensor:
+    """The classifier's float logits for a batch in evaluation; with `flip` (data.eval_flip), the mean of the
+    logits of the images and of their mirror images (left-right), as airbench's test-time augmentation."""
+    logits = net(images).float()
+    if flip:
+        logits = (logits + net(images.flip(-1)).float()) / 2
+    return logits
+
+
 def restore_model(cfg: Config, extra: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     """The classifier of a checkpoint (no pretrained files read) and its class names."""
     classes = extra["classes"]
@@ -437,25 +448,32 @@ def predict(
     if run_dir is not None:
         run = loading.load_run(run_dir, device, task=NAME)
         model, classes, transform = run.model, run.assets["classes"], eval_transform(run.config.data.image_size)
+        flip = run.config.data.eval_flip
     else:
         model, classes, transform = _from_weights(arch, weights)
-        model = model.to(device).eval()
-    return predict_images(model, classes, transform, images, top)
+        model, flip = model.to(device).eval(), False
+    return predict_images(model, classes, transform, images, top, flip)
 
 
 def predict_images(
-    model: nn.Module, classes: list[str], transform: Callable[[Any], torch.Tensor], images: list[Path], top: int
+    model: nn.Module,
+    classes: list[str],
+    transform: Callable[[Any], torch.Tensor],
+    images: list[Path],
+    top: int,
+    flip: bool = False,
 ) -> list[dict[str, Any]]:
     """Top-k classes for each image with a loaded classifier (eval mode), on the model's device.
 
     Args:
         transform: PIL image -> (3, S, S) in [0, 1], as in evaluation; the ImageNet normalization follows.
+        flip: average with the mirror images' logits (the run's data.eval_flip).
     """
     device = next(model.parameters()).device
     pixels = torch.stack([transform(read_image(path)) for path in images]).to(device)  # [0, 1]
     batch = normalize(pixels, torch.contiguous_format)  # the ImageNet mean/std, as in training
     with torch.no_grad():
-        probs = model(batch).float().softmax(dim=1).cpu()
+        probs = eval_logits(model, batch, flip).softmax(dim=1).cpu()
     k = min(top, probs.shape[1])
     values, indices = probs.topk(k, dim=1)
     return [
@@ -497,15 +515,16 @@ def _from_weights(arch: str | None, weights: str | None):
 
 
 @torch.no_grad()
-def confusion_matrix(model: nn.Module, loader: Any, runtime: Runtime) -> torch.Tensor:
+def confusion_matrix(model: nn.Module, loader: Any, runtime: Runtime, flip: bool = False) -> torch.Tensor:
     """Counts over a split, (C, C) int64 on the CPU: row = true class, column = top-1 prediction.
 
-    `loader` is a Job's eval loader (loading.restore_for_eval gives it and the model)."""
+    `loader` is a Job's eval loader (loading.restore_for_eval gives it and the model); `flip` is the run's
+    data.eval_flip, so that the counts agree with dl eval's top-1."""
     model.eval()
     counts: torch.Tensor | None = None
     with runtime.autocast():
         for images, labels in loader.batches(0):
-            logits = model(images)  # (B, C)
+            logits = eval_logits(model, images, flip)  # (B, C)
             n = logits.shape[1]
             if counts is None:
                 counts = torch.zeros(n * n, dtype=torch.int64, device=labels.device)

@@ -68,6 +68,11 @@ class ImageDataConfig(DataSection):
         "(zero-padded by size/8), random_resized_crop (Inception-style), or random_crop followed by "
         "TrivialAugmentWide, RandAugment or AutoAugment (ImageNet policy)",
     )
+    eval_flip: bool = Field(
+        False,
+        description="evaluation (val, test, dl eval, dl predict): score each image and its mirror image and average "
+        "the two logits (flip test-time augmentation; twice an evaluation's compute)",
+    )
     random_erase: float = Field(
         0.0, ge=0, le=1, description="probability of RandomErasing a rectangle of each training image (0: off)"
     )
