@@ -82,6 +82,8 @@ class Record:
     evals_without_improvement: int = 0
     patience_best: float | None = None
     patience_best_epoch: int = 0
+    # train.fit_to_minutes: the epochs (and so the schedule's length) fitted after the first; None: train.epochs
+    fitted_epochs: int | None = None
 
     @property
     def step(self) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dlcli.errors import DlError
 
@@ -113,7 +113,14 @@ class TrainConfig(Section):
     max_minutes: float | None = Field(
         None,
         gt=0,
-        description="stop once this many minutes of the run (evaluations included) have passed; the schedule keeps its length",
+        description="stop once this many minutes of the run (evaluations included) have passed; the schedule keeps its "
+        "length unless train.fit_to_minutes",
+    )
+    fit_to_minutes: bool = Field(
+        False,
+        description="with max_minutes: after the first epoch, its validation included, train.epochs and the schedule's "
+        "length become the whole epochs that fit max_minutes at that epoch's pace (the first epoch keeps the "
+        "recipe's schedule; a resumed run keeps the fitted length)",
     )
     device: str = Field(
         "auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps; --device overrides"
@@ -315,6 +322,16 @@ class RunConfig(Section):
         description="the result this recipe should reach (metric, value, tolerance, measured): `dl train` says "
         "whether it was met, `dl check` exits 1 when not",
     )
+
+    @model_validator(mode="after")
+    def _fit_needs_a_budget(self) -> RunConfig:
+        if self.train.fit_to_minutes and self.train.max_minutes is None:
+            raise ValueError("train.fit_to_minutes fits the schedule to train.max_minutes; set train.max_minutes too")
+        if self.train.fit_to_minutes and self.schedule.total_steps is not None:
+            raise ValueError(
+                "train.fit_to_minutes sets the schedule's length; remove schedule.total_steps or train.fit_to_minutes"
+            )
+        return self
 
     def metric_names(self) -> tuple[str, ...] | None:
         """The names (fnmatch patterns: precision.*) of the metrics this run's evaluations report (train.ema's

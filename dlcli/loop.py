@@ -23,7 +23,7 @@ from dlcli.checkpoint import Position
 from dlcli.config import to_dict
 from dlcli.console import MetricsFile, fmt_metrics
 from dlcli.errors import Interrupted, RunFailed
-from dlcli.optim import PlateauLR, improves
+from dlcli.optim import PlateauLR, improves, with_length
 from dlcli.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ class RunState:
     evals_without_improvement: int = 0
     patience_best: float | None = None
     patience_best_epoch: int = 0
+    fitted_epochs: int | None = None  # train.fit_to_minutes: the run's epochs, fitted after the first (see Loop._fit)
 
 
 def evaluate(model: nn.Module, loader: Loader, job: Job, runtime: Runtime) -> dict[str, float]:
@@ -114,15 +115,17 @@ class Loop:
         cfg, pos = self.cfg.train, self.state.position
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            while pos.epoch < cfg.epochs and not self._done() and not self._stalled():
+            while pos.epoch < self.epochs and not self._done() and not self._stalled():
                 finished = self._train_epoch()  # False: stopped mid-epoch by max_steps, max_minutes or Ctrl-C
                 if finished:
                     pos.epoch, pos.batch = pos.epoch + 1, 0
                 # Scheduled validations count for train.patience and schedule plateau; a stop's does not, as
                 # the uninterrupted run has none there.
-                scheduled = finished and (pos.epoch % cfg.eval_every == 0 or pos.epoch == cfg.epochs)
+                scheduled = finished and (pos.epoch % cfg.eval_every == 0 or pos.epoch == self.epochs)
                 if scheduled or not finished or self._done():
                     self._validate(counts=scheduled)
+                if finished and pos.epoch == 1 and cfg.fit_to_minutes and self.state.fitted_epochs is None:
+                    self._fit_to_minutes()  # before the save: last.pt holds the fitted length
                 self._save("last.pt")
                 if finished and self.job.on_epoch_end is not None and self.rt.is_main:
                     self.job.on_epoch_end(self.model, pos.epoch, self.run_dir)
@@ -136,6 +139,33 @@ class Loop:
             if self.metrics_file:
                 self.metrics_file.close()
 
+    @property
+    def epochs(self) -> int:
+        """The epochs this run trains: train.epochs, or those train.fit_to_minutes fitted after the first."""
+        return self.state.fitted_epochs or self.cfg.train.epochs
+
+    def _fit_to_minutes(self) -> None:
+        """train.fit_to_minutes: the whole epochs that fit train.max_minutes at the first epoch's pace (its
+        validation and the run's start included, so the estimate errs short) become the run's epochs and the
+        schedule's length. The first epoch's lr came from train.epochs' schedule; from here on the new one's."""
+        seconds = self.rt.gather_objects(self._elapsed())[0]  # rank 0's clock: every rank fits the same length
+        limit = self.cfg.train.max_minutes
+        self.state.fitted_epochs = max(1, int(limit * 60 // max(seconds, 1e-9)))
+        total = self.state.fitted_epochs * self.steps_per_epoch
+        self.scheduler = with_length(
+            self.scheduler,
+            self.optimizer,
+            self.cfg.schedule,
+            self.cfg.optim.lr,
+            total,
+            self.steps_per_epoch,
+            self.job.best_mode,
+        )
+        self.logger.info(
+            f"train.fit_to_minutes: the first epoch took {seconds:.0f} s, so {self.state.fitted_epochs} epochs fit "
+            f"{limit:g} minutes; the schedule now spans {total} steps"
+        )
+
     def _done(self) -> bool:
         max_steps = self.cfg.train.max_steps
         return self._timed_out or (max_steps is not None and self.state.position.step >= max_steps)
@@ -146,7 +176,7 @@ class Loop:
         return patience is not None and self.state.evals_without_improvement >= patience
 
     def _stopped_early(self) -> bool:
-        return self._stalled() and self.state.position.epoch < self.cfg.train.epochs
+        return self._stalled() and self.state.position.epoch < self.epochs
 
     def _check_time_budget(self, at_log_step: bool) -> None:
         """Stop at train.max_minutes. Reading the clock costs nothing, but under DDP the ranks
@@ -171,7 +201,7 @@ class Loop:
         n_batches = len(self.job.train_data)
         self.forward.train()
         self.window = _Window(self.rt.device)
-        bar = self.logger.bar(n_batches, f"epoch {pos.epoch + 1}/{train.epochs}", initial=pos.batch, unit="batch")
+        bar = self.logger.bar(n_batches, f"epoch {pos.epoch + 1}/{self.epochs}", initial=pos.batch, unit="batch")
         group = _Group()
         for batch in self.job.train_data.batches(pos.epoch, pos.batch):
             self._train_micro_batch(batch, group)
@@ -396,7 +426,7 @@ class Loop:
             self.logger.info(
                 f"train.patience: no val {metric} better than {state.patience_best:.6g} (epoch "
                 f"{state.patience_best_epoch}){by} in {_evaluations(train.patience)}: stopping after epoch "
-                f"{pos.epoch} of {train.epochs}"
+                f"{pos.epoch} of {self.epochs}"
             )
 
     def _test_best(self) -> None:
@@ -463,6 +493,7 @@ class Loop:
             evals_without_improvement=state.evals_without_improvement,
             patience_best=state.patience_best,
             patience_best_epoch=state.patience_best_epoch,
+            fitted_epochs=state.fitted_epochs,
         )
         path = self.run_dir / "checkpoints" / name
         # The last.pt being replaced is kept as last.prev.pt, a fallback should last.pt ever be
@@ -525,6 +556,8 @@ class Loop:
             "torch": torch.__version__,
             "metrics": self.final_metrics,
         }
+        if self.state.fitted_epochs is not None:
+            summary["fitted_epochs"] = self.state.fitted_epochs  # train.fit_to_minutes' length
         if self.cfg.train.on_nonfinite == "skip":
             summary["skipped_steps"] = self.state.skipped_steps
         if self.ema is not None:

@@ -2,7 +2,6 @@
 ../shared/baselines/cifar_plain.py, the same minutes of training each, one after the other, same machine.
 
     python scripts/bench_cifar_side.py                   # 30 + 30 minutes of training, ~70 minutes in all
-    python scripts/bench_cifar_side.py --fit-schedule    # dl's cosine laid over the budget by a calibration
     python scripts/bench_cifar_side.py --minutes 0.5 --tarball /tmp/mini.tar.gz --no-append   # a smoke test
 
 Reports both test top-1 (10,000 test images), dl's top-1 at a third, two thirds and all of the budget
@@ -11,10 +10,9 @@ recipe holds out, so these are val, not test, figures) for the weights and for t
 which of the two best.pt took, and the plain loop's test top-1 at the same marks (it tests every epoch).
 
 What differs on purpose: dl's budget (train.max_minutes) counts its evaluations, the plain loop's does
-not; dl trains on 49,000 images (1,000 held out to choose best.pt), the plain loop on 50,000. The recipe's
-train.epochs fills 30 minutes at ~560 img/s; for another --minutes it is scaled in proportion,
-and --fit-schedule instead times 20 training steps (after 5) first and lays the schedule over the steps 90% of the
-budget holds (scripts/cifarlib.py), as the plain loop lays its cosine over its first 20 steps' speed.
+not; dl trains on 49,000 images (1,000 held out to choose best.pt), the plain loop on 50,000. Each lays its
+schedule over the budget from its own first minutes: the plain loop from its first 20 steps' pace, dl (the
+recipe's train.fit_to_minutes) from its first epoch's, validation included, in whole epochs.
 The run folder is runs/cifar-side (overwritten). --no-append skips BENCHMARKS.md.
 """
 
@@ -39,12 +37,9 @@ from benchlib import REPO, append_section, load_note, sets
 from cifarlib import (
     ARCHIVE,
     at_minutes,
-    budget_steps,
     fmt,
     median_speed,
     run_steps_per_epoch,
-    step_speed,
-    steps_per_epoch,
 )
 
 RECIPE = REPO / "configs" / "resnet_cifar10.yaml"
@@ -68,20 +63,8 @@ def mark_ends(minutes: float) -> list[float]:
 
 
 def dl_settings(args: argparse.Namespace) -> dict:
-    """The --set keys of dl's run: the budget, the archive and the schedule's length."""
-    recipe = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
-    train, data = recipe["train"], recipe["data"]
+    """The --set keys of dl's run: the budget and the archive (the recipe fits its schedule to the budget)."""
     settings = {"train.max_minutes": args.minutes, "data.root": str(args.tarball)}
-    per_epoch = steps_per_epoch(data["val_fraction"], data["batch_size"])
-    if args.fit_schedule:
-        # 20 steps after 5, as the plain loop times its first 20: 5 after 2 read 618 img/s where the run went
-        # on at 700 (2026-12-03), and the schedule then ended 5 minutes inside the budget
-        img_s, _ = step_speed(RECIPE, settings, None, warmup=5, steps=20)
-        total = budget_steps(img_s, args.minutes, data["batch_size"])
-        print(f"calibrated {img_s:.0f} img/s: schedule over {total} steps ({total / per_epoch:.2f} epochs)", flush=True)
-        settings |= {"schedule.total_steps": total, "train.epochs": -(-total // per_epoch), "train.max_steps": total}
-    elif args.minutes != train["max_minutes"]:
-        settings["train.epochs"] = max(1, round(train["epochs"] * args.minutes / train["max_minutes"]))
     if args.minutes < 1:
         settings["train.log_every"] = 5  # a smoke run: a few speed readings before it stops
     return settings
@@ -163,7 +146,7 @@ def report(args: argparse.Namespace, dl: dict, plain: dict, settings: dict) -> s
     ]
     at_plain = [fmt(a) for a in plain["at"]]
     mark_names = " / ".join(f"{m:.3g}" for m in marks(args.minutes))
-    wanted = settings.get("train.epochs", yaml.safe_load(RECIPE.read_text(encoding="utf-8"))["train"]["epochs"])
+    wanted = summary.get("fitted_epochs", yaml.safe_load(RECIPE.read_text(encoding="utf-8"))["train"]["epochs"])
     rows = [
         "| | `dl train configs/resnet_cifar10.yaml` | `cifar_plain.py` |",
         "|---|---:|---:|",
@@ -188,7 +171,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=30.0, help="minutes of training for each (default 30)")
     p.add_argument("--tarball", type=Path, default=ARCHIVE, help="the CIFAR-10 ImageFolder archive")
-    p.add_argument("--fit-schedule", action="store_true", help="lay dl's schedule over the budget by a calibration")
     p.add_argument("--no-append", action="store_true", help="do not append the results to BENCHMARKS.md")
     return p.parse_args(argv)
 

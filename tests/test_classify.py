@@ -926,6 +926,21 @@ def test_the_cifar_stem_keeps_32px_maps_large_trains_evaluates_and_refuses_other
     assert refused.exit_code == 2 and "has no such stem" in refused.output and "Traceback" not in refused.output
 
 
+def test_bn_momentum_sets_every_batchnorm_and_refuses_archs_without_one(tmp_path: Path) -> None:
+    def momenta(model: torch.nn.Module) -> set[float]:
+        return {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+
+    assert momenta(classify.build_model(classify.ClassifyModel(arch="mnasnet0_5"), 10, 32)) == {1 - 0.9997}
+    tuned = classify.build_model(classify.ClassifyModel(arch="mnasnet0_5", bn_momentum=0.1), 10, 32)
+    assert momenta(tuned) == {0.1}
+    # the running statistics now follow the batches: one training forward moves them a tenth of the way
+    tuned.train()(torch.randn(4, 3, 32, 32) * 3 + 2)
+    assert tuned.layers[1].running_mean.abs().max() > 0.01
+
+    refused = dl("train", "vgg16", "--out", tmp_path / "vgg", *SMALL, *sets("model.bn_momentum=0.1"), "-q")
+    assert refused.exit_code == 2 and "no BatchNorm" in refused.output and "Traceback" not in refused.output
+
+
 def test_norm_weight_decay_puts_norm_layers_and_biases_in_their_own_group(tmp_path: Path) -> None:
     from dlcli.config import OptimConfig
     from dlcli.optim import parameter_groups

@@ -229,6 +229,18 @@ def smallest_batch_norm_map(model: nn.Module, image_size: int) -> tuple[str, tup
     return at_smallest[0], shapes[at_smallest[0]], len(at_smallest)
 
 
+def set_bn_momentum(model: nn.Module, momentum: float) -> None:
+    """model.bn_momentum on every BatchNorm layer. Why it is a knob: torchvision's MNASNet keeps
+    TensorFlow's 0.9997 (PyTorch's 0.0003), made for hundreds of epochs; after 1,000 steps its running
+    statistics are still 74% their start (mean 0, variance 1), so evaluation, which uses them, scores chance.
+    Not in the state_dict: a checkpoint's model is rebuilt from the recipe with it."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        raise DlError(f"{type(model).__name__} has no BatchNorm layers; remove model.bn_momentum from the recipe.")
+    for norm in norms:
+        norm.momentum = momentum
+
+
 def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, load_weights: bool = True) -> nn.Module:
     """A torchvision classifier with `num_classes` outputs, optionally from pretrained weights.
 
@@ -271,6 +283,8 @@ def build_model(model_cfg: ClassifyModel, num_classes: int, image_size: int, loa
             replace_heads(model, num_classes)
     if model_cfg.stem == "cifar":
         use_cifar_stem(model)
+    if model_cfg.bn_momentum is not None:
+        set_bn_momentum(model, model_cfg.bn_momentum)
     if model_cfg.weights and load_weights:
         skipped = load_weights_file(model, Path(model_cfg.weights))
         if skipped:

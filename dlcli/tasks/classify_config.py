@@ -30,6 +30,13 @@ class ClassifyModel(Section):
     aux_logits: Literal["auto", True, False] = Field(
         "auto", description="GoogLeNet/Inception v3 auxiliary heads (auto: when the input is large enough)"
     )
+    bn_momentum: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="BatchNorm's running-statistics momentum, PyTorch's convention (each batch's weight; default: "
+        "the arch's own: 0.1, MNASNet's 0.0003)",
+    )
     stem: Literal["imagenet", "cifar"] = Field(
         "imagenet",
         description="ResNet family: cifar = a 3x3 stride-1 first conv and no max-pool, for ~32 px images",
