@@ -165,6 +165,9 @@ class Loop:
             f"train.fit_to_minutes: the first epoch took {seconds:.0f} s, so {self.state.fitted_epochs} epochs fit "
             f"{limit:g} minutes; the schedule now spans {total} steps"
         )
+        if self._best_written_at == self.state.position.step:
+            # the validation just wrote best.pt, and last.pt would become a second name of it: both hold the length
+            self._save("best.pt")
 
     def _done(self) -> bool:
         max_steps = self.cfg.train.max_steps

@@ -62,7 +62,7 @@ def test_the_first_epochs_pace_sets_the_epochs_and_the_schedules_length(toy, tmp
     assert fitted[56] < 0.01 * fitted[3]
 
 
-@pytest.mark.parametrize("stop_at", [5, 12])  # before the fit, after it
+@pytest.mark.parametrize("stop_at", [5, 8, 12])  # before the fit, at it (best.pt written there too), after it
 def test_resume_keeps_the_fitted_length_and_ends_bit_identical(toy, tmp_path, stop_at) -> None:
     train(toy, tmp_path / "straight", "train.fit_to_minutes=true")
     train(toy, tmp_path / "resumed", "train.fit_to_minutes=true", f"train.max_steps={stop_at}")
