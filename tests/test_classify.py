@@ -939,6 +939,7 @@ def test_bn_momentum_sets_every_batchnorm_and_refuses_archs_without_one(tmp_path
 
     refused = dl("train", "vgg16", "--out", tmp_path / "vgg", *SMALL, *sets("model.bn_momentum=0.1"), "-q")
     assert refused.exit_code == 2 and "no BatchNorm" in refused.output and "Traceback" not in refused.output
+    assert not (tmp_path / "vgg").exists()
 
 
 def test_norm_weight_decay_puts_norm_layers_and_biases_in_their_own_group(tmp_path: Path) -> None:
