@@ -49,7 +49,7 @@ class RunState:
     evals_without_improvement: int = 0
     patience_best: float | None = None
     patience_best_epoch: int = 0
-    fitted_epochs: int | None = None  # train.fit_to_minutes: the run's epochs, fitted after the first (see Loop._fit)
+    fitted_epochs: int | None = None  # train.fit_to_minutes: the epochs fitted after the first (Loop._fit_to_minutes)
 
 
 def evaluate(model: nn.Module, loader: Loader, job: Job, runtime: Runtime) -> dict[str, float]:

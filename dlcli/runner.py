@@ -105,7 +105,7 @@ def train(
     params = job.params if job.params is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg.optim, parameter_groups(model, params, cfg.optim), runtime.device)
     steps_per_epoch = math.ceil(len(job.train_data) / cfg.train.grad_accum)
-    # train.fit_to_minutes: a resumed run keeps the length fitted after its first epoch (Loop._fit)
+    # train.fit_to_minutes: a resumed run keeps the length fitted after its first epoch (Loop._fit_to_minutes)
     epochs = resume.fitted_epochs if resume is not None and resume.fitted_epochs else cfg.train.epochs
     total_steps = cfg.schedule.total_steps or epochs * steps_per_epoch
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.optim.lr, total_steps, steps_per_epoch, job.best_mode)
