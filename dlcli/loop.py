@@ -23,7 +23,7 @@ from dlcli.checkpoint import Position
 from dlcli.config import to_dict
 from dlcli.console import MetricsFile, fmt_metrics
 from dlcli.errors import Interrupted, RunFailed
-from dlcli.optim import PlateauLR, improves, with_length
+from dlcli.optim import PlateauLR, build_scheduler, continued, improves
 from dlcli.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -148,19 +148,15 @@ class Loop:
         """train.fit_to_minutes: the whole epochs that fit train.max_minutes at the first epoch's pace (its
         validation and the run's start included, so the estimate errs short) become the run's epochs and the
         schedule's length. The first epoch's lr came from train.epochs' schedule; from here on the new one's."""
+        cfg = self.cfg
         seconds = self.rt.gather_objects(self._elapsed())[0]  # rank 0's clock: every rank fits the same length
-        limit = self.cfg.train.max_minutes
+        limit = cfg.train.max_minutes
         self.state.fitted_epochs = max(1, int(limit * 60 // max(seconds, 1e-9)))
         total = self.state.fitted_epochs * self.steps_per_epoch
-        self.scheduler = with_length(
-            self.scheduler,
-            self.optimizer,
-            self.cfg.schedule,
-            self.cfg.optim.lr,
-            total,
-            self.steps_per_epoch,
-            self.job.best_mode,
+        rebuilt = build_scheduler(
+            self.optimizer, cfg.schedule, cfg.optim.lr, total, self.steps_per_epoch, self.job.best_mode
         )
+        self.scheduler = continued(rebuilt, self.scheduler)
         self.logger.info(
             f"train.fit_to_minutes: the first epoch took {seconds:.0f} s, so {self.state.fitted_epochs} epochs fit "
             f"{limit:g} minutes; the schedule now spans {total} steps"

@@ -174,18 +174,9 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def with_length(
-    scheduler: torch.optim.lr_scheduler.LambdaLR,
-    optimizer: torch.optim.Optimizer,
-    cfg: ScheduleConfig,
-    peak_lr: float,
-    total_steps: int,
-    steps_per_epoch: int,
-    best_mode: str = "min",
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """`scheduler` rebuilt with another length (train.fit_to_minutes), at the step it has reached, its state
-    (a plateau's cuts) kept; the optimizer's lr is set again from the new length at that step."""
-    rebuilt = build_scheduler(optimizer, cfg, peak_lr, total_steps, steps_per_epoch, best_mode)
+def continued(rebuilt: torch.optim.lr_scheduler.LambdaLR, scheduler: torch.optim.lr_scheduler.LambdaLR):
+    """`rebuilt` (build_scheduler's, of another length: train.fit_to_minutes) taking over from `scheduler` at the
+    step it has reached, its state (a plateau's cuts) kept; the optimizer's lr is set again for that step."""
     rebuilt.load_state_dict(scheduler.state_dict())
     rebuilt.last_epoch -= 1
     rebuilt.step()  # back to the step reached: the lr of that step under the new length

@@ -1,5 +1,5 @@
 """train.fit_to_minutes: the run's epochs and the schedule's length fitted to train.max_minutes after the first
-epoch (dlcli/loop.py Loop._fit_to_minutes, dlcli/optim.py with_length).
+epoch (dlcli/loop.py Loop._fit_to_minutes, dlcli/optim.py continued).
 
 The toy task (tests/toy_task.py: 8 steps an epoch) on a clock that reads one second per optimizer step
 (Loop._elapsed patched), so the fit is the same on every machine: the first epoch takes 8 s, and
@@ -17,7 +17,7 @@ import torch
 from dlcli import checkpoint
 from dlcli.config import ScheduleConfig
 from dlcli.loop import Loop
-from dlcli.optim import build_scheduler, with_length
+from dlcli.optim import build_scheduler, continued
 from dlcli.runs import read_metrics
 
 from conftest import assert_exit_2, assert_same_training_state, dl, sets, toy_recipe
@@ -84,7 +84,7 @@ def test_a_fit_without_a_budget_or_with_a_fixed_length_is_refused(toy, tmp_path,
 
 
 @pytest.mark.parametrize("name", ["cosine", "linear", "plateau"])
-def test_with_length_continues_as_a_schedule_of_that_length_would(name) -> None:
+def test_a_continued_schedule_goes_on_as_one_of_that_length_would(name) -> None:
     cfg = ScheduleConfig(name=name, warmup_steps=3)
 
     def sgd() -> torch.optim.Optimizer:
@@ -95,7 +95,7 @@ def test_with_length_continues_as_a_schedule_of_that_length_would(name) -> None:
     for _ in range(7):
         first.step()
         short.step()
-    refitted = with_length(short, first, cfg, 0.5, 60, 5)
+    refitted = continued(build_scheduler(first, cfg, 0.5, 60, 5), short)
     second = sgd()
     long = build_scheduler(second, cfg, 0.5, 60, 5)
     for _ in range(7):
