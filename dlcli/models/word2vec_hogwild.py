@@ -137,9 +137,7 @@ def _full_softmax(l1, syn1, target, alpha, neu1e, scores):
     vocab, dim = syn1.shape
     top = -1e30
     for w in range(vocab):
-        f = np.float32(0.0)
-        for i in range(dim):
-            f += l1[i] * syn1[w, i]
+        f = _dot(l1, syn1[w])
         scores[w] = f
         top = max(top, f)
     total = 0.0
