@@ -27,7 +27,6 @@ from dlcli import expect, loading, runlock, runner, vectors
 from dlcli import similarity as wordsim  # not `similarity`: Run.similarity is a method
 from dlcli.config import Overrides, RunConfig, render_yaml, resolve_recipe
 from dlcli.console import Logger
-from dlcli.data.images import eval_transform
 from dlcli.errors import DlError
 from dlcli.runtime import Runtime, create_runtime
 from dlcli.tasks import classify, get_task, lm, translate
@@ -181,9 +180,7 @@ class Run:
         [{"image": PATH, "top": [{"label": L, "prob": P}, ...]}, ...]."""
         self._expect("classify", "predict")
         paths = [Path(images)] if isinstance(images, (str, Path)) else [Path(p) for p in images]
-        transform = eval_transform(self.config.data.image_size)
-        flip = self.config.data.eval_flip
-        return classify.predict_images(self.model, self.class_names, transform, paths, top, flip)
+        return classify.predict_as_evaluated(self.model, self.class_names, self.config.data, paths, top)
 
     def generate(
         self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0, seed: int = 0

@@ -461,12 +461,17 @@ def predict(
     """`dl predict`: top-k classes for each image, from a run folder or torchvision's weights."""
     if run_dir is not None:
         run = loading.load_run(run_dir, device, task=NAME)
-        model, classes, transform = run.model, run.assets["classes"], eval_transform(run.config.data.image_size)
-        flip = run.config.data.eval_flip
-    else:
-        model, classes, transform = _from_weights(arch, weights)
-        model, flip = model.to(device).eval(), False
-    return predict_images(model, classes, transform, images, top, flip)
+        return predict_as_evaluated(run.model, run.assets["classes"], run.config.data, images, top)
+    model, classes, transform = _from_weights(arch, weights)
+    return predict_images(model.to(device).eval(), classes, transform, images, top)
+
+
+def predict_as_evaluated(
+    model: nn.Module, classes: list[str], data: ImageDataConfig, images: list[Path], top: int
+) -> list[dict[str, Any]]:
+    """Top-k classes for each image with a trained run's model, seen as its evaluation saw images: the
+    run's data.image_size and data.eval_flip (`dl predict --run` and the API's Run.predict)."""
+    return predict_images(model, classes, eval_transform(data.image_size), images, top, data.eval_flip)
 
 
 def predict_images(
