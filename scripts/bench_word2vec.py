@@ -135,8 +135,9 @@ def train_dl(args: argparse.Namespace, model: str, seed: int, corpus_path: Path,
 
 
 def train_gensim(
-    args: argparse.Namespace, model: str, seed: int, sentences: list[list[str]], first_seen: dict[str, int]
+    args: argparse.Namespace, model: str, seed: int, sentences: list[list[str]], dl_words: list[str]
 ) -> tuple[float, WordVectors]:
+    """gensim's training on the same sentences; its vectors come back in dl's vocabulary order (dl_words)."""
     from gensim.models import FastText, Word2Vec
 
     negative, hs, subwords = MODELS[model]
@@ -151,23 +152,25 @@ def train_gensim(
     start = time.perf_counter()
     trainer.train(sentences, total_examples=trainer.corpus_count, epochs=args.epochs)
     seconds = time.perf_counter() - start
-    order = vocabulary_order(
-        trainer.wv.index_to_key, [trainer.wv.get_vecattr(w, "count") for w in trainer.wv.index_to_key], first_seen
-    )
-    words, vectors = [trainer.wv.index_to_key[i] for i in order], np.asarray(trainer.wv.vectors)[order]
+    order = rows_in_order(trainer.wv.index_to_key, dl_words)
+    words, vectors = dl_words, np.asarray(trainer.wv.vectors)[order]
     if subwords:  # gensim's n-gram rows under fastText's hash, which dl's SubwordVectors composes alike (tested)
         return seconds, SubwordVectors(words, vectors, np.asarray(trainer.wv.vectors_ngrams), MIN_N, MAX_N)
     return seconds, WordVectors(words, vectors)
 
 
-def vocabulary_order(words: list[str], counts: list[int], first_seen: dict[str, int]) -> np.ndarray:
-    """The rows of gensim's vocabulary in dl's order: descending count, ties in first-seen order.
+def rows_in_order(words: list[str], order: list[str]) -> np.ndarray:
+    """The rows of `words` (gensim's vocabulary) that list `order` (dl's run's vocabulary, the same words).
 
-    gensim puts equal counts last-seen first (sort_by_descending_frequency's lexsort on -index), dl
-    first-seen first; the words near rank 30000 (the analogies' restrict) share their counts by the
-    hundred, so without this the two answered different question sets (7750 vs 7833 skipped on the corpus).
+    Both sort by descending count, but gensim puts equal counts last-seen first (sort_by_descending_frequency's
+    lexsort on -index) and dl first-seen first; the words near rank 30000 (the analogies' restrict) share
+    their counts by the hundred, so scored in its own order gensim answered other questions (7833 skipped
+    against dl's 7750 on the corpus).
     """
-    return np.array(sorted(range(len(words)), key=lambda i: (-counts[i], first_seen[words[i]])), dtype=np.int64)
+    index = {word: i for i, word in enumerate(words)}
+    if len(words) != len(order) or any(word not in index for word in order):
+        raise SystemExit(f"gensim kept {len(words):,} words and dl {len(order):,}, not the same ones: not comparable")
+    return np.array([index[word] for word in order], dtype=np.int64)
 
 
 def score(args: argparse.Namespace, result: Result, wv: WordVectors) -> Result:
@@ -180,9 +183,8 @@ def score(args: argparse.Namespace, result: Result, wv: WordVectors) -> Result:
     return result
 
 
-def corpus_for_both(args: argparse.Namespace, workdir: Path) -> tuple[Path, list[list[str]], int, dict[str, int]]:
-    """The corpus file dl reads, the same sentences as word lists (cut to --max-words), their word count,
-    and each word's first-seen rank (its corpus id: the encoding numbers words as they first occur)."""
+def corpus_for_both(args: argparse.Namespace, workdir: Path) -> tuple[Path, list[list[str]], int]:
+    """The corpus file dl reads and the same sentences as word lists (cut to --max-words)."""
     start = time.perf_counter()
     corpus = cached_encode(args.corpus, args.cache, "[a-z]+")
     n_sentences = corpus.n_sentences
@@ -199,7 +201,7 @@ def corpus_for_both(args: argparse.Namespace, workdir: Path) -> tuple[Path, list
         f"corpus: {int(bounds[-1]):,} words in {n_sentences:,} sentences, "
         f"{len(corpus.words):,} distinct ({time.perf_counter() - start:.0f} s to encode/load)"
     )
-    return path, sentences, int(bounds[-1]), {word: i for i, word in enumerate(corpus.words)}
+    return path, sentences, int(bounds[-1])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,18 +213,21 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"{machine()}; {load_start}")
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
-        corpus_path, sentences, n_words, first_seen = corpus_for_both(args, Path(tmp))
+        corpus_path, sentences, n_words = corpus_for_both(args, Path(tmp))
         for model in args.models:
             for seed in args.seeds:
                 seconds, out = train_dl(args, model, seed, corpus_path, Path(tmp) / "dl")
                 row = Result(model, "dl (hogwild, numba)", seed, seconds, n_words * args.epochs / seconds, {})
-                results.append(score(args, row, vectors_for_run(out)))
+                dl_vectors = vectors_for_run(out)
+                results.append(score(args, row, dl_vectors))
+                dl_words = dl_vectors.words  # gensim's vectors are scored in this order
+                del dl_vectors
                 console.print(_line(results[-1]))
                 if args.skip_gensim:
                     continue
                 import gensim
 
-                seconds, wv = train_gensim(args, model, seed, sentences, first_seen)
+                seconds, wv = train_gensim(args, model, seed, sentences, dl_words)
                 name = f"gensim {gensim.__version__}" + (" FastText" if MODELS[model][2] else "")
                 row = Result(model, name, seed, seconds, n_words * args.epochs / seconds, {})
                 results.append(score(args, row, wv))

@@ -34,6 +34,10 @@ def test_gensims_vocabulary_is_put_in_dls_order(bench) -> None:
     dl_words = Vocabulary.from_corpus(corpus, min_count=1, max_vocab_size=None).words
     assert gensim_words != dl_words  # what the reordering is for
 
-    counts = [trainer.wv.get_vecattr(w, "count") for w in gensim_words]
-    order = bench.vocabulary_order(gensim_words, counts, {w: i for i, w in enumerate(corpus.words)})
+    order = bench.rows_in_order(gensim_words, dl_words)
     assert [gensim_words[i] for i in order] == dl_words
+
+
+def test_vocabularies_of_other_words_are_refused(bench) -> None:
+    with pytest.raises(SystemExit, match="not the same ones"):
+        bench.rows_in_order(["a", "b"], ["a", "c"])
