@@ -3,7 +3,8 @@
     .venv/bin/python scripts/bench_word2vec.py                      # skip-gram NS, ../shared/datasets/corpus, 5 epochs
     .venv/bin/python scripts/bench_word2vec.py --models ns,hs,subwords --seeds 0,1,2   # issue 19's table (~2.5 h)
     .venv/bin/python scripts/bench_word2vec.py --epochs 1 --max-words 2000000 --no-append   # a quick look
-    NUMBA_CPU_NAME=haswell .venv/bin/python scripts/bench_word2vec.py   # dl's loop compiled for AVX2 only
+    NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell .venv/bin/python scripts/bench_word2vec.py
+        # both as on an AVX2-only CPU: dl's loop compiled for it, gensim's BLAS (its dot and axpy) on its kernels
 
 Models (`--models`), each skip-gram (sg=1, vector_size=100, window=5, sample=1e-4, min_count=5,
 alpha 0.025 -> min_alpha 1e-4, `--workers` threads):
@@ -207,8 +208,9 @@ def corpus_for_both(args: argparse.Namespace, workdir: Path) -> tuple[Path, list
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     command = "python " + shlex.join(sys.argv if argv is None else [__file__, *argv])
-    if cpu_name := os.environ.get("NUMBA_CPU_NAME"):
-        command = f"NUMBA_CPU_NAME={cpu_name} {command}"
+    for variable in ("NUMBA_CPU_NAME", "OPENBLAS_CORETYPE"):  # what the code was compiled or dispatched for
+        if value := os.environ.get(variable):
+            command = f"{variable}={value} {command}"
     load_start = load_note()
     console.print(f"{machine()}; {load_start}")
     results: list[Result] = []

@@ -64,7 +64,7 @@ def test_the_old_words_start_from_the_old_vectors_and_new_words_are_added(cli, t
     words = job.extra["vocab_words"]
     assert words[:n] == old_words and set(NEW_WORDS) <= set(words[n:]) and "quokka" not in words
     fresh = job.model.in_vectors.data[n:]
-    assert fresh.abs().max() <= 0.5 / 16 and fresh.abs().sum() > 0  # word2vec.c's init, not zeros
+    assert fresh.abs().max() <= 1 / 16 and fresh.abs().sum() > 0  # input_rows' init, not zeros
     assert torch.count_nonzero(job.model.out_vectors.data[n:]) == 0
     # counts: old + new occurrences (the noise distribution and the Huffman tree read them)
     new_counts = dict(zip(*np.unique(new.read_text().split(), return_counts=True), strict=True))

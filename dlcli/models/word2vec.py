@@ -28,9 +28,8 @@ from torch import nn
 class SkipGram(nn.Module):
     def __init__(self, vocab_size: int, dim: int, seed: int = 0):
         super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        # word2vec.c's init: inputs uniform in [-0.5/dim, 0.5/dim], outputs zero.
-        self.in_vectors = nn.Parameter((torch.rand(vocab_size, dim, generator=gen) - 0.5) / dim)
+        # inputs random (input_rows), outputs zero, as word2vec.c, gensim and fastText start
+        self.in_vectors = nn.Parameter(input_rows(torch.Generator().manual_seed(seed), vocab_size, dim))
         self.out_vectors = nn.Parameter(torch.zeros(vocab_size, dim))
 
     def softmax_loss(self, targets: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
@@ -65,10 +64,19 @@ class FastText(SkipGram):
 
     def __init__(self, vocab_size: int, dim: int, buckets: int, seed: int = 0):
         super().__init__(vocab_size, dim, seed)
+        # fastText draws its whole input matrix (words, then buckets) from one stream: the bucket rows
+        # follow the word rows SkipGram drew from the same seed
         gen = torch.Generator().manual_seed(seed)
-        # fastText's init of its whole input matrix (words, then buckets): uniform in [-1/dim, 1/dim]
-        self.in_vectors.data = (torch.rand(vocab_size, dim, generator=gen) * 2 - 1) / dim
-        self.ngram_vectors = nn.Parameter((torch.rand(buckets, dim, generator=gen) * 2 - 1) / dim)
+        input_rows(gen, vocab_size, dim)
+        self.ngram_vectors = nn.Parameter(input_rows(gen, buckets, dim))
+
+
+def input_rows(gen: torch.Generator, rows: int, dim: int) -> torch.Tensor:
+    """Input vectors' init: uniform in [-1/dim, 1/dim], as gensim (prep_vectors) and fastText start.
+
+    word2vec.c draws half that range; with it dl's skip-gram scored 0.22 points below this init over
+    three seeds on ../shared/datasets/corpus (BENCHMARKS.md, word2vec accuracy experiments)."""
+    return (torch.rand(rows, dim, generator=gen) * 2 - 1) / dim
 
 
 def noise_distribution(counts: torch.Tensor, exponent: float = 0.75) -> torch.Tensor:
