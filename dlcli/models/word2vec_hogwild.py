@@ -207,7 +207,7 @@ def _subsample(raw_ids, remap, keep, sentence, state):
         # keep when keep_probability >= a uniform fraction from bits 16..47 of the state, as gensim's
         # random_int32. word2vec.c's low 16 bits (state & 0xFFFF) repeat with period 2^16 and tie each draw
         # to the one before: two adjacent words of keep probability ~0.002 ("of the") were kept together
-        # 8x as often as independent draws keep them, and never at distance 2 (tests/test_word2vec_hogwild.py)
+        # 8x as often as independent draws keep them, and never at distance 2 (tests/test_word2vec.py)
         if keep[word] < ((state >> np.uint64(16)) & np.uint64(0xFFFFFFFF)) / 4294967296.0:
             continue
         sentence[n] = word
