@@ -210,26 +210,18 @@ def test_alias_table_draws_the_unigram_power_distribution():
 
 
 @needs_numba
-def test_subsampling_keeps_each_word_at_its_rate_and_neighbours_independently():
-    # sentences of 10,000 distinct words, each kept with probability 0.002 (as "the" at sample=1e-4),
-    # 10^8 draws: words i and i + 1 both kept show as i, i + 1 next to each other in the kept list
-    p, calls = 0.002, 10_000
+def test_subsampling_keeps_each_word_at_its_rate():
+    # 10^7 draws of words kept with probability 0.002 (as "the" at sample=1e-4) and 0.3
     raw = np.arange(10_000, dtype=np.int32)  # one MAX_SENTENCE piece
-    remap, keep = raw.copy(), np.full(len(raw), p, np.float32)
+    remap = raw.copy()
     sentence = np.empty(len(raw), np.int64)
-    state, kept, together, apart_by_one = np.uint64(1), 0, 0, 0
-    for _ in range(calls):
-        n, state = hogwild._subsample(raw, remap, keep, sentence, state)
-        kept += n
-        step = np.diff(sentence[:n])
-        together += int((step == 1).sum())
-        apart_by_one += int((step == 2).sum())
-    draws = calls * len(raw)
-    assert kept / draws == pytest.approx(p, rel=0.02)
-    # independent draws: ~p^2 x draws = 400 each (sd ~20); word2vec.c's low 16 bits gave ~3000 and 0
-    expected = p * p * draws
-    assert 0.8 * expected < together < 1.2 * expected
-    assert 0.8 * expected < apart_by_one < 1.2 * expected
+    for p in (0.002, 0.3):
+        keep = np.full(len(raw), p, np.float32)
+        state, kept = np.uint64(1), 0
+        for _ in range(1000):
+            n, state = hogwild._subsample(raw, remap, keep, sentence, state)
+            kept += n
+        assert kept / (1000 * len(raw)) == pytest.approx(p, rel=0.05)
 
 
 def test_text8_offline_says_what_to_download_and_where(cli, tmp_path):

@@ -204,11 +204,12 @@ def _subsample(raw_ids, remap, keep, sentence, state):
         if word < 0:
             continue
         state = _next(state)
-        # keep when keep_probability >= a uniform fraction from bits 16..47 of the state, as gensim's
-        # random_int32. word2vec.c's low 16 bits (state & 0xFFFF) repeat with period 2^16 and tie each draw
-        # to the one before: two adjacent words of keep probability ~0.002 ("of the") were kept together
-        # 8x as often as independent draws keep them, and never at distance 2 (tests/test_word2vec.py)
-        if keep[word] < ((state >> np.uint64(16)) & np.uint64(0xFFFFFFFF)) / 4294967296.0:
+        # word2vec.c: keep when keep_probability >= a uniform 16-bit fraction. These low 16 bits of the
+        # state repeat with period 2^16 and tie each draw to the one before (two adjacent words of keep
+        # probability 0.002 are kept together 8x as often as independent draws keep them, never at
+        # distance 2); gensim's independent draws (bits 16..47) scored 0.85 points lower in analogies over
+        # three seeds (BENCHMARKS.md, bench_word2vec 2026-12-03 14:56), so dl keeps word2vec.c's.
+        if keep[word] < (state & np.uint64(0xFFFF)) / 65536.0:
             continue
         sentence[n] = word
         n += 1
