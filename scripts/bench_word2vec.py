@@ -146,7 +146,7 @@ def warm_up(args: argparse.Namespace, sentences: list[list[str]], workdir: Path)
         if words >= 20_000:
             break
     path = workdir / "warm_up.txt"
-    path.write_text("\n".join(" ".join(s) for s in few) + "\n", encoding="utf-8")
+    write_sentences(path, few)
     start = time.perf_counter()
     train_dl(argparse.Namespace(**{**vars(args), "epochs": 1, "cache": workdir}), "ns", 0, path, workdir / "warm_up")
     console.print(f"dl's loop compiled or loaded in an untimed run ({time.perf_counter() - start:.0f} s)")
@@ -214,12 +214,17 @@ def corpus_for_both(args: argparse.Namespace, workdir: Path) -> tuple[Path, list
     path = args.corpus
     if args.max_words:  # dl reads a file holding exactly those sentences
         path = workdir / "corpus.txt"
-        path.write_text("\n".join(" ".join(s) for s in sentences) + "\n", encoding="utf-8")
+        write_sentences(path, sentences)
     console.print(
         f"corpus: {int(bounds[-1]):,} words in {n_sentences:,} sentences, "
         f"{len(corpus.words):,} distinct ({time.perf_counter() - start:.0f} s to encode/load)"
     )
     return path, sentences, int(bounds[-1])
+
+
+def write_sentences(path: Path, sentences: list[list[str]]) -> None:
+    """A corpus file dl reads back as exactly these sentences: one a line, words split by spaces."""
+    path.write_text("\n".join(" ".join(s) for s in sentences) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
