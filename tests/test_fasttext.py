@@ -121,6 +121,7 @@ def test_hogwild_subword_step_equals_the_formula(sg):
         *(np.arange(4, dtype=np.int32), np.ones(4, np.float32), *hogwild.alias_table(np.array([0, 0, 0, 7]), 0.75)),
         *(tree.codes, tree.points, got_n, table.offsets, table.ids),
         *(sg, False, 2, 1, 0.1, 1),  # sg, hs, negative, window, lr, seed
+        *(got1[:0], 0),  # no rows of its own
     )
     if sg:  # word2vec.c's order: per position, each context word's vectors predict the target
         steps = [(0, [1]), (1, [0]), (1, [2]), (2, [1])]

@@ -18,8 +18,10 @@ def _vectors(vocab=4, dim=6, seed=0):
     return torch.randn(vocab, dim, generator=gen) * 0.3, torch.randn(vocab, dim, generator=gen) * 0.3
 
 
-def _run_kernel(syn0, syn1, sentence, counts, negative, sg=True, window=1, lr=0.1, hs=False):
+def _run_kernel(syn0, syn1, sentence, counts, negative, sg=True, window=1, lr=0.1, hs=False, own=(0, 0)):
+    """One kernel call; own: the range of syn1's rows it trains in its own copy, written back after."""
     syn0, syn1 = syn0.numpy().copy(), syn1.numpy().copy()
+    own_rows = syn1[own[0] : own[1]].copy()
     ids = np.array(sentence, dtype=np.int32)
     tree = huffman_tree(np.array(counts) if hs else np.array(counts)[:0])
     loss, predictions, kept = hogwild.train_sentences(
@@ -41,7 +43,10 @@ def _run_kernel(syn0, syn1, sentence, counts, negative, sg=True, window=1, lr=0.
         window,
         lr,
         1,
+        own_rows,
+        own[0],
     )
+    syn1[own[0] : own[1]] = own_rows
     return torch.from_numpy(syn0), torch.from_numpy(syn1), loss, predictions
 
 

@@ -125,14 +125,29 @@ def _formula_steps(syn0, syn1, pairs, lr, stale):
 
 @needs_numba
 @pytest.mark.parametrize("sg", [True, False])
-def test_hogwild_hierarchical_step_equals_the_gradient_formula(sg):
+@pytest.mark.parametrize("own", [(0, 0), (1, 3), (0, 3)], ids=["shared", "root-and-child-own", "all-own"])
+def test_hogwild_hierarchical_step_equals_the_gradient_formula(sg, own):
+    # own: the inner nodes the call trains in its own copy of their rows (written back after): the same steps
     syn0, syn1 = _vectors()
-    got0, got1, loss, predictions = _run_kernel(syn0, syn1, [0, 1], COUNTS, negative=0, sg=sg, hs=True)
+    got0, got1, loss, predictions = _run_kernel(syn0, syn1, [0, 1], COUNTS, negative=0, sg=sg, hs=True, own=own)
     # window 1, two words: each predicts the other from its input vector (CBOW's mean of one word is that word)
     want0, want1, want_loss = _formula_steps(syn0, syn1, [(0, 1), (1, 0)], 0.1, stale=False)
     assert predictions == 2 and loss == pytest.approx(want_loss, rel=1e-5)
     torch.testing.assert_close(got0, want0, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got1, want1, rtol=1e-5, atol=1e-6)
+
+
+def test_each_threads_own_rows_are_the_busiest_inner_nodes():
+    counts = (10_000 / np.arange(1, 3001) ** 1.05).astype(np.int64) + 1  # Zipf-like, 3000 words
+    tree = huffman_tree(counts)
+    hits = np.zeros(len(counts) - 1, np.int64)  # how many corpus words pass through each inner node
+    for word, count in enumerate(counts):
+        hits[tree.path(word)[1]] += count
+    lo, hi = hogwild.hot_nodes(tree, counts)
+    assert hi == len(counts) - 1 and 0 < lo < hi  # up to the root, not every node
+    busy = hits >= hogwild.HOT_SHARE * counts.sum()
+    assert busy[lo:hi].all() and not busy[:lo].any()
+    assert hogwild.hot_nodes(huffman_tree(counts[:1]), counts[:1]) == (0, 0)
 
 
 @pytest.mark.parametrize("sg", [True, False])

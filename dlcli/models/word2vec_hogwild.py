@@ -29,6 +29,7 @@ import math
 import numpy as np
 
 from dlcli.data.corpus import MAX_SENTENCE  # longer lines are cut into pieces of this many words
+from dlcli.models.huffman import HuffmanTree
 
 try:
     import numba
@@ -207,22 +208,31 @@ def _full_softmax(l1, syn1, target, alpha, neu1e, scores):
 
 
 @_jit
-def _hierarchical_softmax(l1, syn1, code, point, alpha, neu1e, dots):
+def _out_row(syn1, own_rows, own_lo, row):
+    """Output row `row`: from this thread's own copy when it is one of syn1[own_lo : own_lo + len(own_rows)]."""
+    if own_lo <= row < own_lo + own_rows.shape[0]:
+        return own_rows[row - own_lo]
+    return syn1[row]
+
+
+@_jit
+def _hierarchical_softmax(l1, syn1, code, point, alpha, neu1e, dots, own_rows, own_lo):
     """One prediction of the word whose Huffman path is (code, point), padded with code -1.
 
     Loss -sum_n log sigma((1 - 2 code_n) f_n), f_n = u_n . l1; word2vec.c's g = (1 - code - sigma(f)) alpha.
     word2vec.c skips a node with |f| >= 6 (its table's edge); here every node trains, with the exact
     sigma outside the table, as the negative-sampling loop does. The path's nodes are distinct and l1
     does not change along it, so all dot products come first (their loads in flight together; dots:
-    scratch as long as the path) and the result is word2vec.c's node-by-node loop.
+    scratch as long as the path) and the result is word2vec.c's node-by-node loop. The nodes in
+    own_rows' range are read and written there (`train_sentences`).
     """
     depth = 0
     while depth < code.shape[0] and code[depth] >= 0:
-        dots[depth] = _dot(l1, syn1[point[depth]])
+        dots[depth] = _dot(l1, _out_row(syn1, own_rows, own_lo, point[depth]))
         depth += 1
     loss = 0.0
     for d in range(depth):
-        row = syn1[point[d]]
+        row = _out_row(syn1, own_rows, own_lo, point[d])
         f = dots[d]
         sigma, log_sigma = _sigmoid(f)
         # code 0: -log sigma(f); code 1: -log sigma(-f) = f - log sigma(f)
@@ -236,13 +246,32 @@ def _hierarchical_softmax(l1, syn1, code, point, alpha, neu1e, dots):
 
 @_jit
 def _predict(
-    l1, syn1, target, hs, codes, points, noise, noise_prob, noise_alias, alpha, neu1e, scores, words, dots, state
+    l1,
+    syn1,
+    target,
+    hs,
+    codes,
+    points,
+    noise,
+    noise_prob,
+    noise_alias,
+    alpha,
+    neu1e,
+    scores,
+    words,
+    dots,
+    state,
+    own_rows,
+    own_lo,
 ):
     """One prediction of `target` from l1 under the run's objective; returns (loss, state).
     noise: the pre-drawn noise words (negative sampling; empty otherwise); words, dots: scratch for the
     objectives that read several rows (`train_sentences` sizes them)."""
     if hs:
-        return _hierarchical_softmax(l1, syn1, codes[target], points[target], alpha, neu1e, dots), state
+        return (
+            _hierarchical_softmax(l1, syn1, codes[target], points[target], alpha, neu1e, dots, own_rows, own_lo),
+            state,
+        )
     if noise.shape[0] > 0:
         return _negative_sampling(l1, syn1, target, noise, noise_prob, noise_alias, alpha, neu1e, state, words, dots)
     return _full_softmax(l1, syn1, target, alpha, neu1e, scores), state
@@ -317,6 +346,8 @@ def train_sentences(
     window,
     alpha,
     seed,
+    own_rows,
+    own_lo,
 ):
     """Train on sentences raw_ids[bounds[s]:bounds[s+1]]; returns (loss sum, predictions, words kept).
 
@@ -325,7 +356,9 @@ def train_sentences(
     noise distribution as an alias table (`alias_table`); codes/points: the Huffman tree
     (models/huffman.py), read when hs (the hierarchical softmax; negative is 0 then); ngrams: fastText's
     n-gram matrix (model.subwords; zero rows for word2vec), word w's n-gram rows being
-    sub_ids[sub_offsets[w]:sub_offsets[w + 1]] (models/subwords.py).
+    sub_ids[sub_offsets[w]:sub_offsets[w + 1]] (models/subwords.py); own_rows: this call's own copy of the
+    hierarchical softmax's rows syn1[own_lo : own_lo + len(own_rows)], trained there instead (no rows: none;
+    see `hot_nodes`).
     """
     dim = syn0.shape[1]
     subwords = ngrams.shape[0] > 0
@@ -386,6 +419,8 @@ def train_sentences(
                             words,
                             dots,
                             state,
+                            own_rows,
+                            own_lo,
                         )
                         loss_sum += loss
                         predictions += 1
@@ -420,6 +455,8 @@ def train_sentences(
                         words,
                         dots,
                         state,
+                        own_rows,
+                        own_lo,
                     )
                     loss_sum += loss
                     predictions += 1
@@ -429,6 +466,30 @@ def train_sentences(
                         if c != pos:
                             _spread(sentence[c], syn0, ngrams, sub_offsets, sub_ids, neu1e)
     return loss_sum, predictions, kept_words
+
+
+# The hierarchical softmax's busiest rows, trained apart by each thread. Every prediction updates the root's
+# row and most update the few nodes below it; threads sharing those rows pass their cache lines from core to
+# core on nearly every prediction, which cost 2 threads up to half their speed (BENCHMARKS.md, "word2vec's
+# hierarchical softmax on 2 threads"). The nodes on the paths of at least HOT_SHARE of the corpus's words are
+# hit hundreds of times per thread and batch: their rows settle within a batch, so each thread's own copy,
+# averaged with the others' after it, is what the shared row would have become (`tasks/word2vec.hogwild_step`).
+# Even the 16 busiest nodes of a 70k-word vocabulary gave most of the speed; 2% picks ~50 there.
+HOT_SHARE = 0.02
+
+
+def hot_nodes(tree: HuffmanTree, counts: np.ndarray) -> tuple[int, int]:
+    """[lo, hi): the inner nodes whose rows each thread trains in its own copy: those on the paths of at least
+    HOT_SHARE of the words counted. Word2vec.c creates inner node a a-th, in increasing count (`huffman_tree`),
+    so they are the last rows, up to the root V - 2."""
+    vocab = len(counts)
+    if vocab < 2:
+        return 0, 0
+    on_path = tree.codes >= 0
+    hits = np.zeros(vocab - 1, np.int64)  # per inner node: the count of the words below it
+    np.add.at(hits, tree.points[on_path], np.broadcast_to(counts[:, None], on_path.shape)[on_path])
+    lo = int(np.searchsorted(hits, HOT_SHARE * counts.sum()))  # hits never decrease along the rows
+    return lo, vocab - 1
 
 
 def alias_table(counts: np.ndarray, exponent: float) -> tuple[np.ndarray, np.ndarray]:

@@ -159,6 +159,7 @@ class Tables:
     noise_alias: np.ndarray
     noise_cdf: np.ndarray  # and as cumulative probabilities (batched)
     tree: HuffmanTree  # the hierarchical softmax's paths (model.hs); a one-row placeholder without it
+    hot_nodes: tuple[int, int]  # the rows of tree's busiest inner nodes (hogwild.hot_nodes)
     subwords: SubwordTable  # each word's character n-gram rows (model.subwords); no rows without it
 
 
@@ -169,6 +170,11 @@ def hogwild_step(cfg: Config, tables: Tables, pool: ThreadPoolExecutor):
         syn0, syn1 = model.in_vectors.data.numpy(), model.out_vectors.data.numpy()
         ngrams = model.ngram_vectors.data.numpy() if m.subwords else syn0[:0]  # no n-gram rows: word2vec
         parts = _split(tables.bounds, batch.lo, batch.hi, cfg.train.workers)
+        # With several threads, each trains its own copy of the hierarchical softmax's busiest rows
+        # (hogwild.hot_nodes); the copies are averaged after the batch, as local SGD averages its workers'
+        # models: those rows settle within a batch, and the sum of the threads' moves would overshoot.
+        own_lo, own_hi = tables.hot_nodes if m.hs and len(parts) > 1 else (0, 0)
+        own_rows = [syn1[own_lo:own_hi].copy() for _ in parts]
         futures = []
         for k, (lo, hi) in enumerate(parts):
             first, last = tables.bounds[lo], tables.bounds[hi]
@@ -197,9 +203,13 @@ def hogwild_step(cfg: Config, tables: Tables, pool: ThreadPoolExecutor):
                     m.window,
                     lr,
                     seed,
+                    own_rows[k],
+                    own_lo,
                 )
             )
         results = [f.result() for f in futures]
+        if own_hi > own_lo:
+            syn1[own_lo:own_hi] = np.mean(own_rows, axis=0)
         loss = sum(r[0] for r in results) / max(1, sum(r[1] for r in results))
         return {"loss": torch.tensor(loss)}
 
@@ -444,6 +454,7 @@ def make_tables(cfg: Config, corpus: EncodedCorpus, vocab: Vocabulary, keep: np.
         *hogwild.alias_table(vocab.counts, cfg.model.ns_exponent),
         np.cumsum(noise / noise.sum()),
         tree,
+        hogwild.hot_nodes(tree, vocab.counts) if m.hs else (0, 0),
         subwords,
     )
 
