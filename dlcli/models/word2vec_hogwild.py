@@ -10,8 +10,10 @@ thousand pairs costs far more than the 100-wide dot products. This loop is compi
         for each context word within b positions:
             skip-gram: the context word's input vector predicts the target's output vector
             CBOW:      the mean of the window's input vectors predicts the target
-            negative sampling: 1 positive + `negative` noise words ~ unigram^0.75 (alias table)
-            hierarchical:      the inner nodes on the target's Huffman path (model.hs)
+            negative sampling: 1 positive + `negative` noise words ~ unigram^0.75 (alias table),
+                               drawn one prediction ahead, their rows prefetched
+            hierarchical:      the inner nodes on the target's Huffman path (model.hs), the busiest
+                               in each thread's own copy (`hot_nodes`)
             full softmax:      every output vector (small vocabularies only)
 
 Which vector is the input in skip-gram follows word2vec.c and gensim: for a pair
@@ -127,9 +129,9 @@ def _draw_noise(noise_prob, noise_alias, syn1, noise, state):
 
     Each prediction trains with the noise words drawn during the prediction before it (`_negative_sampling`):
     their rows, random among the vocabulary's and mostly outside the caches, are then on their way while
-    that prediction computes, rather than fetched when needed (bench_word2vec: 12-15% faster on a 2-core
-    EPYC, the kernel timed alone). The draws are the same sequence of the same generator, one prediction
-    earlier.
+    that prediction computes, rather than fetched when needed (a 2-core EPYC: the kernel alone ~15% faster;
+    BENCHMARKS.md, "word2vec's noise rows prefetched"). The draws are the same sequence of the same
+    generator, one prediction earlier.
     """
     vocab = np.uint64(noise_prob.shape[0])
     for k in range(noise.shape[0]):
