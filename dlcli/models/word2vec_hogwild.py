@@ -247,33 +247,18 @@ def _hierarchical_softmax(l1, syn1, code, point, alpha, neu1e, dots, own_rows, o
 
 
 @_jit
-def _predict(
-    l1,
-    syn1,
-    target,
-    hs,
-    codes,
-    points,
-    noise,
-    noise_prob,
-    noise_alias,
-    alpha,
-    neu1e,
-    scores,
-    words,
-    dots,
-    state,
-    own_rows,
-    own_lo,
-):
+def _predict(l1, syn1, target, objective, alpha, neu1e, scratch, state):
     """One prediction of `target` from l1 under the run's objective; returns (loss, state).
-    noise: the pre-drawn noise words (negative sampling; empty otherwise); words, dots: scratch for the
-    objectives that read several rows (`train_sentences` sizes them)."""
+
+    objective: (hs, codes, points, noise, noise_prob, noise_alias, own_rows, own_lo) as `train_sentences`
+    describes them, noise holding the pre-drawn noise words (negative sampling; empty otherwise);
+    scratch: (scores, words, dots) for the objectives that read several rows (`train_sentences` sizes them).
+    """
+    hs, codes, points, noise, noise_prob, noise_alias, own_rows, own_lo = objective
+    scores, words, dots = scratch
     if hs:
-        return (
-            _hierarchical_softmax(l1, syn1, codes[target], points[target], alpha, neu1e, dots, own_rows, own_lo),
-            state,
-        )
+        loss = _hierarchical_softmax(l1, syn1, codes[target], points[target], alpha, neu1e, dots, own_rows, own_lo)
+        return loss, state
     if noise.shape[0] > 0:
         return _negative_sampling(l1, syn1, target, noise, noise_prob, noise_alias, alpha, neu1e, state, words, dots)
     return _full_softmax(l1, syn1, target, alpha, neu1e, scores), state
@@ -312,6 +297,16 @@ def _add_rows(word, syn0, ngrams, sub_offsets, sub_ids, out):
         for i in range(dim):
             out[i] += row[i]
     return 1 + sub_offsets[word + 1] - sub_offsets[word]
+
+
+@_jit
+def _prefetch_inputs(word, syn0, ngrams, sub_offsets, sub_ids):
+    """Prefetch the word's row and its n-gram rows. A word enters the windows once and is then the context of
+    up to 2 x window predictions, so the first reads them from memory; fastText's ~15 n-gram rows a word,
+    random among its millions, would otherwise be a stall of ~15 misses per word."""
+    _prefetch_row(syn0, word)
+    for k in range(sub_offsets[word], sub_offsets[word + 1]):
+        _prefetch_row(ngrams, sub_ids[k])
 
 
 @_jit
@@ -376,6 +371,8 @@ def train_sentences(
     noise = np.empty(negative, dtype=np.int64)  # the next prediction's noise words (`_negative_sampling`)
     if negative > 0:
         state = _draw_noise(noise_prob, noise_alias, syn1, noise, state)
+    objective = (hs, codes, points, noise, noise_prob, noise_alias, own_rows, own_lo)
+    scratch = (scores, words, dots)
     loss_sum = 0.0
     predictions = 0
     kept_words = 0
@@ -392,6 +389,8 @@ def train_sentences(
                 lo = max(0, pos - reduced)
                 hi = min(n, pos + reduced + 1)
                 target = sentence[pos]
+                if pos + window + 1 < n:  # the word that enters the windows next: its input rows on their way
+                    _prefetch_inputs(sentence[pos + window + 1], syn0, ngrams, sub_offsets, sub_ids)
                 if sg:
                     for c in range(lo, hi):
                         if c == pos:
@@ -405,25 +404,7 @@ def train_sentences(
                         else:
                             l1 = syn0[sentence[c]]
                         neu1e[:] = 0.0
-                        loss, state = _predict(
-                            l1,
-                            syn1,
-                            target,
-                            hs,
-                            codes,
-                            points,
-                            noise,
-                            noise_prob,
-                            noise_alias,
-                            alpha,
-                            neu1e,
-                            scores,
-                            words,
-                            dots,
-                            state,
-                            own_rows,
-                            own_lo,
-                        )
+                        loss, state = _predict(l1, syn1, target, objective, alpha, neu1e, scratch, state)
                         loss_sum += loss
                         predictions += 1
                         _spread(sentence[c], syn0, ngrams, sub_offsets, sub_ids, neu1e)
@@ -441,25 +422,7 @@ def train_sentences(
                     for i in range(dim):
                         neu1[i] *= inv
                     neu1e[:] = 0.0
-                    loss, state = _predict(
-                        neu1,
-                        syn1,
-                        target,
-                        hs,
-                        codes,
-                        points,
-                        noise,
-                        noise_prob,
-                        noise_alias,
-                        alpha,
-                        neu1e,
-                        scores,
-                        words,
-                        dots,
-                        state,
-                        own_rows,
-                        own_lo,
-                    )
+                    loss, state = _predict(neu1, syn1, target, objective, alpha, neu1e, scratch, state)
                     loss_sum += loss
                     predictions += 1
                     # word2vec.c adds the whole error to every context word of the window (and fastText to
