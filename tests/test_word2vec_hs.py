@@ -143,11 +143,12 @@ def test_each_threads_own_rows_are_the_busiest_inner_nodes():
     hits = np.zeros(len(counts) - 1, np.int64)  # how many corpus words pass through each inner node
     for word, count in enumerate(counts):
         hits[tree.path(word)[1]] += count
-    lo, hi = hogwild.hot_nodes(tree, counts)
+    np.testing.assert_array_equal(tree.node_counts, hits)
+    lo, hi = hogwild.hot_nodes(tree)
     assert hi == len(counts) - 1 and 0 < lo < hi  # up to the root, not every node
     busy = hits >= hogwild.HOT_SHARE * counts.sum()
     assert busy[lo:hi].all() and not busy[:lo].any()
-    assert hogwild.hot_nodes(huffman_tree(counts[:1]), counts[:1]) == (0, 0)
+    assert hogwild.hot_nodes(huffman_tree(counts[:1])) == (0, 0)
 
 
 @pytest.mark.parametrize("sg", [True, False])

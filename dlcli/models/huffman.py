@@ -28,6 +28,7 @@ class HuffmanTree:
     codes: np.ndarray
     points: np.ndarray
     lengths: np.ndarray
+    node_counts: np.ndarray  # (V - 1,) inner node a's count, the sum of the counts below it: never decreasing in a
 
     def path(self, word: int) -> tuple[list[int], list[int]]:
         """(codes, inner nodes) of one word, root first."""
@@ -40,9 +41,14 @@ def huffman_tree(counts: np.ndarray) -> HuffmanTree:
     counts = np.asarray(counts, dtype=np.int64)
     vocab = len(counts)
     if vocab < 2:  # word2vec.c would read past its arrays; one word needs no prediction
-        return HuffmanTree(np.full((vocab, 1), -1, np.int8), np.zeros((vocab, 1), np.int64), np.zeros(vocab, np.int64))
+        return HuffmanTree(
+            np.full((vocab, 1), -1, np.int8),
+            np.zeros((vocab, 1), np.int64),
+            np.zeros(vocab, np.int64),
+            np.zeros(0, np.int64),
+        )
     order = np.argsort(-counts, kind="stable")  # word2vec.c's vocabulary is sorted by count, descending
-    parent, binary = _merge(counts[order])
+    parent, binary, merged = _merge(counts[order])
     codes_sorted, points_sorted = [], []
     for leaf in range(vocab):
         code, point, node = [], [], leaf
@@ -59,11 +65,12 @@ def huffman_tree(counts: np.ndarray) -> HuffmanTree:
     for rank, word in enumerate(order):
         n = len(codes_sorted[rank])
         codes[word, :n], points[word, :n], lengths[word] = codes_sorted[rank], points_sorted[rank], n
-    return HuffmanTree(codes, points, lengths)
+    return HuffmanTree(codes, points, lengths, merged)
 
 
-def _merge(sorted_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """word2vec.c's merge loop over counts sorted descending: each node's parent and branch bit."""
+def _merge(sorted_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """word2vec.c's merge loop over counts sorted descending: each node's parent and branch bit, and each
+    inner node's count (the two it merged)."""
     vocab = len(sorted_counts)
     count = np.concatenate([sorted_counts, np.full(vocab, np.iinfo(np.int64).max // 4)])
     parent = np.zeros(2 * vocab, np.int64)
@@ -81,4 +88,4 @@ def _merge(sorted_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         count[vocab + a] = count[smallest[0]] + count[smallest[1]]
         parent[smallest] = vocab + a
         binary[smallest[1]] = 1
-    return parent, binary
+    return parent, binary, count[vocab : 2 * vocab - 1].copy()

@@ -443,18 +443,14 @@ def train_sentences(
 HOT_SHARE = 0.02
 
 
-def hot_nodes(tree: HuffmanTree, counts: np.ndarray) -> tuple[int, int]:
+def hot_nodes(tree: HuffmanTree) -> tuple[int, int]:
     """[lo, hi): the inner nodes whose rows each thread trains in its own copy: those on the paths of at least
     HOT_SHARE of the words counted. Word2vec.c creates inner node a a-th, in increasing count (`huffman_tree`),
-    so they are the last rows, up to the root V - 2."""
-    vocab = len(counts)
-    if vocab < 2:
+    so they are the last rows, up to the root V - 2, whose count is every word's."""
+    counts = tree.node_counts
+    if len(counts) == 0:
         return 0, 0
-    on_path = tree.codes >= 0
-    hits = np.zeros(vocab - 1, np.int64)  # per inner node: the count of the words below it
-    np.add.at(hits, tree.points[on_path], np.broadcast_to(counts[:, None], on_path.shape)[on_path])
-    lo = int(np.searchsorted(hits, HOT_SHARE * counts.sum()))  # hits never decrease along the rows
-    return lo, vocab - 1
+    return int(np.searchsorted(counts, HOT_SHARE * counts[-1])), len(counts)
 
 
 def alias_table(counts: np.ndarray, exponent: float) -> tuple[np.ndarray, np.ndarray]:

@@ -454,7 +454,7 @@ def make_tables(cfg: Config, corpus: EncodedCorpus, vocab: Vocabulary, keep: np.
         *hogwild.alias_table(vocab.counts, cfg.model.ns_exponent),
         np.cumsum(noise / noise.sum()),
         tree,
-        hogwild.hot_nodes(tree, vocab.counts) if m.hs else (0, 0),
+        hogwild.hot_nodes(tree) if m.hs else (0, 0),
         subwords,
     )
 
