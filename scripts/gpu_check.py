@@ -1,6 +1,7 @@
 """One GPU check for every trainer: a few hundred steps per precision, loss must fall.
 
     bash scripts/gpu_check.sh            # on a machine with a CUDA GPU; under 8 minutes
+    bash scripts/gpu_check.sh --only subwords --set seed=1 --set train.pairs_per_update=8192
 
 For each case it runs the real `dl train` path in this process, asserts that the training
 loss fell, and prints throughput (median items/s over the log intervals after the first two,
@@ -73,7 +74,8 @@ if WIKI.is_dir():
 else:
     WORD2VEC = ["data.dataset=planted", "data.batch_words=100000", "train.epochs=5", "train.log_every=1"]
     WORD2VEC_LABEL = "word2vec sg batched, built-in corpus x 5"
-# word2vec first: its rows are new, the classify rows were measured before.
+# word2vec first: its rows are new, the classify rows were measured before. The hierarchical
+# softmax and the subword (fastText) model train on the same batched path.
 CASES[:0] = [
     (WORD2VEC_LABEL, "word2vec_text8", "words/s", WORD2VEC + ["model.impl=batched"]),
     (
@@ -82,7 +84,28 @@ CASES[:0] = [
         "words/s",
         WORD2VEC + ["model.impl=batched", "train.pairs_per_update=16384"],
     ),
+    (
+        WORD2VEC_LABEL.replace("sg", "sg hs"),
+        "word2vec_text8",
+        "words/s",
+        WORD2VEC + ["model.impl=batched", "model.hs=1", "model.negative=0"],
+    ),
+    (
+        WORD2VEC_LABEL.replace("word2vec sg", "fasttext sg subwords"),
+        "word2vec_text8",
+        "words/s",
+        WORD2VEC + ["model.impl=batched", "model.subwords=true"],
+    ),
 ]
+# Word similarity for the word2vec rows when the four pairs files were carried to data/wordsim:
+# Spearman's rho (pairs with unknown words skipped; a subword model's RW also on all pairs).
+WORDSIM = Path("data/wordsim")
+WORDSIM_FILES = {
+    "RG65": "EN-RG-65.txt",
+    "MTurk": "EN-MTurk-771.txt",
+    "SimVerb": "EN-SimVerb-3500.txt",
+    "RW": "EN-RW-STANFORD.txt",
+}
 # The recurrent tasks on their built-in data (cuDNN RNNs), in the three precisions.
 TAGGER = ["data.train_sentences=6000", "train.epochs=3", "train.log_every=20"]
 BRACKETS = ["train.epochs=3", "train.log_every=20"]
@@ -137,6 +160,9 @@ def run_case(recipe: str, overrides: list[str], out_dir: Path) -> dict:
     if result.exit_code != 0:
         raise RuntimeError(f"dl {' '.join(args)} failed ({result.exit_code}):\n{result.output[-3000:]}")
     summary = json.loads(result.stdout)
+    val = summary["metrics"].get("val", {})
+    if recipe.startswith("word2vec") and WORDSIM.is_dir():
+        val = {**val, **word_similarity(out_dir)}
     records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["split"] == "train"]
     rates = [r["items_per_s"] for r in train[2:]] or [r["items_per_s"] for r in train]
@@ -146,9 +172,19 @@ def run_case(recipe: str, overrides: list[str], out_dir: Path) -> dict:
         "last_loss": train[-1]["loss"],
         "rate": statistics.median(rates),
         "peak_mb": summary.get("peak_memory_mb", 0.0),
-        "val": summary["metrics"].get("val", {}),
+        "val": val,
         "wall_s": summary["wall_s"],
     }
+
+
+def word_similarity(run_dir: Path) -> dict[str, float]:
+    from dlcli.api import load_run
+
+    run = load_run(run_dir, device="cpu")
+    rho = {name: run.evaluate_word_pairs(WORDSIM / file)["spearman"] for name, file in WORDSIM_FILES.items()}
+    if run.config.model.subwords:
+        rho["RW_all"] = run.evaluate_word_pairs(WORDSIM / WORDSIM_FILES["RW"], compose_unknown=True)["spearman"]
+    return {f"rho_{name}": value for name, value in rho.items() if value is not None}
 
 
 def write_table(device: str, rows: list, quiet: bool = False) -> None:
@@ -180,6 +216,13 @@ def main() -> int:
         "--only", default="", help="run only cases whose label contains one of these comma-separated texts"
     )
     parser.add_argument("--profile", action="store_true", help="first profile 30 steps of resnet18 bf16")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one more override for every case run, after the case's own (e.g. train.pairs_per_update=8192)",
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU here", file=sys.stderr)
@@ -195,7 +238,7 @@ def main() -> int:
                 continue
             started = time.perf_counter()
             try:
-                r = run_case(recipe, overrides, Path(tmp) / label.replace(" ", "_"))
+                r = run_case(recipe, overrides + args.set, Path(tmp) / label.replace(" ", "_"))
             except Exception as e:  # report and go on: one broken case must not hide the others
                 failures.append(f"{label}: {e}")
                 print(f"FAIL {label}: {e}", flush=True)
@@ -203,6 +246,8 @@ def main() -> int:
             ok = r["last_loss"] < r["first_loss"]
             if not ok:
                 failures.append(f"{label}: loss did not fall ({r['first_loss']:.3f} -> {r['last_loss']:.3f})")
+            if args.set:
+                label += f" ({', '.join(args.set)})"
             rows.append((label, r, unit, ok))
             write_table(device, rows, quiet=True)  # after every case: a timeout still leaves the rows so far
             print(

@@ -266,6 +266,22 @@ def test_auto_pairs_per_update_bounds_the_busiest_noise_row():
     assert auto_pairs_per_update(small, 5, 0.75) < auto_pairs_per_update(zipf, 5, 0.75)
 
 
+def test_auto_pairs_per_update_bounds_the_busiest_ngram_row():
+    from dlcli.models.subwords import subword_table
+    from dlcli.tasks.word2vec import MAX_ROW_HITS, auto_pairs_per_update
+
+    # Every word ends in "ing": its n-grams' rows are in every prediction, busier than any noise row.
+    words = [f"{a}{b}ing" for a in "bcdfghklmnprstvwz" for b in "aeiou"]
+    counts = (1e5 / np.arange(1, len(words) + 1)).astype(np.int64)
+    table = subword_table(words, 3, 6, 1000)
+    pairs = auto_pairs_per_update(counts, 5, 0.75, subwords=table)
+    holder = np.repeat(np.arange(len(words)), table.counts)
+    busiest = np.bincount(table.ids, weights=counts[holder] / counts.sum()).max()
+    assert busiest >= 1.0  # "ng>" is in every word
+    assert pairs * busiest <= MAX_ROW_HITS < 2 * pairs * busiest
+    assert pairs < auto_pairs_per_update(counts, 5, 0.75)  # without subwords only the noise rows bound it
+
+
 def test_missing_questions_file_is_exit_2(cli, tmp_path):
     result = cli("train", "word2vec", "--out", str(tmp_path / "r"), "--set", f"data.questions={tmp_path / 'nope.txt'}")
     assert result.exit_code == 2 and "data.questions" in result.output and "Traceback" not in result.output

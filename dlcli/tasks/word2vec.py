@@ -224,19 +224,34 @@ def _split(bounds: np.ndarray, lo: int, hi: int, parts: int) -> list[tuple[int, 
     return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
 
 
-# How many updates of one output vector a batched update may sum (they are all computed from the
-# same, stale, vectors). Measured at lr 0.025: the most frequent noise word drawn ~1600 times per
-# update trains as well as Hogwild; ~3200 (1.6M-word Wikipedia, 32768 pairs) and ~5000 (built-in
-# corpus, 16384 pairs) diverge.
+# How many updates of one row a batched update may sum (they are all computed from the same,
+# stale, vectors). Measured at lr 0.025: the most frequent noise word drawn ~1600 times per update
+# trains as well as Hogwild; ~3200 (1.6M-word Wikipedia, 32768 pairs) and ~5000 (built-in corpus,
+# 16384 pairs) diverge. Input rows count too: a subword model's n-gram row is shared by every word
+# that holds it, and on the 17.8M-word Wikipedia corpus the busiest (in 10.6% of the words) made
+# 16384 pairs diverge in one of three H200 runs, where 8192 trained in both (BENCHMARKS.md).
 MAX_ROW_HITS = 1500
 
 
-def auto_pairs_per_update(counts: np.ndarray, negative: int, ns_exponent: float, hs: int = 0) -> int:
-    """The largest power of two of predictions per update that keeps the busiest output row under MAX_ROW_HITS."""
+def auto_pairs_per_update(
+    counts: np.ndarray, negative: int, ns_exponent: float, hs: int = 0, subwords: SubwordTable | None = None
+) -> int:
+    """The largest power of two of predictions per update that keeps the busiest row under MAX_ROW_HITS.
+
+    Output rows: a noise word is drawn `negative` times per prediction with its ns_exponent-smoothed
+    frequency; the hierarchical softmax's root is on every prediction's path. Input rows: a word's,
+    and with subwords each n-gram row's, once per prediction of each word holding it, counted with
+    the raw frequencies (an upper bound: subsampling drops some inputs)."""
     weights = counts.astype(np.float64) ** (ns_exponent if negative else 1.0)
     hits_per_prediction = weights.max() / weights.sum() * max(1, negative)
     if hs:  # every prediction walks from the root: its row is hit by each one
         hits_per_prediction = 1.0
+    frequency = counts.astype(np.float64) / counts.sum()
+    input_hits = frequency.max()
+    if subwords is not None and len(subwords.ids):
+        holder = np.repeat(np.arange(len(counts)), subwords.counts)  # the word each n-gram row entry belongs to
+        input_hits = max(input_hits, np.bincount(subwords.ids, weights=frequency[holder]).max())
+    hits_per_prediction = max(hits_per_prediction, input_hits)
     return int(2 ** np.clip(np.floor(np.log2(MAX_ROW_HITS / hits_per_prediction)), 8, 16))
 
 
@@ -331,7 +346,7 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True, start: Recor
     else:
         batch_words = cfg.data.batch_words
         pairs = cfg.train.pairs_per_update or auto_pairs_per_update(
-            vocab.counts, cfg.model.negative, cfg.model.ns_exponent, cfg.model.hs
+            vocab.counts, cfg.model.negative, cfg.model.ns_exponent, cfg.model.hs, tables.subwords
         )
         update = batched_step(cfg, tables, runtime.device, pairs)
     questions = _questions(cfg.data)
