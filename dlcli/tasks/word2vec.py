@@ -241,7 +241,9 @@ def auto_pairs_per_update(
     Output rows: a noise word is drawn `negative` times per prediction with its ns_exponent-smoothed
     frequency; the hierarchical softmax's root is on every prediction's path. Input rows: a word's,
     and with subwords each n-gram row's, once per prediction of each word holding it, counted with
-    the raw frequencies (an upper bound: subsampling drops some inputs)."""
+    the raw frequencies (an upper bound: subsampling drops some inputs). That is skip-gram's count:
+    a CBOW prediction averages ~window + 1 input rows, so its input rows see that many times more
+    updates than counted here (CBOW's batched path is not measured at this scale)."""
     weights = counts.astype(np.float64) ** (ns_exponent if negative else 1.0)
     hits_per_prediction = weights.max() / weights.sum() * max(1, negative)
     if hs:  # every prediction walks from the root: its row is hit by each one
