@@ -310,6 +310,22 @@ def _prefetch_inputs(word, syn0, ngrams, sub_offsets, sub_ids):
 
 
 @_jit
+def _prefetch_outputs(word, syn1, hs, codes, points, own_lo, own_hi):
+    """Prefetch the output rows a prediction of `word` reads first: its Huffman path's (hs; the nodes in
+    [own_lo, own_hi) are the thread's own, cached copies) or its own row (negative sampling). Every
+    prediction of a window has the same target, so only the window's first would wait for them."""
+    if not hs:
+        _prefetch_row(syn1, word)
+        return
+    for d in range(codes.shape[1]):
+        if codes[word, d] < 0:
+            break
+        node = points[word, d]
+        if node < own_lo or node >= own_hi:
+            _prefetch_row(syn1, node)
+
+
+@_jit
 def _spread(word, syn0, ngrams, sub_offsets, sub_ids, neu1e):
     """The input's update reaches the word's row and each n-gram row whole, as fastText's
     Model::update adds the gradient to every input row (only its supervised mode divides it)."""
@@ -372,6 +388,7 @@ def train_sentences(
     if negative > 0:
         state = _draw_noise(noise_prob, noise_alias, syn1, noise, state)
     objective = (hs, codes, points, noise, noise_prob, noise_alias, own_rows, own_lo)
+    own_hi = own_lo + own_rows.shape[0]
     scratch = (scores, words, dots)
     loss_sum = 0.0
     predictions = 0
@@ -391,6 +408,8 @@ def train_sentences(
                 target = sentence[pos]
                 if pos + window + 1 < n:  # the word that enters the windows next: its input rows on their way
                     _prefetch_inputs(sentence[pos + window + 1], syn0, ngrams, sub_offsets, sub_ids)
+                if pos + 1 < n:  # and the next window's target: its output rows
+                    _prefetch_outputs(sentence[pos + 1], syn1, hs, codes, points, own_lo, own_hi)
                 if sg:
                     for c in range(lo, hi):
                         if c == pos:
