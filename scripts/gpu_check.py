@@ -178,6 +178,7 @@ def run_case(recipe: str, overrides: list[str], out_dir: Path) -> dict:
 
 
 def word_similarity(run_dir: Path) -> dict[str, float]:
+    """Spearman's rho of a finished word2vec run on the pairs files in WORDSIM, as `dl similarity --eval`."""
     from dlcli.api import load_run
 
     run = load_run(run_dir, device="cpu")
