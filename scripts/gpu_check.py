@@ -24,6 +24,11 @@ import torch
 from typer.testing import CliRunner
 
 from dlcli.cli import app
+from dlcli.similarity import evaluate_word_pairs
+from dlcli.vectors import SubwordVectors, vectors_for_run
+
+from bench_word2vec import RW
+from bench_word2vec import WORDSIM as WORDSIM_FILES
 
 # (label, recipe, unit, --set overrides). Later trainers add their rows here.
 CLASSIFY = [
@@ -97,15 +102,9 @@ CASES[:0] = [
         WORD2VEC + ["model.impl=batched", "model.subwords=true"],
     ),
 ]
-# Word similarity for the word2vec rows when the four pairs files were carried to data/wordsim:
-# Spearman's rho (pairs with unknown words skipped; a subword model's RW also on all pairs).
+# Word similarity for the word2vec rows when bench_word2vec's four pairs files were carried to
+# data/wordsim: Spearman's rho (pairs with unknown words skipped; a subword model's RW also on all pairs).
 WORDSIM = Path("data/wordsim")
-WORDSIM_FILES = {
-    "RG65": "EN-RG-65.txt",
-    "MTurk": "EN-MTurk-771.txt",
-    "SimVerb": "EN-SimVerb-3500.txt",
-    "RW": "EN-RW-STANFORD.txt",
-}
 # The recurrent tasks on their built-in data (cuDNN RNNs), in the three precisions.
 TAGGER = ["data.train_sentences=6000", "train.epochs=3", "train.log_every=20"]
 BRACKETS = ["train.epochs=3", "train.log_every=20"]
@@ -178,14 +177,12 @@ def run_case(recipe: str, overrides: list[str], out_dir: Path) -> dict:
 
 
 def word_similarity(run_dir: Path) -> dict[str, float]:
-    """Spearman's rho of a finished word2vec run on the pairs files in WORDSIM, as `dl similarity --eval`."""
-    from dlcli.api import load_run
-
-    run = load_run(run_dir, device="cpu")
-    rho = {name: run.evaluate_word_pairs(WORDSIM / file)["spearman"] for name, file in WORDSIM_FILES.items()}
-    if run.config.model.subwords:
-        rho["RW_all"] = run.evaluate_word_pairs(WORDSIM / WORDSIM_FILES["RW"], compose_unknown=True)["spearman"]
-    return {f"rho_{name}": value for name, value in rho.items() if value is not None}
+    """Spearman's rho of a finished word2vec run on the pairs files in WORDSIM, scored as bench_word2vec scores."""
+    wv = vectors_for_run(run_dir)
+    rho = {f"rho_{name.split('-')[1]}": evaluate_word_pairs(wv, WORDSIM / name)["spearman"] for name in WORDSIM_FILES}
+    if isinstance(wv, SubwordVectors):
+        rho["rho_RW_all"] = evaluate_word_pairs(wv, WORDSIM / RW, compose_unknown=True)["spearman"]
+    return {name: value for name, value in rho.items() if value is not None}
 
 
 def write_table(device: str, rows: list, quiet: bool = False) -> None:
