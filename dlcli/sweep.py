@@ -226,13 +226,23 @@ def _open_study(folder: Path, spec: Spec, create: bool = False):
         except KeyError:
             raise DlError(f"The storage {url} holds no study '{spec.study}'.") from None
         except Exception as e:  # SQLAlchemy's: a bad URL, a missing driver, an unreachable server, a race
-            # Machines that start one study at once race to create its tables and its row: the loser's
-            # insert fails on a unique key, and a second look finds what the winner made.
-            if "Integrity" in type(e).__name__ and attempt < 4:
+            if _lost_a_creation_race(e) and attempt < 4:  # a second look finds what the winner made
                 time.sleep(0.2 * (attempt + 1))
                 continue
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise DlError(f"Cannot open the sweep's study storage {url}: {reason}") from None
+
+
+def _lost_a_creation_race(error: Exception) -> bool:
+    """Whether opening the storage failed only because another process created the same tables or study
+    first, as machines that start one study at once do."""
+    if "Integrity" in type(error).__name__:  # the study's row, or a table's type row: a unique key clashed
+        return True
+    # PostgreSQL reports a table another session created since this one looked as DuplicateTable or
+    # DuplicateObject; SQLAlchemy wraps the driver's error (psycopg's sqlstate, psycopg2's pgcode) in .orig.
+    driver_error = getattr(error, "orig", None)
+    code = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
+    return code in ("42P07", "42710")
 
 
 def _storage(url: str):

@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from dlcli import checkpoint, sweep_report, sweep_space, threads
+from dlcli import checkpoint, sweep, sweep_report, sweep_space, threads
+from dlcli.errors import DlError
 
 from conftest import assert_exit_2, assert_same_training_state
 
@@ -73,6 +74,39 @@ def test_bad_spaces_keys_and_storages_exit_2_before_anything_is_written(cli, tmp
     result = cli("sweep", "pos_lstm", *flags, "--out", "sw")
     assert_exit_2(result, needle)
     assert not (tmp_path / "sw").exists()
+
+
+class _DriverError(Exception):
+    """What psycopg raises, as far as dl reads it: an SQLSTATE."""
+
+    def __init__(self, sqlstate: str):
+        super().__init__(f"SQLSTATE {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(("sqlstate", "retried"), [("42P07", True), ("42710", True), ("42601", False)])
+def test_opening_a_study_retries_only_a_lost_race_to_create_its_tables(tmp_path, monkeypatch, sqlstate, retried):
+    # Two machines starting one study on PostgreSQL both create its tables; the one that loses gets
+    # DuplicateTable (42P07) or DuplicateObject (42710) and must look again. A syntax error (42601) is not a race.
+    import sqlalchemy
+
+    real_storage, calls = sweep._storage, []
+
+    def storage_that_loses_once(url):
+        calls.append(url)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.ProgrammingError("CREATE TABLE studies", {}, _DriverError(sqlstate))
+        return real_storage(url)
+
+    monkeypatch.setattr(sweep, "_storage", storage_that_loses_once)
+    spec = sweep.Spec(params=["optim.lr=uniform:0.1:0.2"], study="race")
+    if retried:
+        study = sweep._open_study(tmp_path, spec, create=True)
+        assert study.study_name == "race" and len(calls) == 2
+    else:
+        with pytest.raises(DlError, match="Cannot open the sweep's study storage"):
+            sweep._open_study(tmp_path, spec, create=True)
+        assert len(calls) == 1
 
 
 @pytest.mark.slow  # the same paths run in the test below; this one adds seeds and --jobs 2 (4 child processes)
