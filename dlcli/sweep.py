@@ -238,11 +238,14 @@ def _lost_a_creation_race(error: Exception) -> bool:
     first, as machines that start one study at once do."""
     if "Integrity" in type(error).__name__:  # the study's row, or a table's type row: a unique key clashed
         return True
-    # PostgreSQL reports a table another session created since this one looked as DuplicateTable or
-    # DuplicateObject; SQLAlchemy wraps the driver's error (psycopg's sqlstate, psycopg2's pgcode) in .orig.
+    # A table another connection created since this one looked: PostgreSQL says DuplicateTable or
+    # DuplicateObject, SQLite an OperationalError "table studies already exists" (it has no finer code).
+    # SQLAlchemy wraps the driver's error in .orig (psycopg's sqlstate, psycopg2's pgcode).
     driver_error = getattr(error, "orig", None)
     code = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
-    return code in ("42P07", "42710")
+    if code in ("42P07", "42710"):
+        return True
+    return type(driver_error).__module__ == "sqlite3" and "already exists" in str(driver_error)
 
 
 def _storage(url: str):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -84,10 +85,21 @@ class _DriverError(Exception):
         self.sqlstate = sqlstate
 
 
-@pytest.mark.parametrize(("sqlstate", "retried"), [("42P07", True), ("42710", True), ("42601", False)])
-def test_opening_a_study_retries_only_a_lost_race_to_create_its_tables(tmp_path, monkeypatch, sqlstate, retried):
-    # Two machines starting one study on PostgreSQL both create its tables; the one that loses gets
-    # DuplicateTable (42P07) or DuplicateObject (42710) and must look again. A syntax error (42601) is not a race.
+@pytest.mark.parametrize(
+    ("driver_error", "retried"),
+    [
+        (_DriverError("42P07"), True),
+        (_DriverError("42710"), True),
+        (sqlite3.OperationalError("table studies already exists"), True),
+        (_DriverError("42601"), False),
+        (sqlite3.OperationalError("database is locked"), False),
+    ],
+    ids=["pg-duplicate-table", "pg-duplicate-object", "sqlite-exists", "pg-syntax", "sqlite-locked"],
+)
+def test_opening_a_study_retries_only_a_lost_race_to_create_its_tables(tmp_path, monkeypatch, driver_error, retried):
+    # Processes starting one study at once both create its tables; the one that loses gets PostgreSQL's
+    # DuplicateTable (42P07) or DuplicateObject (42710), or SQLite's "already exists", and must look again.
+    # A syntax error (42601) or a lock held past the timeout is not a race.
     import sqlalchemy
 
     real_storage, calls = sweep._storage, []
@@ -95,7 +107,7 @@ def test_opening_a_study_retries_only_a_lost_race_to_create_its_tables(tmp_path,
     def storage_that_loses_once(url):
         calls.append(url)
         if len(calls) == 1:
-            raise sqlalchemy.exc.ProgrammingError("CREATE TABLE studies", {}, _DriverError(sqlstate))
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", {}, driver_error)
         return real_storage(url)
 
     monkeypatch.setattr(sweep, "_storage", storage_that_loses_once)
