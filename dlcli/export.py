@@ -24,10 +24,13 @@ The optional packages come with `pip install 'dlcli[export]'`.
 from __future__ import annotations
 
 import contextlib
+import glob
 import importlib
 import json
 import os
+import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ from torch import nn
 from dlcli import loading, runlock
 from dlcli.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 from dlcli.errors import DlError, missing_package
+from dlcli.files import writer_alive
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 DEFAULT_FILE = {"onnx": "model.onnx", "torchscript": "model.pt", "safetensors": "model.safetensors"}
@@ -79,18 +83,43 @@ def _export(run_dir: Path, fmt: str, path: Path) -> dict[str, Any]:
         )
     require_packages(fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "safetensors":
-        card = {"task": run.task.NAME, "step": run.step}
-        save_safetensors(run.state, path, card)
-    else:
-        model, card = classifier_card(loading.restore(run, "cpu"))
-        example = example_input(card)
-        if fmt == "onnx":
-            card["opset"] = ONNX_OPSET
-            save_onnx(model, example, path, card)
+    with staged(path) as staged_path:
+        if fmt == "safetensors":
+            card = {"task": run.task.NAME, "step": run.step}
+            save_safetensors(run.state, staged_path, card)
         else:
-            save_torchscript(model, example, path, card)
+            model, card = classifier_card(loading.restore(run, "cpu"))
+            example = example_input(card)
+            if fmt == "onnx":
+                card["opset"] = ONNX_OPSET
+                save_onnx(model, example, staged_path, card)
+            else:
+                save_torchscript(model, example, staged_path, card)
     return {"run": str(run_dir), "format": fmt, "path": str(path), **card}
+
+
+@contextlib.contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """Where an exporter writes `path`: the same name in a staging folder beside it, `.NAME.export-PID/`.
+
+    The files it holds then replace their namesakes beside `path`, side files first (ONNX's
+    model.onnx.data, which model.onnx names) and `path` last, each by an atomic rename. An exporter
+    that fails or is interrupted leaves the previous export as it was, never a torn file. Staging
+    folders of exporters that died (SIGKILL) are removed by the next export of the same name.
+    """
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.export-*"):
+        pid = stale.name.rpartition("-")[2]
+        if pid.isdigit() and not writer_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = path.parent / f".{path.name}.export-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)  # left by a dead exporter that had this PID
+    staging.mkdir()
+    try:
+        yield staging / path.name
+        for written in sorted(staging.iterdir(), key=lambda file: file.name == path.name):  # path last
+            os.replace(written, path.parent / written.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def require_packages(fmt: str) -> None:

@@ -18,7 +18,7 @@ import pytest
 import torch
 from typer.testing import CliRunner, Result
 
-from dlcli import checkpoint
+from dlcli import checkpoint, export
 from dlcli.config import validate
 from dlcli.data.loaders import normalize
 from dlcli.data.synthetic import make_shapes
@@ -224,6 +224,50 @@ def test_the_file_gets_the_mode_of_a_plain_open(
             cli("export", run, "--format", fmt, "-o", tmp_path / f"{umask:03o}" / f"model.{fmt}", "--json")
         )
         assert Path(report["path"]).stat().st_mode & 0o777 == 0o666 & ~umask, (fmt, oct(umask))
+
+
+def test_onnx_with_its_weights_in_a_side_file_runs_from_where_it_was_written(
+    cli: Callable[..., Result], trained: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Models over 1.8 GB keep their weights in model.onnx.data, which model.onnx names: both leave the staging
+    folder under the names the model expects (a limit of 0 bytes makes a tiny model take that path)."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    monkeypatch.setattr(export, "ONNX_INLINE_LIMIT_BYTES", 0)
+    run = trained("resnet18")
+    folder = tmp_path / "onnx"
+    report = _exported(cli("export", run, "--format", "onnx", "-o", folder / "model.onnx", "--json"))
+    assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "model.onnx.data"]
+    assert (folder / "model.onnx.data").stat().st_size > (folder / "model.onnx").stat().st_size
+    session = ort.InferenceSession(report["path"], providers=["CPUExecutionProvider"])
+    images = _normalized_images(BATCH_SIZES[-1])
+    (logits,) = session.run(["logits"], {"images": images.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(logits), _pytorch_classifier(run)(images), atol=1e-4, rtol=1e-4)
+
+
+def test_an_export_that_fails_midway_leaves_the_previous_file(
+    trained: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("safetensors")
+    run = trained("tied_lm")
+    target = tmp_path / "lm.safetensors"
+    export.export_run(run, "safetensors", target)
+    before = target.read_bytes()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".lm.safetensors.export-{int(dead.stdout)}"  # an exporter SIGKILLed mid-write
+    stale.mkdir()
+    (stale / "lm.safetensors").write_bytes(b"torn")
+
+    def disk_full(state, path, card):
+        path.write_bytes(before[: len(before) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export, "save_safetensors", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        export.export_run(run, "safetensors", target)
+    assert target.read_bytes() == before  # the old export, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lm.safetensors"]  # no staging folder, the stale one gone
 
 
 # --------------------------------------------------------------------------- bad input
