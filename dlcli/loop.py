@@ -79,6 +79,7 @@ class Loop:
 
     def __init__(
         self,
+        *,  # fourteen collaborators: named at the call, never by position
         job,
         cfg,
         runtime,

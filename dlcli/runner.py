@@ -119,20 +119,20 @@ def train(
     run = RunInfo(Path(run_dir), cfg.name, to_dict(cfg), resume.step if resume is not None else None)
     trackers = open_trackers(cfg, run, runtime, logger)
     loop = Loop(
-        job,
-        cfg,
-        runtime,
-        logger,
-        run_dir,
-        model,
-        forward,
-        optimizer,
-        scheduler,
-        scaler,
-        state,
-        steps_per_epoch,
-        ema,
-        trackers,
+        job=job,
+        cfg=cfg,
+        runtime=runtime,
+        logger=logger,
+        run_dir=run_dir,
+        model=model,
+        forward=forward,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        state=state,
+        steps_per_epoch=steps_per_epoch,
+        ema=ema,
+        trackers=trackers,
     )
     outcome: Outcome = "failed"
     try:
