@@ -177,9 +177,12 @@ def _negative_sampling(l1, syn1, target, noise, noise_prob, noise_alias, alpha, 
                 f = _dot(l1, row)
                 break
         sigma, log_sigma = _sigmoid(f)
-        # -log sigma(f) for the positive; -log sigma(-f) = f - log sigma(f) for a noise word
-        label = 1.0 if d == 0 else 0.0
-        loss += -log_sigma if d == 0 else f - log_sigma
+        if d == 0:  # the target: -log sigma(f)
+            label = 1.0
+            loss -= log_sigma
+        else:  # a noise word: -log sigma(-f) = f - log sigma(f)
+            label = 0.0
+            loss += f - log_sigma
         g = np.float32((label - sigma) * alpha)
         for i in range(l1.shape[0]):
             neu1e[i] += g * row[i]
