@@ -310,7 +310,9 @@ class _Worker:
                 fd = _claim(self._claim_path(frozen.number))
                 if fd is not None:
                     trial = optuna.trial.Trial(self.study, frozen._trial_id)
-                    return _Claimed(trial, self._values(frozen.params), True, fd)
+                    # The values it was given; any it lacks (the process died between claiming it and
+                    # drawing them) are drawn now, not left to the recipe's own.
+                    return _Claimed(trial, self._suggest(trial), True, fd)
             ended_or_running = [t for t in self.study.get_trials(deepcopy=False) if not is_unrun(t)]
             if len(ended_or_running) >= self.spec.trials:
                 return None
@@ -325,6 +327,8 @@ class _Worker:
             return _Claimed(trial, self._suggest(trial), False, fd)
 
     def _suggest(self, trial: Any) -> dict[str, Any]:
+        """The trial's value for every key of the space: the ones it holds, the others drawn (Optuna's suggest_*
+        returns a value the trial already has)."""
         values = {key: trial.suggest_categorical(key, list(choices)) for key, choices in self.space.grid}
         for p in self.space.params:
             if p.kind == "choice":
@@ -334,9 +338,6 @@ class _Worker:
             else:
                 values[p.key] = trial.suggest_float(p.key, p.low, p.high, log=p.log)
         return values
-
-    def _values(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {key: params[key] for key in self.space.keys() if key in params}
 
     def _claim_path(self, number: int) -> Path:
         return self.folder / "claims" / f"{_trial_name(number)}.lock"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -228,6 +229,26 @@ def test_a_sweep_killed_mid_trial_resumes_to_the_uninterrupted_weights(cli, tmp_
         got = checkpoint.load(folder / name / "checkpoints" / "last.pt", torch.device("cpu"))
         want = checkpoint.load(reference / "checkpoints" / "last.pt", torch.device("cpu"))
         assert_same_training_state(got, want)
+
+
+def test_a_trial_cut_before_its_values_were_drawn_resumes_with_values_from_the_space(cli, tmp_path):
+    # A sweep killed between taking a new trial as this folder's and drawing its values leaves it RUNNING
+    # without them: the resume draws them, rather than training the recipe's own lr under the trial's name.
+    overrides = [item for item in SMALL if item != "--set"]
+    spec = sweep.Spec(params=["optim.lr=loguniform:1e-3:3e-2"], overrides=overrides, trials=1)
+    spec.metric, spec.direction = "val.accuracy", "maximize"
+    folder = sweep.create("pos_lstm", spec, tmp_path / "sw")
+    study = sweep._open_study(folder, sweep.read_spec(folder))
+    cut = study.ask()  # what _next did before the kill: ask, then claim it for this folder
+    cut.set_user_attr("owner", f"{socket.gethostname()}:{folder.resolve()}")
+    cut.set_user_attr("folder", "trial-0000")
+
+    result = cli("sweep", str(folder), "--resume")
+    assert result.exit_code == 0, result.output
+    (trial,) = _show(cli, folder)["trials"]
+    assert trial["state"] == "complete" and 1e-3 <= trial["params"]["optim.lr"] <= 3e-2, trial
+    trained = yaml.safe_load((folder / "trial-0000" / "config.yaml").read_text())
+    assert trained["optim"]["lr"] == trial["params"]["optim.lr"]
 
 
 def test_two_sweep_processes_on_one_study_run_each_trial_once(cli, tmp_path):
