@@ -62,9 +62,6 @@ class Space:
         keys = [key for key, _ in self.grid]
         return [dict(zip(keys, values)) for values in itertools.product(*(values for _, values in self.grid))]
 
-    def keys(self) -> list[str]:
-        return [key for key, _ in self.grid] + [p.key for p in self.params]
-
 
 def parse(params: list[str], grid: list[str], seeds: int | None, base_seed: int) -> Space:
     """The space the flags describe; DlError (exit 2) naming the flag for anything malformed."""
