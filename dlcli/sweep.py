@@ -305,14 +305,11 @@ class _Worker:
 
         with self._lock, _flocked(self.folder / "claims" / ".ask.lock"):
             for frozen in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                if frozen.user_attrs.get("owner") != self.owner:
+                if not self._asked_here(frozen):
                     continue  # another machine's, or another sweep folder's on this one
                 fd = _claim(self._claim_path(frozen.number))
                 if fd is not None:
-                    trial = optuna.trial.Trial(self.study, frozen._trial_id)
-                    # The values it was given; any it lacks (the process died between claiming it and
-                    # drawing them) are drawn now, not left to the recipe's own.
-                    return _Claimed(trial, self._suggest(trial), True, fd)
+                    return self._take(optuna.trial.Trial(self.study, frozen._trial_id), fd, resumed=True)
             ended_or_running = [t for t in self.study.get_trials(deepcopy=False) if not is_unrun(t)]
             if len(ended_or_running) >= self.spec.trials:
                 return None
@@ -321,10 +318,20 @@ class _Worker:
                 trial.set_user_attr("surplus", True)
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 return None
-            fd = _claim(self._claim_path(trial.number))
-            trial.set_user_attr("owner", self.owner)
-            trial.set_user_attr("folder", _trial_name(trial.number))
-            return _Claimed(trial, self._suggest(trial), False, fd)
+            return self._take(trial, _claim(self._claim_path(trial.number)), resumed=False)
+
+    def _take(self, trial: Any, claim_fd: int, resumed: bool) -> _Claimed:
+        """The trial as this folder's to run: owner and run folder recorded, and its values: those it holds, the
+        others drawn (a process killed between asking a trial and drawing its values left it without them)."""
+        trial.set_user_attr("owner", self.owner)
+        trial.set_user_attr("folder", _trial_name(trial.number))
+        return _Claimed(trial, self._suggest(trial), resumed, claim_fd)
+
+    def _asked_here(self, frozen: Any) -> bool:
+        """Whether this folder's process asked the trial: its owner, or (a process that died before writing the
+        owner, just after asking) no owner and a claim file here, which only the asker makes for its number."""
+        owner = frozen.user_attrs.get("owner")
+        return owner == self.owner or (owner is None and self._claim_path(frozen.number).exists())
 
     def _suggest(self, trial: Any) -> dict[str, Any]:
         """The trial's value for every key of the space: the ones it holds, the others drawn (Optuna's suggest_*

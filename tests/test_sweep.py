@@ -231,22 +231,28 @@ def test_a_sweep_killed_mid_trial_resumes_to_the_uninterrupted_weights(cli, tmp_
         assert_same_training_state(got, want)
 
 
-def test_a_trial_cut_before_its_values_were_drawn_resumes_with_values_from_the_space(cli, tmp_path):
-    # A sweep killed between taking a new trial as this folder's and drawing its values leaves it RUNNING
-    # without them: the resume draws them, rather than training the recipe's own lr under the trial's name.
+@pytest.mark.parametrize("cut_after", ["claim", "owner"])
+def test_a_trial_cut_before_its_values_were_drawn_resumes_with_values_from_the_space(cli, tmp_path, cut_after):
+    # A sweep killed after asking a new trial and claiming it (claims/trial-0000.lock), before or after
+    # writing itself as the owner, but before drawing its values, leaves it RUNNING without them: the
+    # resume finds it and draws them, rather than leaving it RUNNING forever or training the recipe's lr.
     overrides = [item for item in SMALL if item != "--set"]
     spec = sweep.Spec(params=["optim.lr=loguniform:1e-3:3e-2"], overrides=overrides, trials=1)
     spec.metric, spec.direction = "val.accuracy", "maximize"
     folder = sweep.create("pos_lstm", spec, tmp_path / "sw")
     study = sweep._open_study(folder, sweep.read_spec(folder))
-    cut = study.ask()  # what _next did before the kill: ask, then claim it for this folder
-    cut.set_user_attr("owner", f"{socket.gethostname()}:{folder.resolve()}")
-    cut.set_user_attr("folder", "trial-0000")
+    cut = study.ask()  # what _next did before the kill: ask, claim, write the owner
+    (folder / "claims").mkdir(exist_ok=True)
+    (folder / "claims" / "trial-0000.lock").touch()
+    if cut_after == "owner":
+        cut.set_user_attr("owner", f"{socket.gethostname()}:{folder.resolve()}")
+        cut.set_user_attr("folder", "trial-0000")
 
     result = cli("sweep", str(folder), "--resume")
     assert result.exit_code == 0, result.output
     (trial,) = _show(cli, folder)["trials"]
-    assert trial["state"] == "complete" and 1e-3 <= trial["params"]["optim.lr"] <= 3e-2, trial
+    assert trial["state"] == "complete" and trial["run"] == "trial-0000", trial
+    assert 1e-3 <= trial["params"]["optim.lr"] <= 3e-2, trial
     trained = yaml.safe_load((folder / "trial-0000" / "config.yaml").read_text())
     assert trained["optim"]["lr"] == trial["params"]["optim.lr"]
 
