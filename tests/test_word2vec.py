@@ -282,6 +282,20 @@ def test_auto_pairs_per_update_bounds_the_busiest_ngram_row():
     assert pairs < auto_pairs_per_update(counts, 5, 0.75)  # without subwords only the noise rows bound it
 
 
+def test_auto_pairs_per_update_counts_a_cbow_windows_input_rows():
+    from dlcli.tasks.word2vec import MAX_ROW_HITS, auto_pairs_per_update
+
+    # A CBOW prediction adds its update to each of its ~window + 1 context rows: the most frequent word's
+    # input row, second to the noise rows in skip-gram, is then the busiest.
+    zipf = (1e6 / np.arange(1, 70_001)).astype(np.int64)
+    skip_gram = auto_pairs_per_update(zipf, 5, 0.75)
+    cbow = auto_pairs_per_update(zipf, 5, 0.75, inputs_per_prediction=6)
+    busiest_input = 6 * zipf.max() / zipf.sum()
+    assert busiest_input > 5 * zipf.max() ** 0.75 / (zipf**0.75).sum()  # busier than the likeliest noise row
+    assert cbow * busiest_input <= MAX_ROW_HITS < 2 * cbow * busiest_input
+    assert cbow < skip_gram
+
+
 def test_missing_questions_file_is_exit_2(cli, tmp_path):
     result = cli("train", "word2vec", "--out", str(tmp_path / "r"), "--set", f"data.questions={tmp_path / 'nope.txt'}")
     assert result.exit_code == 2 and "data.questions" in result.output and "Traceback" not in result.output

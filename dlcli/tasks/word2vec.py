@@ -234,21 +234,26 @@ MAX_ROW_HITS = 1500
 
 
 def auto_pairs_per_update(
-    counts: np.ndarray, negative: int, ns_exponent: float, hs: int = 0, subwords: SubwordTable | None = None
+    counts: np.ndarray,
+    negative: int,
+    ns_exponent: float,
+    hs: int = 0,
+    subwords: SubwordTable | None = None,
+    inputs_per_prediction: float = 1.0,
 ) -> int:
     """The largest power of two of predictions per update that keeps the busiest row under MAX_ROW_HITS.
 
     Output rows: a noise word is drawn `negative` times per prediction with its ns_exponent-smoothed
     frequency; the hierarchical softmax's root is on every prediction's path. Input rows: a word's,
-    and with subwords each n-gram row's, once per prediction of each word holding it, counted with
-    the raw frequencies (an upper bound: subsampling drops some inputs). That is skip-gram's count:
-    a CBOW prediction averages ~window + 1 input rows, so its input rows see that many times more
-    updates than counted here (CBOW's batched path is not measured at this scale)."""
+    and with subwords each n-gram row's, once for each of a prediction's `inputs_per_prediction`
+    context words that holds it, counted with the raw frequencies (an upper bound: subsampling drops
+    some inputs). Skip-gram predicts from one context word; CBOW from the whole window, on average
+    window + 1 words (`inputs_per_prediction`), each of which takes the prediction's full update."""
     weights = counts.astype(np.float64) ** (ns_exponent if negative else 1.0)
     hits_per_prediction = weights.max() / weights.sum() * max(1, negative)
     if hs:  # every prediction walks from the root: its row is hit by each one
         hits_per_prediction = 1.0
-    frequency = counts.astype(np.float64) / counts.sum()
+    frequency = counts.astype(np.float64) / counts.sum() * inputs_per_prediction
     input_hits = frequency.max()
     if subwords is not None and len(subwords.ids):
         holder = np.repeat(np.arange(len(counts)), subwords.counts)  # the word each n-gram row entry belongs to
@@ -347,8 +352,11 @@ def build(cfg: Config, runtime: Runtime, load_weights: bool = True, start: Recor
         update = hogwild_step(cfg, tables, ThreadPoolExecutor(cfg.train.workers, thread_name_prefix="word2vec"))
     else:
         batch_words = cfg.data.batch_words
+        m = cfg.model
+        # A CBOW prediction reads both sides of a window reduced to 1..window words: window + 1 on average.
+        inputs = 1 if m.sg else m.window + 1
         pairs = cfg.train.pairs_per_update or auto_pairs_per_update(
-            vocab.counts, cfg.model.negative, cfg.model.ns_exponent, cfg.model.hs, tables.subwords
+            vocab.counts, m.negative, m.ns_exponent, m.hs, tables.subwords, inputs_per_prediction=inputs
         )
         update = batched_step(cfg, tables, runtime.device, pairs)
     questions = _questions(cfg.data)
