@@ -111,6 +111,9 @@ def check(
     config: Annotated[str, typer.Argument(help="recipe file, or a bundled recipe's name (resnet)")],
     set_: SetOption = [],
     out_dir: Annotated[Path | None, typer.Option("--out", help="run folder (default runs/<name>)")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue a check cut short (Ctrl-C) from the run folder's last.pt")
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing run folder")] = False,
     device: DeviceOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or logs")] = False,
@@ -127,7 +130,9 @@ def check(
             "`dl config show RECIPE` describes them), or --set expect.metric=... --set expect.value=..."
         )
     expect.check_known(cfg)  # a metric the task never reports: exit 2, still before torch loads
-    summary = api.train(config, set_, out_dir, overwrite=overwrite, device=device, quiet=quiet, strict_expect=True)
+    summary = api.train(
+        config, set_, out_dir, resume=resume, overwrite=overwrite, device=device, quiet=quiet, strict_expect=True
+    )
     _print_summary(summary, json_)
     verdict = summary["expect"]
     if verdict["got"] is None:  # a metric the task's config does not declare, and the run did not report

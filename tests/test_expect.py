@@ -94,6 +94,23 @@ def test_check_json_holds_the_verdict_and_passes_a_lowered_value(tmp_path: Path)
     assert json.loads(result.stdout)["expect"] == summary_of(tmp_path / "run")["expect"]
 
 
+def test_a_check_cut_short_resumes_to_the_uninterrupted_verdict(tmp_path: Path) -> None:
+    # A long check stopped after its first step (as Ctrl-C leaves it: last.pt) continues with --resume and
+    # ends where an uninterrupted check ends: same steps, same metric, same verdict.
+    check = ["check", "pos_lstm", "-q", "--json", *TINY_POS, *sets("expect.value=0")]
+    whole = dl(*check, "--out", tmp_path / "whole")
+    assert whole.exit_code == 0, whole.output
+    cut = dl(*check, "--out", tmp_path / "cut", *sets("train.max_steps=1"))
+    assert cut.exit_code == 0, cut.output
+    assert json.loads(cut.stdout)["steps"] == 1
+    resumed = dl(*check, "--out", tmp_path / "cut", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    got, want = json.loads(resumed.stdout), json.loads(whole.stdout)
+    assert got["steps"] == want["steps"] > 1
+    assert got["expect"]["got"] == want["expect"]["got"] and got["expect"]["met"] is True
+    assert_exit_2(dl(*check, "--out", tmp_path / "never-started", "--resume"), "Nothing to resume")
+
+
 def test_train_reports_the_verdict_and_exits_0_either_way(monkeypatch, tmp_path: Path) -> None:
     recipe = toy_recipe(monkeypatch, tmp_path, TOY + "expect: {metric: test.loss, value: 0.0}\n")
     result = dl("train", recipe, "--out", tmp_path / "run", "-q")
