@@ -151,6 +151,40 @@ def test_each_threads_own_rows_are_the_busiest_inner_nodes():
     assert hogwild.hot_nodes(huffman_tree(counts[:1])) == (0, 0)
 
 
+@pytest.mark.skipif(not hogwild.available(), reason="numba is not installed")
+def test_two_threads_train_their_own_copies_of_the_busiest_rows_and_keep_their_mean(monkeypatch):
+    # hogwild_step hands each thread a copy of the hot nodes' rows (hogwild.hot_nodes), which it trains in
+    # place, and writes their mean back after the batch; the other rows both threads train in syn1 itself.
+    from dlcli.api import load_config
+    from dlcli.runtime import create_runtime
+    from dlcli.tasks import word2vec
+
+    overrides = [*TINY, "model.hs=1", "model.negative=0", "model.impl=hogwild", "train.workers=2"]
+    _, cfg = load_config("word2vec", overrides)
+    job = word2vec.build(cfg, create_runtime(cfg.train, "cpu"))
+    copies, real_kernel = [], hogwild.train_sentences
+
+    def kernel_keeping_its_copy(*args):
+        copies.append(args[-2])  # own_rows: this call's copy, trained in place
+        return real_kernel(*args)
+
+    monkeypatch.setattr(hogwild, "train_sentences", kernel_keeping_its_copy)
+    syn1 = job.model.out_vectors.data.numpy()
+    before = syn1.copy()
+    job.update_step(job.model, next(iter(job.train_data.batches(0))), 0.025)
+
+    assert len(copies) == 2
+    inner_nodes = len(job.extra["vocab_words"]) - 1  # the copies end at the root, the last inner node
+    lo = inner_nodes - len(copies[0])
+    hot = slice(lo, inner_nodes)
+    assert 0 < len(copies[0]) < lo  # some rows are copied, most are not
+    for copy in copies:  # each thread moved its own copy, differently
+        assert not np.array_equal(copy, before[hot])
+    assert not np.array_equal(copies[0], copies[1])
+    np.testing.assert_array_equal(syn1[hot], np.mean(copies, axis=0))
+    assert not np.array_equal(syn1[:lo], before[:lo])  # the shared rows trained too
+
+
 @pytest.mark.parametrize("sg", [True, False])
 def test_batched_hierarchical_step_equals_the_summed_formula(sg):
     syn0, syn1 = _vectors()
