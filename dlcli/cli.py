@@ -12,6 +12,7 @@ Exit codes: 0 done, 1 failed while running, 2 bad usage / config / input file
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -116,6 +117,9 @@ def check(
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing run folder")] = False,
     device: DeviceOption = None,
+    nproc: Annotated[
+        int | None, typer.Option("--nproc", help="processes on this machine: re-launches under torchrun")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or logs")] = False,
     json_: JsonOption = False,
 ) -> None:
@@ -130,19 +134,39 @@ def check(
             "`dl config show RECIPE` describes them), or --set expect.metric=... --set expect.value=..."
         )
     expect.check_known(cfg)  # a metric the task never reports: exit 2, still before torch loads
+    if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        # The ranks exit 0 whatever the verdict (torchrun answers a rank's exit 1 with a traceback of its
+        # own); this process reads the verdict from the run's summary.json and exits with it.
+        code = _launch_torchrun(nproc, env={VERDICT_TO_LAUNCHER: "1"})
+        if code != 0:
+            raise typer.Exit(code)
+        summary_file = api.run_folder(cfg, out_dir) / "summary.json"
+        _exit_with_verdict(json.loads(summary_file.read_text(encoding="utf-8"))["expect"])
+        return
     summary = api.train(
         config, set_, out_dir, resume=resume, overwrite=overwrite, device=device, quiet=quiet, strict_expect=True
     )
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, only the main process answers
+        return
     _print_summary(summary, json_)
-    verdict = summary["expect"]
+    if not os.environ.get(VERDICT_TO_LAUNCHER):
+        _exit_with_verdict(summary["expect"])
+
+
+# Set by `dl check --nproc` for the processes it launches: the launcher, not rank 0, exits with the verdict.
+VERDICT_TO_LAUNCHER = "DL_CHECK_VERDICT_TO_LAUNCHER"
+
+
+def _exit_with_verdict(verdict: dict) -> None:
+    """dl check's exit: 0 when the expect: was met, 1 when not, 2 (DlError) when the run did not report its metric."""
     if verdict["got"] is None:  # a metric the task's config does not declare, and the run did not report
         raise DlError(f"expect.metric '{verdict['metric']}' was not reported by this run: fix the recipe's expect:.")
     if not verdict["met"]:
         raise typer.Exit(1)
 
 
-def _launch_torchrun(nproc: int) -> int:
-    """Run this same command under torchrun with `nproc` processes (--nproc removed)."""
+def _launch_torchrun(nproc: int, env: dict[str, str] | None = None) -> int:
+    """Run this same command under torchrun with `nproc` processes (--nproc removed), `env` added to theirs."""
     args, skip = [], False
     for arg in sys.argv[1:]:
         if skip:
@@ -161,7 +185,7 @@ def _launch_torchrun(nproc: int) -> int:
         "dlcli",
         *args,
     ]
-    return subprocess.call(command)
+    return subprocess.call(command, env={**os.environ, **(env or {})})
 
 
 # --------------------------------------------------------------------------- a run's best checkpoint: eval, export

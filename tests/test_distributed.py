@@ -190,3 +190,18 @@ def test_a_held_lock_stops_every_rank_at_once_and_changes_nothing(tmp_path):
     assert done.returncode != 0
     assert f"{run.name} is being written by process {os.getpid()} (dl train held-by-the-test)" in done.stderr
     assert "rank 0's message names it" in done.stderr  # rank 1 stopped too
+
+
+def test_check_under_two_processes_exits_with_the_verdict_and_no_traceback(tmp_path):
+    # torchrun answers a rank's exit 1 with a traceback of its own: the ranks exit 0 and `dl check --nproc`
+    # itself exits 1 from the run's summary.json when the expect: is not met.
+    tiny = ["data.train_sentences=60", "data.val_sentences=20", "data.test_sentences=20", "train.epochs=1"]
+    check = ["check", "pos_lstm", "--nproc", "2", "-q", *[arg for item in tiny for arg in ("--set", item)]]
+    short = dl(tmp_path, *check, "--out", "short", "--set", "expect.value=1.5")
+    assert short.returncode == 1, short.stderr
+    assert "NOT met" in short.stdout and "Traceback" not in short.stderr
+    met = dl(tmp_path, *check, "--out", "met", "--set", "expect.value=0", "--json")
+    assert met.returncode == 0, met.stderr
+    verdict = json.loads(met.stdout)["expect"]
+    assert verdict["met"] is True
+    assert verdict == json.loads((tmp_path / "met" / "summary.json").read_text())["expect"]
