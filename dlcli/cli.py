@@ -84,6 +84,11 @@ def train(
     from dlcli import api
 
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from dlcli.config import resolve_recipe
+
+        # A bad recipe or --set is exit 2 here, once: from the ranks it would come once per process, and
+        # torchrun would turn their exit 2 into its own exit 1 and a traceback.
+        resolve_recipe(config, set_)
         raise typer.Exit(_launch_torchrun(nproc))
     summary = api.train(
         config, set_, out_dir, resume=resume, resume_from=resume_from, overwrite=overwrite, device=device, quiet=quiet

@@ -205,3 +205,11 @@ def test_check_under_two_processes_exits_with_the_verdict_and_no_traceback(tmp_p
     verdict = json.loads(met.stdout)["expect"]
     assert verdict["met"] is True
     assert verdict == json.loads((tmp_path / "met" / "summary.json").read_text())["expect"]
+
+
+@pytest.mark.parametrize("command", ["train", "check"])
+def test_a_bad_set_under_nproc_is_exit_2_once_before_torchrun(tmp_path, command):
+    result = dl(tmp_path, command, "pos_lstm", "--nproc", "2", "--set", "train.nope=1", timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("unknown key 'train.nope'") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
