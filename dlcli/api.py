@@ -85,7 +85,7 @@ def train(
     task, cfg = load_config(config, overrides)
     if strict_expect:
         expect.check_known(cfg)
-    run_dir = run_folder(cfg, out)
+    run_dir = Path(out) if out is not None else runs.RUNS / cfg.name
     runtime = create_runtime(cfg.train, device)
     try:
         with contextlib.ExitStack() as lock:
@@ -98,11 +98,6 @@ def train(
             return runner.train(task, cfg, run_dir, runtime, logger, resume_path, strict_expect=strict_expect)
     finally:
         runtime.close()
-
-
-def run_folder(cfg: RunConfig, out: str | Path | None) -> Path:
-    """Where a run of `cfg` goes: `out`, or runs/<name>."""
-    return Path(out) if out is not None else runs.RUNS / cfg.name
 
 
 def _hold_run_dir(run_dir: Path, runtime: Runtime, lock: contextlib.ExitStack) -> None:

@@ -12,7 +12,6 @@ Exit codes: 0 done, 1 failed while running, 2 bad usage / config / input file
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -86,8 +85,7 @@ def train(
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         from dlcli.config import resolve_recipe
 
-        # A bad recipe or --set is exit 2 here, once: from the ranks it would come once per process, and
-        # torchrun would turn their exit 2 into its own exit 1 and a traceback.
+        # A bad recipe or --set is exit 2 here, once, rather than once from each process.
         resolve_recipe(config, set_)
         raise typer.Exit(_launch_torchrun(nproc))
     summary = api.train(
@@ -140,38 +138,22 @@ def check(
         )
     expect.check_known(cfg)  # a metric the task never reports: exit 2, still before torch loads
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
-        # The ranks exit 0 whatever the verdict (torchrun answers a rank's exit 1 with a traceback of its
-        # own); this process reads the verdict from the run's summary.json and exits with it.
-        code = _launch_torchrun(nproc, env={VERDICT_TO_LAUNCHER: "1"})
-        if code != 0:
-            raise typer.Exit(code)
-        summary_file = api.run_folder(cfg, out_dir) / "summary.json"
-        _exit_with_verdict(json.loads(summary_file.read_text(encoding="utf-8"))["expect"])
-        return
+        raise typer.Exit(_launch_torchrun(nproc))  # rank 0's exit code: the verdict's
     summary = api.train(
         config, set_, out_dir, resume=resume, overwrite=overwrite, device=device, quiet=quiet, strict_expect=True
     )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, only the main process answers
         return
     _print_summary(summary, json_)
-    if not os.environ.get(VERDICT_TO_LAUNCHER):
-        _exit_with_verdict(summary["expect"])
-
-
-# Set by `dl check --nproc` for the processes it launches: the launcher, not rank 0, exits with the verdict.
-VERDICT_TO_LAUNCHER = "DL_CHECK_VERDICT_TO_LAUNCHER"
-
-
-def _exit_with_verdict(verdict: dict) -> None:
-    """dl check's exit: 0 when the expect: was met, 1 when not, 2 (DlError) when the run did not report its metric."""
+    verdict = summary["expect"]
     if verdict["got"] is None:  # a metric the task's config does not declare, and the run did not report
         raise DlError(f"expect.metric '{verdict['metric']}' was not reported by this run: fix the recipe's expect:.")
     if not verdict["met"]:
         raise typer.Exit(1)
 
 
-def _launch_torchrun(nproc: int, env: dict[str, str] | None = None) -> int:
-    """Run this same command under torchrun with `nproc` processes (--nproc removed), `env` added to theirs."""
+def _launch_torchrun(nproc: int) -> int:
+    """Run this same command under torchrun with `nproc` processes (--nproc removed); returns its exit code."""
     args, skip = [], False
     for arg in sys.argv[1:]:
         if skip:
@@ -180,17 +162,9 @@ def _launch_torchrun(nproc: int, env: dict[str, str] | None = None) -> int:
             skip = True
         elif not arg.startswith("--nproc="):
             args.append(arg)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        "dlcli",
-        *args,
-    ]
-    return subprocess.call(command, env={**os.environ, **(env or {})})
+    # dlcli.launch runs torchrun's agent and exits with the failed worker's own code (torchrun: 1 and a traceback)
+    command = [sys.executable, "-m", "dlcli.launch", str(nproc), *args]
+    return subprocess.call(command)
 
 
 # --------------------------------------------------------------------------- a run's best checkpoint: eval, export

@@ -166,8 +166,9 @@ def test_a_rank_dying_stops_the_job_and_keeps_the_last_checkpoint(tmp_path):
     assert set(ranks) == {0, 1}
     os.kill(ranks[1], signal.SIGKILL)
     started = time.time()
-    job.communicate(timeout=120)
-    assert job.returncode != 0
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 128 + signal.SIGKILL, err  # as a shell reports a process the signal killed
+    assert b"rank 1 was killed by SIGKILL" in err and b"Traceback" not in err
     assert time.time() - started < 60  # within the 30 s collective timeout (plus shutdown)
     assert checkpoint.load(last).step >= 2
 
@@ -193,8 +194,8 @@ def test_a_held_lock_stops_every_rank_at_once_and_changes_nothing(tmp_path):
 
 
 def test_check_under_two_processes_exits_with_the_verdict_and_no_traceback(tmp_path):
-    # torchrun answers a rank's exit 1 with a traceback of its own: the ranks exit 0 and `dl check --nproc`
-    # itself exits 1 from the run's summary.json when the expect: is not met.
+    # torchrun answers a worker's exit 1 with a traceback of its own and exit 1; dlcli.launch passes rank 0's
+    # exit code on alone.
     tiny = ["data.train_sentences=60", "data.val_sentences=20", "data.test_sentences=20", "train.epochs=1"]
     check = ["check", "pos_lstm", "--nproc", "2", "-q", *[arg for item in tiny for arg in ("--set", item)]]
     short = dl(tmp_path, *check, "--out", "short", "--set", "expect.value=1.5")
@@ -205,6 +206,15 @@ def test_check_under_two_processes_exits_with_the_verdict_and_no_traceback(tmp_p
     verdict = json.loads(met.stdout)["expect"]
     assert verdict["met"] is True
     assert verdict == json.loads((tmp_path / "met" / "summary.json").read_text())["expect"]
+
+
+def test_a_usage_error_in_the_ranks_is_their_exit_2_not_a_launcher_traceback(tmp_path):
+    tiny = ["data.train_sentences=60", "data.val_sentences=20", "data.test_sentences=20", "train.epochs=1"]
+    train = ["train", "pos_lstm", "--out", "run", "-q", *[arg for item in tiny for arg in ("--set", item)]]
+    assert dl(tmp_path, *train).returncode == 0
+    again = dl(tmp_path, *train, "--nproc", "2")  # the folder holds a run: each rank refuses it
+    assert again.returncode == 2, again.stderr
+    assert "run already holds a run" in again.stderr and "Traceback" not in again.stderr
 
 
 @pytest.mark.parametrize("command", ["train", "check"])
