@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlcli import expect, loading, runlock, runner, runs, vectors
+from dlcli import expect, loading, runlock, runner, vectors
 from dlcli import similarity as wordsim  # not `similarity`: Run.similarity is a method
 from dlcli.config import Overrides, RunConfig, render_yaml, resolve_recipe
 from dlcli.console import Logger
@@ -85,7 +85,7 @@ def train(
     task, cfg = load_config(config, overrides)
     if strict_expect:
         expect.check_known(cfg)
-    run_dir = Path(out) if out is not None else runs.RUNS / cfg.name
+    run_dir = Path(out) if out is not None else Path("runs") / cfg.name
     runtime = create_runtime(cfg.train, device)
     try:
         with contextlib.ExitStack() as lock:
