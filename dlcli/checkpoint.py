@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import re
 import shutil
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 from dlcli.errors import DlError
-from dlcli.files import temp_path, writer_alive
+from dlcli.files import temp_path
 
 FORMAT = "dlcli-checkpoint"
 VERSION = 2  # 2: sealed with a sha256; 1: unsealed (still read)
@@ -226,21 +225,6 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete the temp files of writers that died mid-save (SIGKILL, power loss): `.NAME.tmp-PID`
-    whose PID is no longer running. Returns what it removed. POSIX only (elsewhere: nothing)."""
-    removed = []
-    if os.name != "posix" or not Path(folder).is_dir():
-        return removed
-    for tmp in Path(folder).glob(".*.tmp-*"):
-        match = re.fullmatch(r"\..+\.tmp-(\d+)", tmp.name)
-        if match is None or writer_alive(int(match.group(1))):
-            continue
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
-    return removed
 
 
 # --------------------------------------------------------------------------- reading

@@ -24,7 +24,6 @@ The optional packages come with `pip install 'dlcli[export]'`.
 from __future__ import annotations
 
 import contextlib
-import glob
 import importlib
 import json
 import os
@@ -40,7 +39,7 @@ from torch import nn
 from dlcli import loading, runlock
 from dlcli.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 from dlcli.errors import DlError, missing_package
-from dlcli.files import writer_alive
+from dlcli.files import remove_stale_temps, temp_path
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 DEFAULT_FILE = {"onnx": "model.onnx", "torchscript": "model.pt", "safetensors": "model.safetensors"}
@@ -100,18 +99,16 @@ def _export(run_dir: Path, fmt: str, path: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def staged(path: Path) -> Iterator[Path]:
-    """Where an exporter writes `path`: the same name in a staging folder beside it, `.NAME.export-PID/`.
+    """Where an exporter writes `path`: the same name in a staging folder beside it, `.NAME.tmp-PID/`
+    (files.temp_path).
 
     The files it holds then replace their namesakes beside `path`, side files first (ONNX's
     model.onnx.data, which model.onnx names) and `path` last, each by an atomic rename. An exporter
-    that fails or is interrupted leaves the previous export as it was, never a torn file. Staging
-    folders of exporters that died (SIGKILL) are removed by the next export of the same name.
+    that fails or is interrupted leaves the previous export as it was, never a torn file. Temp files
+    and staging folders of writers that died (SIGKILL) in that folder are removed by the next export.
     """
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.export-*"):
-        pid = stale.name.rpartition("-")[2]
-        if pid.isdigit() and not writer_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-    staging = path.parent / f".{path.name}.export-{os.getpid()}"
+    remove_stale_temps(path.parent)
+    staging = temp_path(path)
     shutil.rmtree(staging, ignore_errors=True)  # left by a dead exporter that had this PID
     staging.mkdir()
     try:

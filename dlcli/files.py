@@ -1,8 +1,9 @@
 """Files written whole or not at all: through a temp file in the same folder and a rename.
 
 os.replace is atomic within one file system, so a process killed mid-write leaves the old file
-(or none), never a torn one. Temp files are named `.NAME.tmp-PID`, the pattern
-checkpoint.remove_stale_temps deletes when that process is gone. They are made with open(),
+(or none), never a torn one. Temp files (and the temp folders of writers of several files: an
+unpacked archive, an export) are named `.NAME.tmp-PID`, the pattern remove_stale_temps deletes
+when that process is gone. They are made with open(),
 not mkstemp, so the final file gets the umask's mode (0644 under umask 022), not mkstemp's 0600.
 Torch-free: the startup path may write with it.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +49,21 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, data: Any, **dumps_options: Any) -> None:
     """json.dumps(data, **dumps_options) and a final newline, as write_text_atomic writes text."""
     write_text_atomic(path, json.dumps(data, **dumps_options) + "\n")
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete the temp files and folders of writers that died mid-write (SIGKILL, power loss): `.NAME.tmp-PID`
+    whose PID is no longer running. Returns what it removed. POSIX only (elsewhere: nothing)."""
+    removed = []
+    if os.name != "posix" or not Path(folder).is_dir():
+        return removed
+    for tmp in Path(folder).glob(".*.tmp-*"):
+        match = re.fullmatch(r"\..+\.tmp-(\d+)", tmp.name)
+        if match is None or writer_alive(int(match.group(1))):
+            continue
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed

@@ -33,7 +33,7 @@ from dlcli.config import RunConfig, render_yaml, to_dict
 from dlcli.console import Logger, MetricsFile
 from dlcli.ema import WeightEMA
 from dlcli.errors import DlError, Interrupted
-from dlcli.files import write_json_atomic, write_text_atomic
+from dlcli.files import remove_stale_temps, write_json_atomic, write_text_atomic
 from dlcli.loop import Loop, RunState
 from dlcli.optim import build_optimizer, build_scheduler, parameter_groups
 from dlcli.runtime import Runtime
@@ -139,7 +139,7 @@ def train(
         if runtime.is_main:
             _write_run_files(run_dir, cfg, runtime, steps_per_epoch, len(job.train_data))
             for folder in (run_dir, run_dir / "checkpoints"):
-                checkpoint.remove_stale_temps(folder)  # left by a process killed mid-write
+                remove_stale_temps(folder)  # left by a process killed mid-write
         logger.info(_start_line(cfg, runtime, steps_per_epoch, state.position if resume else None))
         if resume is not None:
             saved = resume.rng

@@ -255,7 +255,7 @@ def test_an_export_that_fails_midway_leaves_the_previous_file(
     export.export_run(run, "safetensors", target)
     before = target.read_bytes()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".lm.safetensors.export-{int(dead.stdout)}"  # an exporter SIGKILLed mid-write
+    stale = tmp_path / f".lm.safetensors.tmp-{int(dead.stdout)}"  # an exporter SIGKILLed mid-write
     stale.mkdir()
     (stale / "lm.safetensors").write_bytes(b"torn")
 

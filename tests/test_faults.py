@@ -34,6 +34,7 @@ from dlcli.api import load_config
 from dlcli.cli import app
 from dlcli.console import MetricsFile
 from dlcli.errors import DlError
+from dlcli.files import remove_stale_temps
 from dlcli.runs import read_metrics
 from dlcli.tasks import lm
 
@@ -899,8 +900,12 @@ def test_stale_temp_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_pat
     live = tmp_path / f".last.pt.tmp-{os.getpid()}"
     stale.write_bytes(b"half")
     live.write_bytes(b"writing")
-    assert checkpoint.remove_stale_temps(tmp_path) == [stale]
-    assert live.exists() and not stale.exists()
+    # a writer of several files (an archive unpacked, an export) leaves a temp folder
+    stale_tree = tmp_path / f".cifar-10.tmp-{int(dead.stdout)}"
+    (stale_tree / "tree" / "data").mkdir(parents=True)
+    (stale_tree / "tree" / "data" / "batch_1").write_bytes(b"half")
+    assert sorted(remove_stale_temps(tmp_path)) == sorted([stale, stale_tree])
+    assert live.exists() and not stale.exists() and not stale_tree.exists()
 
 
 def test_a_torn_metrics_line_costs_only_itself(tmp_path):

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from dlcli.data.download import sha256_file
 from dlcli.errors import DlError
-from dlcli.files import write_json_atomic, writer_alive
+from dlcli.files import remove_stale_temps, temp_path, write_json_atomic
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 ARCHIVE_SUFFIXES = (*TAR_SUFFIXES, ".zip")
@@ -82,14 +82,14 @@ def _unpack(archive: Path, digest: str, folder: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DlError(f"Cannot make the cache folder {root} to unpack {archive} into ({e}). {_cache_hint()}") from None
-    _remove_stale_temps(root)
+    remove_stale_temps(root)  # half-unpacked trees of processes that died (SIGKILL, power loss)
     free = shutil.disk_usage(root).free
     if total_bytes > free:
         raise DlError(
             f"{archive} unpacks to {total_bytes / 1024**3:.2f} GiB, more than the {free / 1024**3:.2f} GiB "
             f"free in {root}. {_cache_hint()}"
         )
-    tmp = root / f".{folder.name}.tmp-{os.getpid()}"
+    tmp = temp_path(folder)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         _extract(archive, members, tmp / "tree")
@@ -218,11 +218,3 @@ def _corrupt(archive: Path, e: BaseException) -> DlError:
         f"Cannot read the archive {archive} ({type(e).__name__}: {str(e)[:200]}): it is truncated, corrupt or not "
         "a .tar/.tar.gz/.tgz/.zip file. Copy or download it again."
     )
-
-
-def _remove_stale_temps(root: Path) -> None:
-    """Delete half-unpacked trees (`.NAME.tmp-PID`) of processes that died (SIGKILL, power loss)."""
-    for tmp in root.glob(".*.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not writer_alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
